@@ -1,0 +1,278 @@
+/* ckks: the RNS-CKKS scheme (Cheon-Kim-Kim-Song 2017, full-RNS variant of
+ * Cheon-Han-Kim-Kim-Song 2018) with hybrid key switching (Han-Ki 2020).
+ *
+ * Parameters come in two forms: a plain literal struct (bt_ckks_literal) and
+ * a validated, immutable handle (bt_ckks_params) holding the primes, NTT
+ * tables and precomputed constants.  Ciphertexts and plaintexts are kept in
+ * NTT form, one limb of N words per prime.
+ *
+ * Encoding: a vector z of n = 2^logslots complex numbers (n <= N/2) is placed
+ * in a polynomial m(Y), Y = X^(N/2n), of degree < 2n with real coefficients,
+ * such that z_j = m(w^(5^j)) for w = exp(2 pi i / 4n).  Rotating slots by r
+ * is the automorphism X -> X^(5^r mod 2N); conjugation is X -> X^-1.
+ *
+ * Key switching: Q = q_0..q_L, P = p_0..p_{alpha-1}, the ciphertext primes
+ * split into dnum digits of alpha primes.  A switching key holds, for each
+ * digit j, (-a_j s + e_j + P e_j(Q) s', a_j) mod QP where e_j(Q) is the CRT
+ * idempotent of digit j, so the same key serves every level. */
+#ifndef BLINDTUNER_CKKS_H
+#define BLINDTUNER_CKKS_H
+
+#include <complex.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blindtuner/ring.h"
+#include "blindtuner/status.h"
+#include "blindtuner/util.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BT_MAX_PRIMES 64
+#define BT_PARAMS_HASH_BYTES 32
+
+typedef enum bt_secret_dist {
+  BT_SECRET_TERNARY = 0, /* uniform ternary */
+  BT_SECRET_SPARSE = 1   /* ternary with fixed Hamming weight */
+} bt_secret_dist;
+
+/* Unchecked parameter description.  Primes are generated deterministically
+ * from the bit sizes (largest primes = 1 mod 2N below 2^bits), so a literal
+ * names one parameter set exactly. */
+typedef struct bt_ckks_literal {
+  const char *name;         /* preset name, informational */
+  int logn;                 /* log2 of the ring degree N */
+  int nq;                   /* ciphertext primes q_0..q_{nq-1}; max level = nq - 1 */
+  int q_bits[BT_MAX_PRIMES];/* bit size of each q_i; q_0 is the base prime */
+  int dnum;                 /* key-switching digits; alpha = ceil(nq/dnum) special primes */
+  int p_bits;               /* bit size of each special prime */
+  int log_scale;            /* default scale 2^log_scale */
+  bt_secret_dist secret;
+  int hamming_weight;       /* for BT_SECRET_SPARSE */
+  int insecure;             /* 1 for test-only parameters below 128-bit security */
+} bt_ckks_literal;
+
+typedef struct bt_ckks_params bt_ckks_params;
+
+/* Flags for bt_ckks_params_new. */
+#define BT_ALLOW_INSECURE 1u
+
+/* Named presets.  "bench-n16" is the issue's benchmark setting (N = 2^16,
+ * 25 ciphertext limbs, dnum = 3) and meets the HE Standard 128-bit bound;
+ * names starting with "INSECURE" are tiny parameters for tests. */
+bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) BT_MUST_CHECK;
+/* Names of all presets, NULL-terminated. */
+const char *const *bt_ckks_preset_names(void);
+
+/* Validates `lit` and builds the handle.  INSECURE parameters are refused
+ * with BT_E_INSECURE unless `flags` has BT_ALLOW_INSECURE. */
+bt_status bt_ckks_params_new(const bt_ckks_literal *lit, unsigned flags,
+                             bt_ckks_params **out) BT_MUST_CHECK;
+void bt_ckks_params_free(bt_ckks_params *p);
+
+int bt_ckks_logn(const bt_ckks_params *p);
+size_t bt_ckks_n(const bt_ckks_params *p);
+int bt_ckks_max_level(const bt_ckks_params *p);
+int bt_ckks_num_special(const bt_ckks_params *p);
+int bt_ckks_dnum(const bt_ckks_params *p);
+double bt_ckks_default_scale(const bt_ckks_params *p);
+double bt_ckks_log_qp(const bt_ckks_params *p);
+uint64_t bt_ckks_q(const bt_ckks_params *p, int i);
+uint64_t bt_ckks_p(const bt_ckks_params *p, int i);
+const bt_ckks_literal *bt_ckks_literal_of(const bt_ckks_params *p);
+/* 32-byte hash naming the parameter set (primes, ring, secret distribution). */
+const uint8_t *bt_ckks_params_hash(const bt_ckks_params *p);
+/* Largest log2 QP the HE Standard allows at 128-bit security for this N
+ * (uniform ternary secret), or 0 if N is outside the table. */
+int bt_ckks_he_standard_max_logqp(int logn);
+/* The one mutable setting: OpenMP threads used by operations on objects of
+ * these parameters (0 = bt_default_threads()). */
+void bt_ckks_set_threads(bt_ckks_params *p, int threads);
+int bt_ckks_threads(const bt_ckks_params *p);
+
+/* ---- plaintexts and ciphertexts ---- */
+typedef struct bt_plaintext {
+  const bt_ckks_params *params;
+  int level;       /* limbs in use: level + 1 */
+  int logslots;
+  double scale;
+  uint64_t *c;     /* (max level + 1) * N words, NTT form */
+} bt_plaintext;
+
+typedef struct bt_ciphertext {
+  const bt_ckks_params *params;
+  int level;
+  int degree;      /* 1: (c0, c1); 2: (c0, c1, c2) before relinearisation */
+  int logslots;
+  double scale;
+  uint64_t *c[3];  /* each (max level + 1) * N words, NTT form */
+  int seeded;      /* 1: c[1] was expanded from `seed` (fresh secret-key encryption) */
+  uint8_t seed[BT_SEED_BYTES];
+} bt_ciphertext;
+
+bt_status bt_plaintext_new(const bt_ckks_params *p, bt_plaintext **out) BT_MUST_CHECK;
+void bt_plaintext_free(bt_plaintext *pt);
+bt_status bt_ciphertext_new(const bt_ckks_params *p, bt_ciphertext **out) BT_MUST_CHECK;
+void bt_ciphertext_free(bt_ciphertext *ct);
+bt_status bt_ciphertext_copy(bt_ciphertext *dst, const bt_ciphertext *src) BT_MUST_CHECK;
+
+/* ---- encoder ---- */
+/* Encodes `count` <= 2^logslots values (the rest are zero) at `level` and
+ * `scale`.  logslots in [0, logN - 1]. */
+bt_status bt_ckks_encode(const bt_ckks_params *p, const double complex *values, size_t count,
+                         int logslots, int level, double scale, bt_plaintext *out) BT_MUST_CHECK;
+bt_status bt_ckks_encode_real(const bt_ckks_params *p, const double *values, size_t count,
+                              int logslots, int level, double scale,
+                              bt_plaintext *out) BT_MUST_CHECK;
+/* Writes 2^logslots values. */
+bt_status bt_ckks_decode(const bt_plaintext *pt, double complex *out) BT_MUST_CHECK;
+bt_status bt_ckks_decode_real(const bt_plaintext *pt, double *out) BT_MUST_CHECK;
+
+/* ---- keys ---- */
+typedef struct bt_secret_key {
+  const bt_ckks_params *params;
+  uint64_t *s;     /* (nq + alpha) limbs, NTT form; wiped on free */
+} bt_secret_key;
+
+typedef struct bt_public_key {
+  const bt_ckks_params *params;
+  uint64_t *b, *a; /* nq limbs each, NTT form; a expanded from seed */
+  uint8_t seed[BT_SEED_BYTES];
+} bt_public_key;
+
+typedef struct bt_switch_key {
+  const bt_ckks_params *params;
+  uint64_t galois;  /* automorphism X -> X^galois; 0 for relinearisation */
+  int digits;       /* dnum */
+  uint64_t **b, **a;/* per digit: (nq + alpha) limbs, NTT form */
+  uint8_t (*seeds)[BT_SEED_BYTES];
+} bt_switch_key;
+
+/* The evaluation keys a server holds: relinearisation and Galois keys. */
+typedef struct bt_eval_keys {
+  const bt_ckks_params *params;
+  bt_switch_key *relin;     /* may be NULL */
+  bt_switch_key **galois;   /* rotation and conjugation keys */
+  size_t ngalois, cap;
+} bt_eval_keys;
+
+/* Key generation draws from `g` (seeded for reproducible tests, or
+ * bt_prng_init_random). */
+bt_status bt_keygen_secret(const bt_ckks_params *p, bt_prng *g, bt_secret_key **out) BT_MUST_CHECK;
+bt_status bt_keygen_public(const bt_secret_key *sk, bt_prng *g, bt_public_key **out) BT_MUST_CHECK;
+bt_status bt_keygen_relin(const bt_secret_key *sk, bt_prng *g, bt_switch_key **out) BT_MUST_CHECK;
+bt_status bt_keygen_galois(const bt_secret_key *sk, uint64_t galois, bt_prng *g,
+                           bt_switch_key **out) BT_MUST_CHECK;
+void bt_secret_key_free(bt_secret_key *sk);
+void bt_public_key_free(bt_public_key *pk);
+void bt_switch_key_free(bt_switch_key *k);
+/* Allocates an empty switching key with all buffers (for deserialisation). */
+bt_status bt_switch_key_alloc(const bt_ckks_params *p, uint64_t galois,
+                              bt_switch_key **out) BT_MUST_CHECK;
+bt_status bt_public_key_alloc(const bt_ckks_params *p, bt_public_key **out) BT_MUST_CHECK;
+bt_status bt_secret_key_alloc(const bt_ckks_params *p, bt_secret_key **out) BT_MUST_CHECK;
+
+/* Galois element for a left rotation by `step` slots (negative: right). */
+uint64_t bt_ckks_galois_rotate(const bt_ckks_params *p, int step);
+/* Galois element of complex conjugation (2N - 1). */
+uint64_t bt_ckks_galois_conjugate(const bt_ckks_params *p);
+
+bt_status bt_eval_keys_new(const bt_ckks_params *p, bt_eval_keys **out) BT_MUST_CHECK;
+void bt_eval_keys_free(bt_eval_keys *ek);
+/* Takes ownership of `k` (also on failure). */
+bt_status bt_eval_keys_add(bt_eval_keys *ek, bt_switch_key *k) BT_MUST_CHECK;
+const bt_switch_key *bt_eval_keys_find(const bt_eval_keys *ek, uint64_t galois);
+/* Generates relinearisation (if `relin`), rotation keys for `steps` (deduplicated)
+ * and the conjugation key (if `conj`) into `ek`. */
+bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
+                         size_t nsteps, int conj, bt_eval_keys *ek) BT_MUST_CHECK;
+
+/* ---- encryption ---- */
+/* Public-key encryption: (v b + e0 + m, v a + e1). */
+bt_status bt_encrypt_pk(const bt_public_key *pk, const bt_plaintext *pt, bt_prng *g,
+                        bt_ciphertext *out) BT_MUST_CHECK;
+/* Secret-key encryption: (-a s + e + m, a) with a expanded from a fresh seed,
+ * so the ciphertext serialises at half size. */
+bt_status bt_encrypt_sk(const bt_secret_key *sk, const bt_plaintext *pt, bt_prng *g,
+                        bt_ciphertext *out) BT_MUST_CHECK;
+bt_status bt_decrypt(const bt_secret_key *sk, const bt_ciphertext *ct,
+                     bt_plaintext *out) BT_MUST_CHECK;
+
+/* ---- evaluator ----
+ * Outputs may alias inputs.  Binary operations on operands at different
+ * levels first drop the higher one; add/sub with different scales bring the
+ * smaller scale up (by an integer factor when the ratio is integral, else by
+ * a constant multiplication that costs one level).  An evaluator owns its
+ * scratch and is not to be shared between threads. */
+typedef struct bt_evaluator bt_evaluator;
+
+bt_status bt_evaluator_new(const bt_ckks_params *p, const bt_eval_keys *keys,
+                           bt_evaluator **out) BT_MUST_CHECK;
+void bt_evaluator_free(bt_evaluator *ev);
+
+bt_status bt_eval_add(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
+                      bt_ciphertext *out) BT_MUST_CHECK;
+bt_status bt_eval_sub(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
+                      bt_ciphertext *out) BT_MUST_CHECK;
+bt_status bt_eval_neg(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+bt_status bt_eval_add_plain(bt_evaluator *ev, const bt_ciphertext *a, const bt_plaintext *b,
+                            bt_ciphertext *out) BT_MUST_CHECK;
+bt_status bt_eval_sub_plain(bt_evaluator *ev, const bt_ciphertext *a, const bt_plaintext *b,
+                            bt_ciphertext *out) BT_MUST_CHECK;
+/* Scale multiplies: out.scale = a.scale * b.scale. */
+bt_status bt_eval_mul_plain(bt_evaluator *ev, const bt_ciphertext *a, const bt_plaintext *b,
+                            bt_ciphertext *out) BT_MUST_CHECK;
+/* Adds the constant re + i im to every slot. */
+bt_status bt_eval_add_const(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
+                            bt_ciphertext *out) BT_MUST_CHECK;
+/* Multiplies every slot by re + i im, encoded at scale q_level so that the
+ * following rescale returns to a.scale exactly. */
+bt_status bt_eval_mul_const(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
+                            bt_ciphertext *out) BT_MUST_CHECK;
+/* Multiplies by an integer; no scale change, no level used. */
+bt_status bt_eval_mul_int(bt_evaluator *ev, const bt_ciphertext *a, int64_t k,
+                          bt_ciphertext *out) BT_MUST_CHECK;
+/* Tensor product: degree-2 result. */
+bt_status bt_eval_mul(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
+                      bt_ciphertext *out) BT_MUST_CHECK;
+bt_status bt_eval_relin(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+bt_status bt_eval_mul_relin(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
+                            bt_ciphertext *out) BT_MUST_CHECK;
+/* Divides by the last prime: level - 1, scale / q_level. */
+bt_status bt_eval_rescale(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+bt_status bt_eval_drop_level(bt_evaluator *ev, const bt_ciphertext *a, int levels,
+                             bt_ciphertext *out) BT_MUST_CHECK;
+/* Rotates slots left by `step` (negative: right). */
+bt_status bt_eval_rotate(bt_evaluator *ev, const bt_ciphertext *a, int step,
+                         bt_ciphertext *out) BT_MUST_CHECK;
+bt_status bt_eval_conjugate(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+/* Several rotations of one ciphertext sharing one decomposition:
+ * outs[i] = rotate(a, steps[i]).  outs[i] must not alias a. */
+bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const int *steps,
+                                 size_t nsteps, bt_ciphertext **outs) BT_MUST_CHECK;
+/* Applies a switching key (any automorphism 0 = identity). */
+bt_status bt_eval_keyswitch(bt_evaluator *ev, const bt_ciphertext *a, const bt_switch_key *k,
+                            bt_ciphertext *out) BT_MUST_CHECK;
+/* out_i = sum_{j < n} a_{i + j*batch} (indices mod slots): needs rotation
+ * keys for batch * 2^t. */
+bt_status bt_eval_inner_sum(bt_evaluator *ev, const bt_ciphertext *a, int batch, int n,
+                            bt_ciphertext *out) BT_MUST_CHECK;
+/* out_i = sum_{j < n} a_{i - j*batch}: replicates a block of `batch` slots n times. */
+bt_status bt_eval_replicate(bt_evaluator *ev, const bt_ciphertext *a, int batch, int n,
+                            bt_ciphertext *out) BT_MUST_CHECK;
+/* Rotation steps bt_eval_inner_sum / bt_eval_replicate need; writes at most
+ * 2*ceil(log2 n) steps and returns the count. */
+size_t bt_inner_sum_steps(int batch, int n, int replicate, int *steps);
+
+/* Measured precision: -log2 of the mean and of the maximum absolute error. */
+typedef struct bt_precision {
+  double mean_bits, min_bits, max_err, mean_err;
+} bt_precision;
+bt_precision bt_precision_measure(const double complex *want, const double complex *got, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,151 @@
+/* CKKS encoding through the canonical embedding.
+ *
+ * With n slots, w = exp(2 pi i / 4n) and the rotation group {5^j mod 4n} =
+ * {4t + 1 : t < n}, a real polynomial m(Y) of degree < 2n satisfies
+ *   z_j = m(w^(5^j)) = sum_{k<n} u_k w^k e^(2 pi i t k / n),  t = (5^j - 1)/4,
+ * where u_k = m_k + i m_{k+n} (w^n = i and 5^j = 1 mod 4).  Decoding is
+ * therefore a twist by w^k followed by an n-point inverse DFT, and encoding
+ * a forward DFT followed by the inverse twist and a division by n; both are
+ * FFTW transforms.  Y = X^(N/2n) places sparse packings in R[X]/(X^N + 1). */
+#include <math.h>
+#include <string.h>
+
+#include <complex.h>
+#include <fftw3.h>
+
+#include "ckks/internal.h"
+
+static bt_status check_slots(const bt_ckks_params *p, int logslots, size_t count) {
+  if (logslots < 0 || logslots >= p->logn)
+    return bt_fail(BT_E_ARG, "log2 slots %d outside [0, %d]", logslots, p->logn - 1);
+  if (count > ((size_t)1 << logslots))
+    return bt_fail(BT_E_ARG, "%zu values do not fit in 2^%d slots", count, logslots);
+  return BT_OK;
+}
+
+/* Writes round(x) mod q for every prime of the limb range at position pos. */
+static void put_coeff(const bt_ckks_params *p, uint64_t *c, int limbs, size_t pos, double x) {
+  double r = nearbyint(x);
+  if (fabs(r) < 9.2e18) {
+    int64_t v = (int64_t)r;
+    for (int i = 0; i < limbs; i++) {
+      uint64_t q = p->primes[i];
+      uint64_t m = v < 0 ? q - bt_mod_reduce64((uint64_t)(-v), &p->mod[i]) : bt_mod_reduce64((uint64_t)v, &p->mod[i]);
+      c[(size_t)i * p->n + pos] = m == q ? 0 : m;
+    }
+  } else {
+    long double lr = (long double)r;
+    for (int i = 0; i < limbs; i++) {
+      long double q = (long double)p->primes[i];
+      long double m = fmodl(lr, q);
+      if (m < 0) m += q;
+      uint64_t v = (uint64_t)m;
+      c[(size_t)i * p->n + pos] = v >= p->primes[i] ? v - p->primes[i] : v;
+    }
+  }
+}
+
+bt_status bt_ckks_encode(const bt_ckks_params *p, const double complex *values, size_t count,
+                         int logslots, int level, double scale, bt_plaintext *out) {
+  bt_status st = check_slots(p, logslots, count);
+  if (st) return st;
+  if (level < 0 || level >= p->nq)
+    return bt_fail(BT_E_LEVEL, "cannot encode at level %d (max %d)", level, p->nq - 1);
+  if (!(scale > 0) || !isfinite(scale))
+    return bt_fail(BT_E_SCALE, "cannot encode at scale %g", scale);
+  if (out->params != p) return bt_fail(BT_E_PARAMS, "plaintext belongs to other parameters");
+  const size_t n = (size_t)1 << logslots, gap = p->n / (2 * n);
+  const bt_slot_tables *t = &p->slots[logslots];
+  double complex *buf = fftw_malloc(n * sizeof *buf);
+  if (!buf) return bt_fail(BT_E_NOMEM, "out of memory encoding");
+  memset(buf, 0, n * sizeof *buf);
+  for (size_t j = 0; j < count; j++) {
+    if (!isfinite(creal(values[j])) || !isfinite(cimag(values[j]))) {
+      fftw_free(buf);
+      return bt_fail(BT_E_ARG, "cannot encode a non-finite value (slot %zu)", j);
+    }
+    buf[t->order[j]] = values[j];
+  }
+  fftw_execute_dft(t->fwd, buf, buf);
+  const int limbs = level + 1;
+  memset(out->c, 0, (size_t)limbs * p->n * sizeof(uint64_t));
+  const double norm = scale / (double)n;
+  for (size_t k = 0; k < n; k++) {
+    double complex u = buf[k] * conj(t->twist[k]) * norm;
+    put_coeff(p, out->c, limbs, k * gap, creal(u));
+    put_coeff(p, out->c, limbs, (k + n) * gap, cimag(u));
+  }
+  fftw_free(buf);
+  bt_poly_ntt(p, out->c, 0, limbs);
+  out->level = level;
+  out->scale = scale;
+  out->logslots = logslots;
+  return BT_OK;
+}
+
+bt_status bt_ckks_encode_real(const bt_ckks_params *p, const double *values, size_t count,
+                              int logslots, int level, double scale, bt_plaintext *out) {
+  bt_status st = check_slots(p, logslots, count);
+  if (st) return st;
+  double complex *tmp = bt_alloc((count ? count : 1) * sizeof *tmp);
+  if (!tmp) return BT_E_NOMEM;
+  for (size_t i = 0; i < count; i++) tmp[i] = values[i];
+  st = bt_ckks_encode(p, tmp, count, logslots, level, scale, out);
+  bt_free_secret(tmp, (count ? count : 1) * sizeof *tmp);
+  return st;
+}
+
+bt_status bt_ckks_decode(const bt_plaintext *pt, double complex *out) {
+  const bt_ckks_params *p = pt->params;
+  bt_status st = check_slots(p, pt->logslots, 0);
+  if (st) return st;
+  const size_t n = (size_t)1 << pt->logslots, gap = p->n / (2 * n);
+  /* CRT over the fewest primes whose product exceeds scale * 2^64: exact for
+   * every message whose slots stay below 2^62 in magnitude */
+  int k = 0;
+  double bits = 0, need = log2(pt->scale) + 64;
+  while (k < pt->level + 1 && bits < need) bits += log2((double)p->primes[k++]);
+  uint64_t *coef = bt_alloc((size_t)k * p->n * sizeof(uint64_t));
+  double complex *buf = fftw_malloc(n * sizeof *buf);
+  if (!coef || !buf) {
+    bt_free(coef);
+    fftw_free(buf);
+    return bt_fail(BT_E_NOMEM, "out of memory decoding");
+  }
+  memcpy(coef, pt->c, (size_t)k * p->n * sizeof(uint64_t));
+  bt_poly_intt(p, coef, 0, k);
+  const bt_crt *crt = &p->crt[k - 1];
+  const bt_slot_tables *t = &p->slots[pt->logslots];
+  const long double inv_scale = 1.0L / (long double)pt->scale;
+#pragma omp parallel num_threads(p->threads)
+  {
+    uint64_t res[BT_MAX_PRIMES], scratch[2 * BT_MAX_PRIMES + 2];
+#pragma omp for schedule(static)
+    for (size_t j = 0; j < n; j++) {
+      double v[2];
+      for (int h = 0; h < 2; h++) {
+        size_t pos = (j + (size_t)h * n) * gap;
+        for (int i = 0; i < k; i++) res[i] = coef[(size_t)i * p->n + pos];
+        v[h] = (double)(bt_crt_centered(crt, res, scratch) * inv_scale);
+      }
+      buf[j] = (v[0] + I * v[1]) * t->twist[j];
+    }
+  }
+  fftw_execute_dft(t->bwd, buf, buf);
+  for (size_t j = 0; j < n; j++) out[j] = buf[t->order[j]];
+  bt_free_secret(coef, (size_t)k * p->n * sizeof(uint64_t));
+  bt_wipe(buf, n * sizeof *buf);
+  fftw_free(buf);
+  return BT_OK;
+}
+
+bt_status bt_ckks_decode_real(const bt_plaintext *pt, double *out) {
+  const size_t n = (size_t)1 << pt->logslots;
+  double complex *tmp = bt_alloc(n * sizeof *tmp);
+  if (!tmp) return BT_E_NOMEM;
+  bt_status st = bt_ckks_decode(pt, tmp);
+  if (!st)
+    for (size_t j = 0; j < n; j++) out[j] = creal(tmp[j]);
+  bt_free_secret(tmp, n * sizeof *tmp);
+  return st;
+}

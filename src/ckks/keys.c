@@ -1,0 +1,310 @@
+/* Key generation.
+ *
+ * Secret s: ternary (uniform or fixed Hamming weight), stored in NTT form
+ * over every prime of QP.  Public key: (-a s + e, a) mod Q.  Switching key
+ * from s' to s, digit j of dnum: (-a_j s + e_j + P [j] s', a_j) mod QP where
+ * [j] is 1 on the primes of digit j and 0 elsewhere (the CRT idempotent), so
+ * that for the digits d_j of c, sum_j d_j (b_j, a_j) decrypts to P c s' plus
+ * the small noise sum_j d_j e_j; dividing by P (ModDown) finishes the switch.
+ * Each a_j is expanded from its own 32-byte seed, stored with the key. */
+#include <string.h>
+
+#include "ckks/internal.h"
+
+static size_t qp_words(const bt_ckks_params *p) { return (size_t)(p->nq + p->np) * p->n; }
+
+bt_status bt_secret_key_alloc(const bt_ckks_params *p, bt_secret_key **out) {
+  *out = NULL;
+  bt_secret_key *sk = bt_calloc(1, sizeof *sk);
+  if (!sk) return BT_E_NOMEM;
+  sk->params = p;
+  sk->s = bt_calloc(qp_words(p), sizeof(uint64_t));
+  if (!sk->s) {
+    bt_free(sk);
+    return BT_E_NOMEM;
+  }
+  *out = sk;
+  return BT_OK;
+}
+
+void bt_secret_key_free(bt_secret_key *sk) {
+  if (!sk) return;
+  bt_free_secret(sk->s, qp_words(sk->params) * sizeof(uint64_t));
+  bt_free_secret(sk, sizeof *sk);
+}
+
+bt_status bt_keygen_secret(const bt_ckks_params *p, bt_prng *g, bt_secret_key **out) {
+  bt_status st = bt_secret_key_alloc(p, out);
+  if (st) return st;
+  int8_t *s = bt_alloc(p->n);
+  if (!s) {
+    bt_secret_key_free(*out);
+    *out = NULL;
+    return BT_E_NOMEM;
+  }
+  if (p->lit.secret == BT_SECRET_SPARSE)
+    st = bt_sample_ternary_hw(g, p->n, (size_t)p->lit.hamming_weight, s);
+  else
+    bt_sample_ternary(g, p->n, s);
+  if (!st) bt_small_to_ntt(p, s, (*out)->s, 0, p->nq + p->np);
+  bt_free_secret(s, p->n);
+  if (st) {
+    bt_secret_key_free(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
+/* Gaussian error in NTT form over `count` primes starting at `first`. */
+static bt_status sample_error(const bt_ckks_params *p, bt_prng *g, uint64_t *out, int first,
+                              int count) {
+  int8_t *e = bt_alloc(p->n);
+  if (!e) return BT_E_NOMEM;
+  bt_sample_gaussian(g, p->n, e);
+  bt_small_to_ntt(p, e, out, first, count);
+  bt_free_secret(e, p->n);
+  return BT_OK;
+}
+
+bt_status bt_public_key_alloc(const bt_ckks_params *p, bt_public_key **out) {
+  *out = NULL;
+  bt_public_key *pk = bt_calloc(1, sizeof *pk);
+  if (!pk) return BT_E_NOMEM;
+  pk->params = p;
+  pk->b = bt_calloc(2 * (size_t)p->nq * p->n, sizeof(uint64_t));
+  if (!pk->b) {
+    bt_free(pk);
+    return BT_E_NOMEM;
+  }
+  pk->a = pk->b + (size_t)p->nq * p->n;
+  *out = pk;
+  return BT_OK;
+}
+
+void bt_public_key_free(bt_public_key *pk) {
+  if (!pk) return;
+  bt_free(pk->b);
+  bt_free(pk);
+}
+
+/* b = -a s + b over `count` limbs from prime `first` (b holds e on entry). */
+static void sub_as(const bt_ckks_params *p, const uint64_t *a, const uint64_t *s, uint64_t *b,
+                   int first, int count) {
+  const size_t n = p->n;
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+  for (int t = 0; t < count; t++) {
+    const bt_modulus *m = &p->mod[first + t];
+    const uint64_t *at = a + (size_t)t * n, *st = s + (size_t)(first + t) * n;
+    uint64_t *bt = b + (size_t)t * n;
+    for (size_t j = 0; j < n; j++) bt[j] = bt_mod_sub(bt[j], bt_mod_mul(at[j], st[j], m), m->q);
+  }
+}
+
+bt_status bt_keygen_public(const bt_secret_key *sk, bt_prng *g, bt_public_key **out) {
+  const bt_ckks_params *p = sk->params;
+  bt_status st = bt_public_key_alloc(p, out);
+  if (st) return st;
+  bt_public_key *pk = *out;
+  bt_prng_bytes(g, pk->seed, BT_SEED_BYTES);
+  bt_expand_uniform(p, pk->seed, pk->a, 0, p->nq);
+  if ((st = sample_error(p, g, pk->b, 0, p->nq))) {
+    bt_public_key_free(pk);
+    *out = NULL;
+    return st;
+  }
+  sub_as(p, pk->a, sk->s, pk->b, 0, p->nq);
+  return BT_OK;
+}
+
+bt_status bt_switch_key_alloc(const bt_ckks_params *p, uint64_t galois, bt_switch_key **out) {
+  *out = NULL;
+  bt_switch_key *k = bt_calloc(1, sizeof *k);
+  if (!k) return BT_E_NOMEM;
+  k->params = p;
+  k->galois = galois;
+  k->digits = p->dnum;
+  k->b = bt_calloc((size_t)p->dnum, sizeof *k->b);
+  k->a = bt_calloc((size_t)p->dnum, sizeof *k->a);
+  k->seeds = bt_calloc((size_t)p->dnum, sizeof *k->seeds);
+  if (!k->b || !k->a || !k->seeds) {
+    bt_switch_key_free(k);
+    return BT_E_NOMEM;
+  }
+  for (int j = 0; j < p->dnum; j++) {
+    k->b[j] = bt_alloc(2 * qp_words(p) * sizeof(uint64_t));
+    if (!k->b[j]) {
+      bt_switch_key_free(k);
+      return BT_E_NOMEM;
+    }
+    k->a[j] = k->b[j] + qp_words(p);
+  }
+  *out = k;
+  return BT_OK;
+}
+
+void bt_switch_key_free(bt_switch_key *k) {
+  if (!k) return;
+  if (k->b)
+    for (int j = 0; j < k->digits; j++) bt_free(k->b[j]);
+  bt_free(k->b);
+  bt_free(k->a);
+  bt_free(k->seeds);
+  bt_free(k);
+}
+
+/* Key switching from s2 (NTT form over QP) to sk. */
+static bt_status gen_switch(const bt_secret_key *sk, const uint64_t *s2, uint64_t galois,
+                            bt_prng *g, bt_switch_key **out) {
+  const bt_ckks_params *p = sk->params;
+  const int total = p->nq + p->np;
+  const size_t n = p->n;
+  bt_status st = bt_switch_key_alloc(p, galois, out);
+  if (st) return st;
+  bt_switch_key *k = *out;
+  for (int j = 0; j < p->dnum; j++) {
+    bt_prng_bytes(g, k->seeds[j], BT_SEED_BYTES);
+    bt_expand_uniform(p, k->seeds[j], k->a[j], 0, total);
+    if ((st = sample_error(p, g, k->b[j], 0, total))) {
+      bt_switch_key_free(k);
+      *out = NULL;
+      return st;
+    }
+    sub_as(p, k->a[j], sk->s, k->b[j], 0, total);
+    int lo = j * p->alpha, hi = lo + p->alpha < p->nq ? lo + p->alpha : p->nq;
+    for (int i = lo; i < hi; i++) {
+      const bt_modulus *m = &p->mod[i];
+      uint64_t pm = p->pmodq[i], pmp = bt_shoup(pm, m->q);
+      uint64_t *b = k->b[j] + (size_t)i * n;
+      const uint64_t *s = s2 + (size_t)i * n;
+      for (size_t t = 0; t < n; t++) b[t] = bt_mod_add(b[t], bt_mul_shoup(s[t], pm, pmp, m->q), m->q);
+    }
+  }
+  return BT_OK;
+}
+
+bt_status bt_keygen_relin(const bt_secret_key *sk, bt_prng *g, bt_switch_key **out) {
+  const bt_ckks_params *p = sk->params;
+  const size_t words = qp_words(p);
+  uint64_t *s2 = bt_alloc(words * sizeof(uint64_t));
+  if (!s2) return BT_E_NOMEM;
+  for (int i = 0; i < p->nq + p->np; i++)
+    for (size_t t = 0; t < p->n; t++) {
+      size_t x = (size_t)i * p->n + t;
+      s2[x] = bt_mod_mul(sk->s[x], sk->s[x], &p->mod[i]);
+    }
+  bt_status st = gen_switch(sk, s2, 0, g, out);
+  bt_free_secret(s2, words * sizeof(uint64_t));
+  return st;
+}
+
+bt_status bt_keygen_galois(const bt_secret_key *sk, uint64_t galois, bt_prng *g,
+                           bt_switch_key **out) {
+  const bt_ckks_params *p = sk->params;
+  if ((galois & 1) == 0 || galois >= 2 * p->n)
+    return bt_fail(BT_E_ARG, "Galois element %llu is not odd in (0, 2N)", (unsigned long long)galois);
+  const size_t words = qp_words(p);
+  uint64_t *s2 = bt_alloc(words * sizeof(uint64_t));
+  uint32_t *idx = bt_alloc(p->n * sizeof *idx);
+  if (!s2 || !idx) {
+    bt_free(s2);
+    bt_free(idx);
+    return BT_E_NOMEM;
+  }
+  bt_ntt_automorphism_index(p->logn, galois, idx);
+  for (int i = 0; i < p->nq + p->np; i++) {
+    const uint64_t *s = sk->s + (size_t)i * p->n;
+    uint64_t *d = s2 + (size_t)i * p->n;
+    for (size_t t = 0; t < p->n; t++) d[t] = s[idx[t]];
+  }
+  bt_status st = gen_switch(sk, s2, galois, g, out);
+  bt_free_secret(s2, words * sizeof(uint64_t));
+  bt_free(idx);
+  return st;
+}
+
+uint64_t bt_ckks_galois_rotate(const bt_ckks_params *p, int step) {
+  const uint64_t half = p->n / 2, mod = 2 * p->n;
+  int64_t s = step % (int64_t)half;
+  if (s < 0) s += (int64_t)half;
+  uint64_t g = 1;
+  for (int64_t i = 0; i < s; i++) g = (g * 5) % mod;
+  return g;
+}
+
+uint64_t bt_ckks_galois_conjugate(const bt_ckks_params *p) { return 2 * p->n - 1; }
+
+bt_status bt_eval_keys_new(const bt_ckks_params *p, bt_eval_keys **out) {
+  *out = bt_calloc(1, sizeof **out);
+  if (!*out) return BT_E_NOMEM;
+  (*out)->params = p;
+  return BT_OK;
+}
+
+void bt_eval_keys_free(bt_eval_keys *ek) {
+  if (!ek) return;
+  bt_switch_key_free(ek->relin);
+  for (size_t i = 0; i < ek->ngalois; i++) bt_switch_key_free(ek->galois[i]);
+  bt_free(ek->galois);
+  bt_free(ek);
+}
+
+const bt_switch_key *bt_eval_keys_find(const bt_eval_keys *ek, uint64_t galois) {
+  if (!ek) return NULL;
+  if (galois == 0) return ek->relin;
+  for (size_t i = 0; i < ek->ngalois; i++)
+    if (ek->galois[i]->galois == galois) return ek->galois[i];
+  return NULL;
+}
+
+bt_status bt_eval_keys_add(bt_eval_keys *ek, bt_switch_key *k) {
+  if (k->params != ek->params) {
+    bt_switch_key_free(k);
+    return bt_fail(BT_E_PARAMS, "key belongs to other parameters");
+  }
+  if (k->galois == 0) {
+    bt_switch_key_free(ek->relin);
+    ek->relin = k;
+    return BT_OK;
+  }
+  for (size_t i = 0; i < ek->ngalois; i++)
+    if (ek->galois[i]->galois == k->galois) {
+      bt_switch_key_free(ek->galois[i]);
+      ek->galois[i] = k;
+      return BT_OK;
+    }
+  if (ek->ngalois == ek->cap) {
+    size_t cap = ek->cap ? 2 * ek->cap : 8;
+    bt_switch_key **g = bt_alloc(cap * sizeof *g);
+    if (!g) {
+      bt_switch_key_free(k);
+      return BT_E_NOMEM;
+    }
+    if (ek->ngalois) memcpy(g, ek->galois, ek->ngalois * sizeof *g);
+    bt_free(ek->galois);
+    ek->galois = g;
+    ek->cap = cap;
+  }
+  ek->galois[ek->ngalois++] = k;
+  return BT_OK;
+}
+
+bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
+                         size_t nsteps, int conj, bt_eval_keys *ek) {
+  const bt_ckks_params *p = sk->params;
+  bt_status st;
+  bt_switch_key *k;
+  if (relin) {
+    if ((st = bt_keygen_relin(sk, g, &k)) || (st = bt_eval_keys_add(ek, k))) return st;
+  }
+  for (size_t i = 0; i < nsteps; i++) {
+    uint64_t gal = bt_ckks_galois_rotate(p, steps[i]);
+    if (gal == 1 || bt_eval_keys_find(ek, gal)) continue;
+    if ((st = bt_keygen_galois(sk, gal, g, &k)) || (st = bt_eval_keys_add(ek, k))) return st;
+  }
+  if (conj && !bt_eval_keys_find(ek, bt_ckks_galois_conjugate(p))) {
+    if ((st = bt_keygen_galois(sk, bt_ckks_galois_conjugate(p), g, &k)) ||
+        (st = bt_eval_keys_add(ek, k)))
+      return st;
+  }
+  return BT_OK;
+}

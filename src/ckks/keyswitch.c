@@ -1,0 +1,264 @@
+/* Hybrid key switching (Han-Ki 2020) with hoisting (Halevi-Shoup 2018).
+ *
+ * To switch c (under s') to s at level l:
+ *   1. Decompose: INTT c once; for each digit j extend its primes to all of
+ *      Q_l P by fast basis extension (ModUp) and NTT the new limbs.  The
+ *      limbs of the digit itself are copied from the NTT-form input.
+ *   2. Inner product with the key: (u0, u1) = sum_j d_j (b_j, a_j) mod Q_l P,
+ *      accumulated in 128 bits and reduced once.
+ *   3. ModDown: (u - ext(u mod P)) / P, back to Q_l.
+ * For an automorphism phi the digits of c1 are permuted instead of
+ * recomputed (phi commutes with ModUp up to the usual u*Q_j slack), so many
+ * rotations of one ciphertext share steps 1 ("hoisting"). */
+#include <string.h>
+
+#include "ckks/internal.h"
+
+static size_t qp_limbs(const bt_ckks_params *p) { return (size_t)(p->nq + p->np); }
+
+/* Prime index of the t-th limb of the extended basis Q_l P. */
+static int ext_prime(const bt_ckks_params *p, int level, int t) {
+  return t <= level ? t : p->nq + (t - level - 1);
+}
+
+static void decompose(bt_evaluator *ev, const uint64_t *c, int level) {
+  const bt_ckks_params *p = ev->p;
+  const size_t n = p->n, stride = qp_limbs(p) * n;
+  const int limbs = level + 1, beta = bt_digits_at(p, level), ext = limbs + p->np;
+  memcpy(ev->coef, c, (size_t)limbs * n * sizeof(uint64_t));
+  bt_poly_intt(p, ev->coef, 0, limbs);
+  uint8_t mask[BT_MAX_PRIMES];
+  for (int j = 0; j < beta; j++) {
+    const int lo = j * p->alpha, cnt = limbs - lo < p->alpha ? limbs - lo : p->alpha;
+    uint64_t *d = ev->digits + (size_t)j * stride;
+    for (int t = 0; t < p->nq + p->np; t++)
+      mask[t] = (t <= level && (t < lo || t >= lo + cnt)) || t >= p->nq;
+    bt_rns_conv_apply(&p->modup[j * p->alpha + cnt - 1], ev->coef + (size_t)lo * n, d, n, mask,
+                      p->threads);
+    memcpy(d + (size_t)lo * n, c + (size_t)lo * n, (size_t)cnt * n * sizeof(uint64_t));
+  }
+  /* NTT every extended limb of every digit, in one parallel loop */
+#pragma omp parallel for num_threads(p->threads) schedule(dynamic)
+  for (int x = 0; x < beta * ext; x++) {
+    const int j = x / ext, t = ext_prime(p, level, x % ext);
+    const int lo = j * p->alpha;
+    if (t >= lo && t < lo + p->alpha && t <= level) continue; /* copied, already NTT */
+    bt_ntt_forward(&p->ntt[t], ev->digits + (size_t)j * stride + (size_t)t * n);
+  }
+}
+
+/* (acc0, acc1) = sum_j perm(d_j) (b_j, a_j) over Q_l P. */
+static void inner_product(bt_evaluator *ev, const bt_switch_key *k, int level,
+                          const uint32_t *perm) {
+  const bt_ckks_params *p = ev->p;
+  const size_t n = p->n, stride = qp_limbs(p) * n;
+  const int beta = bt_digits_at(p, level), ext = level + 1 + p->np;
+  uint64_t *acc0 = ev->acc, *acc1 = ev->acc + stride;
+  enum { BLK = 64 };
+  const size_t nblk = n / BLK;
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+  for (size_t x = 0; x < (size_t)ext * nblk; x++) {
+    const int t = ext_prime(p, level, (int)(x / nblk));
+    const size_t c0 = (x % nblk) * BLK, off = (size_t)t * n + c0;
+    bt_u128 s0[BLK] = {0}, s1[BLK] = {0};
+    for (int j = 0; j < beta; j++) {
+      /* digit j's key holds primes of Q P by prime index */
+      const uint64_t *d = ev->digits + (size_t)j * stride + (size_t)t * n;
+      const uint64_t *b = k->b[j] + off, *a = k->a[j] + off;
+      if (perm) {
+        for (size_t i = 0; i < BLK; i++) {
+          const uint64_t v = d[perm[c0 + i]];
+          s0[i] += (bt_u128)v * b[i];
+          s1[i] += (bt_u128)v * a[i];
+        }
+      } else {
+        for (size_t i = 0; i < BLK; i++) {
+          const uint64_t v = d[c0 + i];
+          s0[i] += (bt_u128)v * b[i];
+          s1[i] += (bt_u128)v * a[i];
+        }
+      }
+    }
+    const bt_modulus *m = &p->mod[t];
+    for (size_t i = 0; i < BLK; i++) {
+      acc0[off + i] = bt_mod_reduce128(s0[i], m);
+      acc1[off + i] = bt_mod_reduce128(s1[i], m);
+    }
+  }
+}
+
+/* out_h (+)= ModDown(acc_h) for h = 0, 1 over limbs 0..level.
+ * add[h] = 1 adds to out_h, 0 overwrites. */
+static void mod_down(bt_evaluator *ev, int level, uint64_t *out0, uint64_t *out1,
+                     const int add[2]) {
+  const bt_ckks_params *p = ev->p;
+  const size_t n = p->n, stride = qp_limbs(p) * n;
+  const int limbs = level + 1, np = p->np, nq = p->nq;
+  uint8_t mask[BT_MAX_PRIMES];
+  for (int t = 0; t < nq; t++) mask[t] = t <= level;
+  uint64_t *outs[2] = {out0, out1};
+  for (int h = 0; h < 2; h++) {
+    uint64_t *acc = ev->acc + (size_t)h * stride;
+    uint64_t *pl = ev->tmp + (size_t)nq * n; /* P limbs in coefficient form */
+    memcpy(pl, acc + (size_t)nq * n, (size_t)np * n * sizeof(uint64_t));
+    bt_poly_intt(p, pl, nq, np);
+    bt_rns_conv_apply(&p->moddown, pl, ev->tmp, n, mask, p->threads);
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+    for (int t = 0; t < limbs; t++) {
+      uint64_t *e = ev->tmp + (size_t)t * n, *u = acc + (size_t)t * n, *o = outs[h] + (size_t)t * n;
+      bt_ntt_forward(&p->ntt[t], e);
+      const uint64_t q = p->primes[t], w = p->pinv[t], wp = p->pinvp[t];
+      if (add[h])
+        for (size_t i = 0; i < n; i++)
+          o[i] = bt_mod_add(o[i], bt_mul_shoup(u[i] + q - e[i], w, wp, q), q);
+      else
+        for (size_t i = 0; i < n; i++) o[i] = bt_mul_shoup(u[i] + q - e[i], w, wp, q);
+    }
+  }
+}
+
+static bt_status check_key(const bt_evaluator *ev, const bt_switch_key *k, const char *what) {
+  if (!k) return bt_fail(BT_E_KEY, "cannot %s: the evaluation keys lack the needed key", what);
+  if (k->params != ev->p) return bt_fail(BT_E_PARAMS, "cannot %s: key has other parameters", what);
+  return BT_OK;
+}
+
+static void permute_limbs(const bt_ckks_params *p, const uint64_t *in, uint64_t *out, int limbs,
+                          const uint32_t *perm) {
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+  for (int t = 0; t < limbs; t++) {
+    const uint64_t *a = in + (size_t)t * p->n;
+    uint64_t *b = out + (size_t)t * p->n;
+    for (size_t i = 0; i < p->n; i++) b[i] = a[perm[i]];
+  }
+}
+
+static bt_status check_ct(const bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out,
+                          const char *what) {
+  if (a->params != ev->p || out->params != ev->p)
+    return bt_fail(BT_E_PARAMS, "cannot %s: ciphertext has other parameters", what);
+  return BT_OK;
+}
+
+bt_status bt_eval_relin(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) {
+  bt_status st = check_ct(ev, a, out, "relinearise");
+  if (st) return st;
+  if (a->degree == 1) return bt_ciphertext_copy(out, a);
+  const bt_switch_key *k = bt_eval_keys_find(ev->keys, 0);
+  if ((st = check_key(ev, k, "relinearise"))) return st;
+  if ((st = bt_ciphertext_copy(out, a))) return st;
+  decompose(ev, a->c[2], a->level);
+  inner_product(ev, k, a->level, NULL);
+  const int add[2] = {1, 1};
+  mod_down(ev, a->level, out->c[0], out->c[1], add);
+  out->degree = 1;
+  out->seeded = 0;
+  return BT_OK;
+}
+
+/* out = (phi(c0) + u0, u1) where u = KS(phi(c1)); perm = NULL for identity. */
+static bt_status switch_one(bt_evaluator *ev, const bt_ciphertext *a, const bt_switch_key *k,
+                            bt_ciphertext *out) {
+  const bt_ckks_params *p = ev->p;
+  const int limbs = a->level + 1;
+  const uint32_t *perm = NULL;
+  if (a->degree != 1) return bt_fail(BT_E_ARG, "cannot switch keys of a degree-2 ciphertext; relinearise first");
+  if (k->galois > 1) {
+    bt_ntt_automorphism_index(p->logn, k->galois, ev->perm);
+    perm = ev->perm;
+  }
+  decompose(ev, a->c[1], a->level);
+  inner_product(ev, k, a->level, perm);
+  if (perm)
+    permute_limbs(p, a->c[0], ev->keep, limbs, perm);
+  else
+    memcpy(ev->keep, a->c[0], (size_t)limbs * p->n * sizeof(uint64_t));
+  const int add[2] = {0, 0};
+  mod_down(ev, a->level, out->c[0], out->c[1], add);
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+  for (int t = 0; t < limbs; t++) {
+    const uint64_t q = p->primes[t];
+    uint64_t *o = out->c[0] + (size_t)t * p->n;
+    const uint64_t *kp = ev->keep + (size_t)t * p->n;
+    for (size_t i = 0; i < p->n; i++) o[i] = bt_mod_add(o[i], kp[i], q);
+  }
+  out->level = a->level;
+  out->scale = a->scale;
+  out->logslots = a->logslots;
+  out->degree = 1;
+  out->seeded = 0;
+  return BT_OK;
+}
+
+bt_status bt_eval_keyswitch(bt_evaluator *ev, const bt_ciphertext *a, const bt_switch_key *k,
+                            bt_ciphertext *out) {
+  bt_status st = check_ct(ev, a, out, "switch keys");
+  if (!st) st = check_key(ev, k, "switch keys");
+  return st ? st : switch_one(ev, a, k, out);
+}
+
+bt_status bt_eval_rotate(bt_evaluator *ev, const bt_ciphertext *a, int step, bt_ciphertext *out) {
+  bt_status st = check_ct(ev, a, out, "rotate");
+  if (st) return st;
+  uint64_t gal = bt_ckks_galois_rotate(ev->p, step);
+  if (gal == 1) return bt_ciphertext_copy(out, a);
+  const bt_switch_key *k = bt_eval_keys_find(ev->keys, gal);
+  if (!k) return bt_fail(BT_E_KEY, "cannot rotate by %d: no rotation key for it", step);
+  return switch_one(ev, a, k, out);
+}
+
+bt_status bt_eval_conjugate(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) {
+  bt_status st = check_ct(ev, a, out, "conjugate");
+  if (st) return st;
+  const bt_switch_key *k = bt_eval_keys_find(ev->keys, bt_ckks_galois_conjugate(ev->p));
+  if (!k) return bt_fail(BT_E_KEY, "cannot conjugate: no conjugation key");
+  return switch_one(ev, a, k, out);
+}
+
+bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const int *steps,
+                                 size_t nsteps, bt_ciphertext **outs) {
+  const bt_ckks_params *p = ev->p;
+  if (a->params != p) return bt_fail(BT_E_PARAMS, "cannot rotate: ciphertext has other parameters");
+  if (a->degree != 1) return bt_fail(BT_E_ARG, "cannot rotate a degree-2 ciphertext; relinearise first");
+  /* check everything before touching any output */
+  for (size_t i = 0; i < nsteps; i++) {
+    if (outs[i] == a || outs[i]->params != p)
+      return bt_fail(BT_E_ARG, "hoisted rotation output %zu aliases the input or has other parameters", i);
+    uint64_t gal = bt_ckks_galois_rotate(p, steps[i]);
+    if (gal != 1 && !bt_eval_keys_find(ev->keys, gal))
+      return bt_fail(BT_E_KEY, "cannot rotate by %d: no rotation key for it", steps[i]);
+  }
+  const int limbs = a->level + 1;
+  int decomposed = 0;
+  for (size_t i = 0; i < nsteps; i++) {
+    uint64_t gal = bt_ckks_galois_rotate(p, steps[i]);
+    bt_status st;
+    if (gal == 1) {
+      if ((st = bt_ciphertext_copy(outs[i], a))) return st;
+      continue;
+    }
+    if (!decomposed) {
+      decompose(ev, a->c[1], a->level);
+      decomposed = 1;
+    }
+    const bt_switch_key *k = bt_eval_keys_find(ev->keys, gal);
+    bt_ntt_automorphism_index(p->logn, gal, ev->perm);
+    inner_product(ev, k, a->level, ev->perm);
+    const int add[2] = {0, 0};
+    bt_ciphertext *o = outs[i];
+    mod_down(ev, a->level, o->c[0], o->c[1], add);
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+    for (int t = 0; t < limbs; t++) {
+      const uint64_t q = p->primes[t];
+      uint64_t *oc = o->c[0] + (size_t)t * p->n;
+      const uint64_t *c0 = a->c[0] + (size_t)t * p->n;
+      for (size_t j = 0; j < p->n; j++) oc[j] = bt_mod_add(oc[j], c0[ev->perm[j]], q);
+    }
+    o->level = a->level;
+    o->scale = a->scale;
+    o->logslots = a->logslots;
+    o->degree = 1;
+    o->seeded = 0;
+  }
+  return BT_OK;
+}

@@ -1,0 +1,62 @@
+/* blindtuner: the command-line front end. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blindtuner/status.h"
+#include "blindtuner/util.h"
+#include "cli/cli.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: blindtuner <command> [options]\n"
+          "\n"
+          "Privacy-preserving fine-tuning with CKKS homomorphic encryption.\n"
+          "\n"
+          "commands:\n"
+          "  example            worked CKKS example: encrypt, compute, decrypt, print precision\n"
+          "  bench ckks         time the CKKS engine at N = 2^16 (see 'blindtuner bench --help')\n"
+          "  help               this text\n"
+          "\n"
+          "Run 'blindtuner <command> --help' for a command's options.\n"
+          "Environment: BT_THREADS sets the default number of threads.\n");
+}
+
+int bt_cli_parse_int(const char *opt, const char *val, int lo, int hi) {
+  if (!val) {
+    fprintf(stderr, "blindtuner: %s needs a value\n", opt);
+    return -1;
+  }
+  char *end;
+  long v = strtol(val, &end, 10);
+  if (*val == '\0' || *end != '\0' || v < lo || v > hi) {
+    fprintf(stderr, "blindtuner: %s expects an integer in [%d, %d], got '%s'\n", opt, lo, hi, val);
+    return -1;
+  }
+  return (int)v;
+}
+
+int main(int argc, char **argv) {
+  if (bt_init() != BT_OK) {
+    fprintf(stderr, "blindtuner: %s\n", bt_last_error());
+    return 1;
+  }
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--version")) {
+    printf("blindtuner 0.1.0\n");
+    return 0;
+  }
+  if (!strcmp(cmd, "example")) return bt_cli_example(argc - 1, argv + 1);
+  if (!strcmp(cmd, "bench")) return bt_cli_bench(argc - 1, argv + 1);
+  fprintf(stderr, "blindtuner: unknown command '%s'\n\n", cmd);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,205 @@
+/* RNS basis extension and exact CRT reconstruction. */
+#include <string.h>
+
+#include <omp.h>
+
+#include "blindtuner/ring.h"
+
+#define CONV_BLOCK 32
+#define CONV_MAX_SOURCE 64
+
+bt_status bt_rns_conv_init(bt_rns_conv *c, const uint64_t *from, size_t k, const uint64_t *to,
+                           size_t m) {
+  memset(c, 0, sizeof *c);
+  if (k == 0 || k > CONV_MAX_SOURCE || m == 0)
+    return bt_fail(BT_E_PARAMS, "basis extension from %zu to %zu primes unsupported", k, m);
+  c->k = k;
+  c->m = m;
+  c->from = bt_alloc(k * sizeof *c->from);
+  c->to = bt_alloc(m * sizeof *c->to);
+  c->hinv = bt_alloc(2 * k * sizeof(uint64_t));
+  c->h = bt_alloc(k * m * sizeof(uint64_t));
+  if (!c->from || !c->to || !c->hinv || !c->h) {
+    bt_rns_conv_free(c);
+    return BT_E_NOMEM;
+  }
+  c->hinvp = c->hinv + k;
+  bt_status st = BT_OK;
+  for (size_t i = 0; i < k && !st; i++) st = bt_modulus_init(&c->from[i], from[i]);
+  for (size_t j = 0; j < m && !st; j++) st = bt_modulus_init(&c->to[j], to[j]);
+  if (st) {
+    bt_rns_conv_free(c);
+    return st;
+  }
+  for (size_t i = 0; i < k; i++) {
+    /* (B/b_i) mod b_i, then its inverse */
+    uint64_t hat = 1;
+    for (size_t l = 0; l < k; l++)
+      if (l != i) hat = bt_mod_mul(hat, from[l] % from[i], &c->from[i]);
+    c->hinv[i] = bt_mod_inv(hat, &c->from[i]);
+    c->hinvp[i] = bt_shoup(c->hinv[i], from[i]);
+    for (size_t j = 0; j < m; j++) {
+      uint64_t h = 1;
+      for (size_t l = 0; l < k; l++)
+        if (l != i) h = bt_mod_mul(h, bt_mod_reduce64(from[l], &c->to[j]), &c->to[j]);
+      c->h[j * k + i] = h;
+    }
+  }
+  return BT_OK;
+}
+
+void bt_rns_conv_free(bt_rns_conv *c) {
+  if (!c) return;
+  bt_free(c->from);
+  bt_free(c->to);
+  bt_free(c->hinv);
+  bt_free(c->h);
+  memset(c, 0, sizeof *c);
+}
+
+void bt_rns_conv_apply(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
+                       const uint8_t *mask, int threads) {
+  const size_t k = c->k, m = c->m;
+  const size_t nblocks = (n + CONV_BLOCK - 1) / CONV_BLOCK;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (size_t b = 0; b < nblocks; b++) {
+    uint64_t y[CONV_MAX_SOURCE][CONV_BLOCK];
+    const size_t c0 = b * CONV_BLOCK;
+    const size_t len = n - c0 < CONV_BLOCK ? n - c0 : CONV_BLOCK;
+    for (size_t i = 0; i < k; i++) {
+      const uint64_t *x = in + i * n + c0;
+      const uint64_t w = c->hinv[i], wp = c->hinvp[i], q = c->from[i].q;
+      for (size_t t = 0; t < len; t++) y[i][t] = bt_mul_shoup(x[t], w, wp, q);
+    }
+    for (size_t j = 0; j < m; j++) {
+      if (mask && !mask[j]) continue;
+      const uint64_t *h = c->h + j * k;
+      uint64_t *o = out + j * n + c0;
+      /* k products below 2^122 each: the 128-bit sum cannot overflow for k <= 64 */
+      bt_u128 acc[CONV_BLOCK] = {0};
+      for (size_t i = 0; i < k; i++) {
+        const uint64_t hi = h[i];
+        for (size_t t = 0; t < len; t++) acc[t] += (bt_u128)y[i][t] * hi;
+      }
+      for (size_t t = 0; t < len; t++) o[t] = bt_mod_reduce128(acc[t], &c->to[j]);
+    }
+  }
+}
+
+/* ---- multi-word helpers for CRT (little-endian 64-bit words) ---- */
+
+static void mw_mul_word(const uint64_t *a, size_t k, uint64_t w, uint64_t *out /* k+1 */) {
+  uint64_t carry = 0;
+  for (size_t i = 0; i < k; i++) {
+    bt_u128 t = (bt_u128)a[i] * w + carry;
+    out[i] = (uint64_t)t;
+    carry = (uint64_t)(t >> 64);
+  }
+  out[k] = carry;
+}
+
+static void mw_add(uint64_t *acc, const uint64_t *b, size_t k) {
+  uint64_t carry = 0;
+  for (size_t i = 0; i < k; i++) {
+    bt_u128 t = (bt_u128)acc[i] + b[i] + carry;
+    acc[i] = (uint64_t)t;
+    carry = (uint64_t)(t >> 64);
+  }
+}
+
+static int mw_cmp(const uint64_t *a, const uint64_t *b, size_t k) {
+  for (size_t i = k; i-- > 0;)
+    if (a[i] != b[i]) return a[i] > b[i] ? 1 : -1;
+  return 0;
+}
+
+static void mw_sub(uint64_t *a, const uint64_t *b, size_t k) {
+  uint64_t borrow = 0;
+  for (size_t i = 0; i < k; i++) {
+    uint64_t bi = b[i] + borrow;
+    uint64_t nb = (bi < borrow) || (a[i] < bi);
+    a[i] -= bi;
+    borrow = nb;
+  }
+}
+
+static long double mw_to_ld(const uint64_t *a, size_t k) {
+  long double r = 0;
+  for (size_t i = k; i-- > 0;) r = r * 18446744073709551616.0L + (long double)a[i];
+  return r;
+}
+
+bt_status bt_crt_init(bt_crt *c, const uint64_t *q, size_t k) {
+  memset(c, 0, sizeof *c);
+  if (k == 0) return bt_fail(BT_E_PARAMS, "empty CRT basis");
+  c->k = k;
+  c->mod = bt_alloc(k * sizeof *c->mod);
+  c->hinv = bt_alloc(k * sizeof(uint64_t));
+  c->hat = bt_calloc(k * k, sizeof(uint64_t));
+  c->Q = bt_calloc(k + 1, sizeof(uint64_t));
+  c->halfQ = bt_calloc(k, sizeof(uint64_t));
+  uint64_t *tmp = bt_calloc(k + 1, sizeof(uint64_t));
+  if (!c->mod || !c->hinv || !c->hat || !c->Q || !c->halfQ || !tmp) {
+    bt_free(tmp);
+    bt_crt_free(c);
+    return BT_E_NOMEM;
+  }
+  bt_status st = BT_OK;
+  for (size_t i = 0; i < k && !st; i++) st = bt_modulus_init(&c->mod[i], q[i]);
+  if (st) {
+    bt_free(tmp);
+    bt_crt_free(c);
+    return st;
+  }
+  for (size_t i = 0; i < k; i++) {
+    uint64_t *h = c->hat + i * k;
+    h[0] = 1;
+    uint64_t hm = 1;
+    for (size_t l = 0; l < k; l++) {
+      if (l == i) continue;
+      mw_mul_word(h, k, q[l], tmp);
+      memcpy(h, tmp, k * sizeof(uint64_t));
+      hm = bt_mod_mul(hm, q[l] % q[i], &c->mod[i]);
+    }
+    c->hinv[i] = bt_mod_inv(hm, &c->mod[i]);
+  }
+  mw_mul_word(c->hat, k, q[0], tmp); /* Q = (Q/q_0) q_0 */
+  memcpy(c->Q, tmp, k * sizeof(uint64_t));
+  for (size_t i = 0; i < k; i++)
+    c->halfQ[i] = (c->Q[i] >> 1) | (i + 1 < k ? c->Q[i + 1] << 63 : 0);
+  bt_free(tmp);
+  return BT_OK;
+}
+
+void bt_crt_free(bt_crt *c) {
+  if (!c) return;
+  bt_free(c->mod);
+  bt_free(c->hinv);
+  bt_free(c->hat);
+  bt_free(c->Q);
+  bt_free(c->halfQ);
+  memset(c, 0, sizeof *c);
+}
+
+long double bt_crt_centered(const bt_crt *c, const uint64_t *res, uint64_t *scratch) {
+  const size_t k = c->k;
+  uint64_t *acc = scratch, *tmp = scratch + k + 1;
+  memset(acc, 0, (k + 1) * sizeof(uint64_t));
+  for (size_t i = 0; i < k; i++) {
+    uint64_t y = bt_mod_mul(res[i], c->hinv[i], &c->mod[i]);
+    mw_mul_word(c->hat + i * k, k, y, tmp);
+    mw_add(acc, tmp, k + 1);
+  }
+  /* acc < k Q: at most k subtractions */
+  while (acc[k] != 0 || mw_cmp(acc, c->Q, k) >= 0) {
+    uint64_t borrow = mw_cmp(acc, c->Q, k) < 0; /* acc[k] absorbs the borrow */
+    mw_sub(acc, c->Q, k);
+    acc[k] -= borrow;
+  }
+  if (mw_cmp(acc, c->halfQ, k) > 0) {
+    memcpy(tmp, c->Q, k * sizeof(uint64_t));
+    mw_sub(tmp, acc, k);
+    return -mw_to_ld(tmp, k);
+  }
+  return mw_to_ld(acc, k);
+}

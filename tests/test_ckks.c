@@ -1,0 +1,418 @@
+/* CKKS engine tests: every operation is judged by the precision (bits) it
+ * reaches against the same computation on plaintext complex numbers. */
+#include <complex.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blindtuner/ckks.h"
+#include "testutil.h"
+
+typedef struct fixture {
+  bt_ckks_params *p;
+  bt_secret_key *sk;
+  bt_public_key *pk;
+  bt_eval_keys *ek;
+  bt_evaluator *ev;
+  bt_prng g;
+  size_t slots;
+  int logslots;
+} fixture;
+
+static const int rot_steps[] = {1, -1, 2, 3, 5, 7, 100, -100, 1000, 2047, 4, 8, 16, 32, 64,
+                                -4, -8, -16, -12};
+
+static int setup_preset(void **state, const char *name) {
+  fixture *f = calloc(1, sizeof *f);
+  bt_ckks_literal lit;
+  if (bt_ckks_preset(name, &lit) || bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p)) return -1;
+  bt_test_prng(&f->g, name);
+  f->logslots = bt_ckks_logn(f->p) - 1;
+  f->slots = (size_t)1 << f->logslots;
+  if (bt_keygen_secret(f->p, &f->g, &f->sk) || bt_keygen_public(f->sk, &f->g, &f->pk) ||
+      bt_eval_keys_new(f->p, &f->ek) ||
+      bt_keygen_eval(f->sk, &f->g, 1, rot_steps, sizeof rot_steps / sizeof *rot_steps, 1, f->ek) ||
+      bt_evaluator_new(f->p, f->ek, &f->ev))
+    return -1;
+  *state = f;
+  return 0;
+}
+
+static int setup(void **state) { return setup_preset(state, "INSECURE-n12"); }
+static int setup_sparse(void **state) { return setup_preset(state, "INSECURE-n12-sparse"); }
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  bt_evaluator_free(f->ev);
+  bt_eval_keys_free(f->ek);
+  bt_public_key_free(f->pk);
+  bt_secret_key_free(f->sk);
+  bt_ckks_params_free(f->p);
+  bt_prng_wipe(&f->g);
+  free(f);
+  return 0;
+}
+
+static void random_values(bt_prng *g, double complex *v, size_t n, double bound) {
+  for (size_t i = 0; i < n; i++) {
+    double re = (double)(bt_prng_u64(g) >> 11) / 9007199254740992.0 * 2 - 1;
+    double im = (double)(bt_prng_u64(g) >> 11) / 9007199254740992.0 * 2 - 1;
+    v[i] = bound * (re + I * im) / sqrt(2);
+  }
+}
+
+static bt_ciphertext *encrypt_values(fixture *f, const double complex *v, int level, int use_pk) {
+  bt_plaintext *pt;
+  bt_ciphertext *ct;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ciphertext_new(f->p, &ct));
+  BT_CHECK(bt_ckks_encode(f->p, v, f->slots, f->logslots, level, bt_ckks_default_scale(f->p), pt));
+  if (use_pk) BT_CHECK(bt_encrypt_pk(f->pk, pt, &f->g, ct));
+  else BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  bt_plaintext_free(pt);
+  return ct;
+}
+
+/* Decrypts, prints and checks precision against `want`. */
+static void expect(fixture *f, const bt_ciphertext *ct, const double complex *want, const char *what,
+                   double bar) {
+  bt_plaintext *pt;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_decrypt(f->sk, ct, pt));
+  size_t n = (size_t)1 << ct->logslots;
+  double complex *got = malloc(n * sizeof *got);
+  BT_CHECK(bt_ckks_decode(pt, got));
+  bt_precision pr = bt_precision_measure(want, got, n);
+  char label[128];
+  snprintf(label, sizeof label, "%s: min bits (mean %.1f)", what, pr.mean_bits);
+  bt_test_report(label, pr.min_bits, "bits", bar);
+  if (pr.min_bits < bar) fail_msg("%s: precision %.2f bits below the bar %.2f", what, pr.min_bits, bar);
+  free(got);
+  bt_plaintext_free(pt);
+}
+
+static void presets_validate(void **state) {
+  (void)state;
+  bt_ckks_literal lit;
+  bt_ckks_params *p = NULL;
+  assert_int_equal(bt_ckks_preset("INSECURE-n10", &lit), BT_OK);
+  assert_int_equal(bt_ckks_params_new(&lit, 0, &p), BT_E_INSECURE);
+  assert_null(p);
+  printf("  refused as expected: %s\n", bt_last_error());
+  assert_int_equal(bt_ckks_preset("no-such-preset", &lit), BT_E_ARG);
+  /* a "secure" set beyond the HE Standard bound is refused */
+  assert_int_equal(bt_ckks_preset("INSECURE-n12", &lit), BT_OK);
+  lit.insecure = 0;
+  assert_int_equal(bt_ckks_params_new(&lit, 0, &p), BT_E_PARAMS);
+  printf("  refused as expected: %s\n", bt_last_error());
+  assert_int_equal(bt_ckks_preset("INSECURE-n12", &lit), BT_OK);
+  lit.q_bits[2] = 70;
+  assert_int_equal(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p), BT_E_PARAMS);
+  lit.q_bits[2] = 45;
+  lit.dnum = 0;
+  assert_int_equal(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p), BT_E_PARAMS);
+  /* the benchmark preset is 128-bit secure by the HE Standard */
+  assert_int_equal(bt_ckks_preset("bench-n16", &lit), BT_OK);
+  int logqp = 0;
+  for (int i = 0; i < lit.nq; i++) logqp += lit.q_bits[i];
+  logqp += (lit.nq + lit.dnum - 1) / lit.dnum * lit.p_bits;
+  printf("  bench-n16: log2 QP = %d (bound %d)\n", logqp, bt_ckks_he_standard_max_logqp(16));
+  assert_true(logqp <= bt_ckks_he_standard_max_logqp(16));
+  assert_false(lit.insecure);
+  bt_ckks_params *a, *b;
+  assert_int_equal(bt_ckks_preset("INSECURE-n12", &lit), BT_OK);
+  assert_int_equal(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &a), BT_OK);
+  assert_int_equal(bt_ckks_preset("INSECURE-n12-sparse", &lit), BT_OK);
+  assert_int_equal(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &b), BT_OK);
+  assert_memory_not_equal(bt_ckks_params_hash(a), bt_ckks_params_hash(b), BT_PARAMS_HASH_BYTES);
+  assert_int_equal(bt_ckks_max_level(a), 7);
+  assert_int_equal(bt_ckks_num_special(a), 4);
+  bt_ckks_params_free(a);
+  bt_ckks_params_free(b);
+}
+
+static void encoder_round_trip(void **state) {
+  fixture *f = *state;
+  bt_plaintext *pt;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  double complex *v = malloc(f->slots * sizeof *v), *w = malloc(f->slots * sizeof *w);
+  for (int ls = 0; ls <= f->logslots; ls += (ls < 3 ? 1 : 4)) {
+    size_t n = (size_t)1 << ls;
+    random_values(&f->g, v, n, 1);
+    BT_CHECK(bt_ckks_encode(f->p, v, n, ls, 3, bt_ckks_default_scale(f->p), pt));
+    BT_CHECK(bt_ckks_decode(pt, w));
+    bt_precision pr = bt_precision_measure(v, w, n);
+    char label[64];
+    snprintf(label, sizeof label, "encode/decode 2^%d slots: min bits", ls);
+    bt_test_report(label, pr.min_bits, "bits", 35);
+    assert_true(pr.min_bits >= 35);
+  }
+  /* real encoding; fewer values than slots leaves zeros */
+  double re[5] = {1.5, -2.25, 0, 1e-3, 7};
+  double back[16];
+  BT_CHECK(bt_ckks_encode_real(f->p, re, 5, 4, 0, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_ckks_decode_real(pt, back));
+  for (int i = 0; i < 16; i++) assert_true(fabs(back[i] - (i < 5 ? re[i] : 0)) < 1e-9);
+  /* bad input is refused */
+  assert_int_equal(bt_ckks_encode(f->p, v, f->slots + 1, f->logslots, 0, 1e10, pt), BT_E_ARG);
+  assert_int_equal(bt_ckks_encode(f->p, v, 1, f->logslots + 1, 0, 1e10, pt), BT_E_ARG);
+  assert_int_equal(bt_ckks_encode(f->p, v, 1, 2, 99, 1e10, pt), BT_E_LEVEL);
+  v[0] = NAN;
+  assert_int_equal(bt_ckks_encode(f->p, v, 1, 2, 0, 1e10, pt), BT_E_ARG);
+  free(v);
+  free(w);
+  bt_plaintext_free(pt);
+}
+
+static void encrypt_decrypt(void **state) {
+  fixture *f = *state;
+  double complex *v = malloc(f->slots * sizeof *v);
+  random_values(&f->g, v, f->slots, 1);
+  for (int pk = 0; pk < 2; pk++)
+    for (int level = 0; level <= bt_ckks_max_level(f->p); level += 7) {
+      bt_ciphertext *ct = encrypt_values(f, v, level, pk);
+      assert_int_equal(ct->seeded, !pk);
+      char what[64];
+      snprintf(what, sizeof what, "%s-key encryption at level %d", pk ? "public" : "secret", level);
+      expect(f, ct, v, what, 25);
+      bt_ciphertext_free(ct);
+    }
+  free(v);
+}
+
+static void additive_ops(void **state) {
+  fixture *f = *state;
+  size_t n = f->slots;
+  double complex *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *w = malloc(n * sizeof *w);
+  random_values(&f->g, a, n, 1);
+  random_values(&f->g, b, n, 1);
+  bt_ciphertext *x = encrypt_values(f, a, 7, 1), *y = encrypt_values(f, b, 5, 1), *z;
+  BT_CHECK(bt_ciphertext_new(f->p, &z));
+  BT_CHECK(bt_eval_add(f->ev, x, y, z)); /* different levels: matched */
+  assert_int_equal(z->level, 5);
+  for (size_t i = 0; i < n; i++) w[i] = a[i] + b[i];
+  expect(f, z, w, "add (levels 7 and 5)", 24);
+  BT_CHECK(bt_eval_sub(f->ev, x, y, z));
+  for (size_t i = 0; i < n; i++) w[i] = a[i] - b[i];
+  expect(f, z, w, "sub", 24);
+  BT_CHECK(bt_eval_neg(f->ev, x, z));
+  for (size_t i = 0; i < n; i++) w[i] = -a[i];
+  expect(f, z, w, "negate", 25);
+  BT_CHECK(bt_eval_add_const(f->ev, x, 0.5, -0.25, z));
+  for (size_t i = 0; i < n; i++) w[i] = a[i] + 0.5 - 0.25 * I;
+  expect(f, z, w, "add complex constant", 25);
+  BT_CHECK(bt_eval_mul_int(f->ev, x, -3, z));
+  for (size_t i = 0; i < n; i++) w[i] = -3 * a[i];
+  expect(f, z, w, "multiply by integer -3", 23);
+  bt_plaintext *pt;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ckks_encode(f->p, b, n, f->logslots, 7, x->scale, pt));
+  BT_CHECK(bt_eval_add_plain(f->ev, x, pt, z));
+  for (size_t i = 0; i < n; i++) w[i] = a[i] + b[i];
+  expect(f, z, w, "add plaintext", 24);
+  BT_CHECK(bt_eval_sub_plain(f->ev, x, pt, z));
+  for (size_t i = 0; i < n; i++) w[i] = a[i] - b[i];
+  expect(f, z, w, "sub plaintext", 24);
+  /* in place, aliasing the output */
+  BT_CHECK(bt_eval_add(f->ev, x, x, x));
+  for (size_t i = 0; i < n; i++) w[i] = 2 * a[i];
+  expect(f, x, w, "add in place", 24);
+  bt_plaintext_free(pt);
+  bt_ciphertext_free(x);
+  bt_ciphertext_free(y);
+  bt_ciphertext_free(z);
+  free(a);
+  free(b);
+  free(w);
+}
+
+static void multiplicative_ops(void **state) {
+  fixture *f = *state;
+  size_t n = f->slots;
+  double complex *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *w = malloc(n * sizeof *w);
+  random_values(&f->g, a, n, 1);
+  random_values(&f->g, b, n, 1);
+  bt_ciphertext *x = encrypt_values(f, a, 7, 1), *y = encrypt_values(f, b, 7, 0), *z;
+  BT_CHECK(bt_ciphertext_new(f->p, &z));
+  BT_CHECK(bt_eval_mul_relin(f->ev, x, y, z));
+  BT_CHECK(bt_eval_rescale(f->ev, z, z));
+  assert_int_equal(z->level, 6);
+  for (size_t i = 0; i < n; i++) w[i] = a[i] * b[i];
+  expect(f, z, w, "multiply + relinearise + rescale", 20);
+  /* degree 2 decrypts too */
+  BT_CHECK(bt_eval_mul(f->ev, x, y, z));
+  assert_int_equal(z->degree, 2);
+  BT_CHECK(bt_eval_rescale(f->ev, z, z));
+  expect(f, z, w, "multiply (degree 2, no relinearisation)", 20);
+  BT_CHECK(bt_eval_mul_const(f->ev, x, 0.75, 1.25, z));
+  BT_CHECK(bt_eval_rescale(f->ev, z, z));
+  assert_true(fabs(z->scale / x->scale - 1) < 1e-12);
+  for (size_t i = 0; i < n; i++) w[i] = a[i] * (0.75 + 1.25 * I);
+  expect(f, z, w, "multiply by complex constant + rescale", 22);
+  bt_plaintext *pt;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ckks_encode(f->p, b, n, f->logslots, 7, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_eval_mul_plain(f->ev, x, pt, z));
+  BT_CHECK(bt_eval_rescale(f->ev, z, z));
+  for (size_t i = 0; i < n; i++) w[i] = a[i] * b[i];
+  expect(f, z, w, "multiply by plaintext + rescale", 20);
+  /* x^(2^7) by repeated squaring down to level 0, values on the unit circle */
+  for (size_t i = 0; i < n; i++) a[i] = cexp(I * 2 * M_PI * (double)i / (double)n);
+  bt_ciphertext *s = encrypt_values(f, a, 7, 1);
+  for (int k = 0; k < 7; k++) {
+    BT_CHECK(bt_eval_mul_relin(f->ev, s, s, s));
+    BT_CHECK(bt_eval_rescale(f->ev, s, s));
+  }
+  assert_int_equal(s->level, 0);
+  for (size_t i = 0; i < n; i++) w[i] = cexp(I * 2 * M_PI * 128.0 * (double)i / (double)n);
+  expect(f, s, w, "7 squarings to level 0", 12);
+  assert_int_equal(bt_eval_rescale(f->ev, s, s), BT_E_LEVEL);
+  printf("  refused as expected: %s\n", bt_last_error());
+  /* adding at different scales: scale matched automatically */
+  BT_CHECK(bt_eval_mul_relin(f->ev, x, y, z)); /* scale^2, level 7 */
+  for (size_t i = 0; i < n; i++) a[i] = 0; /* unused */
+  bt_ciphertext *x2 = encrypt_values(f, b, 7, 1);
+  BT_CHECK(bt_eval_rescale(f->ev, z, z));    /* scale ~ s^2 / q_7 */
+  BT_CHECK(bt_eval_add(f->ev, z, x2, z));     /* non-integer ratio: costs one level */
+  bt_ciphertext *ref = encrypt_values(f, a, 0, 1);
+  (void)ref;
+  double complex *xa = malloc(n * sizeof *xa);
+  /* recover a: decrypt x */
+  bt_plaintext *dp;
+  BT_CHECK(bt_plaintext_new(f->p, &dp));
+  BT_CHECK(bt_decrypt(f->sk, x, dp));
+  BT_CHECK(bt_ckks_decode(dp, xa));
+  for (size_t i = 0; i < n; i++) w[i] = xa[i] * b[i] + b[i];
+  expect(f, z, w, "add with mismatched scales", 18);
+  bt_ciphertext_free(ref);
+  bt_ciphertext_free(x2);
+  bt_ciphertext_free(s);
+  bt_plaintext_free(pt);
+  bt_plaintext_free(dp);
+  bt_ciphertext_free(x);
+  bt_ciphertext_free(y);
+  bt_ciphertext_free(z);
+  free(a);
+  free(b);
+  free(w);
+  free(xa);
+}
+
+static void rotations(void **state) {
+  fixture *f = *state;
+  size_t n = f->slots;
+  double complex *a = malloc(n * sizeof *a), *w = malloc(n * sizeof *w);
+  random_values(&f->g, a, n, 1);
+  bt_ciphertext *x = encrypt_values(f, a, 7, 1), *z;
+  BT_CHECK(bt_ciphertext_new(f->p, &z));
+  for (size_t r = 0; r < sizeof rot_steps / sizeof *rot_steps; r++) {
+    int s = rot_steps[r];
+    BT_CHECK(bt_eval_rotate(f->ev, x, s, z));
+    for (size_t i = 0; i < n; i++) w[i] = a[((long)i + s % (long)n + (long)n) % (long)n];
+    char what[48];
+    snprintf(what, sizeof what, "rotate by %d", s);
+    expect(f, z, w, what, 22);
+  }
+  BT_CHECK(bt_eval_conjugate(f->ev, x, z));
+  for (size_t i = 0; i < n; i++) w[i] = conj(a[i]);
+  expect(f, z, w, "conjugate", 22);
+  /* rotation at a lower level uses the same key */
+  BT_CHECK(bt_eval_drop_level(f->ev, x, 5, z));
+  BT_CHECK(bt_eval_rotate(f->ev, z, 3, z));
+  for (size_t i = 0; i < n; i++) w[i] = a[(i + 3) % n];
+  expect(f, z, w, "rotate by 3 at level 2", 20);
+  assert_int_equal(bt_eval_rotate(f->ev, x, 6, z), BT_E_KEY);
+  printf("  refused as expected: %s\n", bt_last_error());
+  /* hoisted: one decomposition, many steps */
+  const int hs[] = {1, 2, 3, 5, 7, -1, 0, 100};
+  bt_ciphertext *outs[8];
+  for (int i = 0; i < 8; i++) BT_CHECK(bt_ciphertext_new(f->p, &outs[i]));
+  BT_CHECK(bt_eval_rotate_hoisted(f->ev, x, hs, 8, outs));
+  for (int k = 0; k < 8; k++) {
+    for (size_t i = 0; i < n; i++) w[i] = a[((long)i + hs[k] + (long)n) % (long)n];
+    char what[48];
+    snprintf(what, sizeof what, "hoisted rotate by %d", hs[k]);
+    expect(f, outs[k], w, what, 22);
+    bt_ciphertext_free(outs[k]);
+  }
+  bt_ciphertext_free(x);
+  bt_ciphertext_free(z);
+  free(a);
+  free(w);
+}
+
+static void sums_and_replication(void **state) {
+  fixture *f = *state;
+  size_t n = f->slots;
+  double complex *a = malloc(n * sizeof *a), *w = malloc(n * sizeof *w);
+  random_values(&f->g, a, n, 1);
+  bt_ciphertext *x = encrypt_values(f, a, 7, 1), *z;
+  BT_CHECK(bt_ciphertext_new(f->p, &z));
+  /* steps for (batch 4, n 4) and (batch 4, n 3): 4, 8, -4, -8, 8 -> covered by rot_steps */
+  const int cases[][2] = {{4, 4}, {4, 3}, {1, 8}};
+  int steps[64];
+  for (int c = 0; c < 3; c++) {
+    int batch = cases[c][0], cnt = cases[c][1];
+    size_t ns = bt_inner_sum_steps(batch, cnt, 0, steps);
+    printf("  inner sum batch %d n %d uses %zu rotations\n", batch, cnt, ns);
+    BT_CHECK(bt_eval_inner_sum(f->ev, x, batch, cnt, z));
+    for (size_t i = 0; i < n; i++) {
+      w[i] = 0;
+      for (int j = 0; j < cnt; j++) w[i] += a[(i + (size_t)(j * batch)) % n];
+    }
+    char what[64];
+    snprintf(what, sizeof what, "inner sum (batch %d, n %d)", batch, cnt);
+    expect(f, z, w, what, 20);
+  }
+  BT_CHECK(bt_eval_replicate(f->ev, x, 4, 4, z));
+  for (size_t i = 0; i < n; i++) {
+    w[i] = 0;
+    for (int j = 0; j < 4; j++) w[i] += a[(i + n - (size_t)(4 * j)) % n];
+  }
+  expect(f, z, w, "replicate (batch 4, n 4)", 20);
+  bt_ciphertext_free(x);
+  bt_ciphertext_free(z);
+  free(a);
+  free(w);
+}
+
+static void sparse_secret_and_slots(void **state) {
+  fixture *f = *state;
+  /* sparse packing: 2^5 slots; rotations act modulo the slot count */
+  const int ls = 5;
+  size_t n = (size_t)1 << ls;
+  double complex v[32], w[32];
+  random_values(&f->g, v, n, 1);
+  bt_plaintext *pt;
+  bt_ciphertext *ct, *z;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ciphertext_new(f->p, &ct));
+  BT_CHECK(bt_ciphertext_new(f->p, &z));
+  BT_CHECK(bt_ckks_encode(f->p, v, n, ls, 7, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  expect(f, ct, v, "sparse secret, 2^5 slots: encrypt", 25);
+  BT_CHECK(bt_eval_mul_relin(f->ev, ct, ct, z));
+  BT_CHECK(bt_eval_rescale(f->ev, z, z));
+  BT_CHECK(bt_eval_rotate(f->ev, z, 3, z));
+  for (size_t i = 0; i < n; i++) w[i] = v[(i + 3) % n] * v[(i + 3) % n];
+  expect(f, z, w, "sparse secret, 2^5 slots: square, rotate 3", 20);
+  bt_plaintext_free(pt);
+  bt_ciphertext_free(ct);
+  bt_ciphertext_free(z);
+}
+
+int main(void) {
+  bt_test_seed();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(presets_validate),
+      cmocka_unit_test_setup_teardown(encoder_round_trip, setup, teardown),
+      cmocka_unit_test_setup_teardown(encrypt_decrypt, setup, teardown),
+      cmocka_unit_test_setup_teardown(additive_ops, setup, teardown),
+      cmocka_unit_test_setup_teardown(multiplicative_ops, setup, teardown),
+      cmocka_unit_test_setup_teardown(rotations, setup, teardown),
+      cmocka_unit_test_setup_teardown(sums_and_replication, setup, teardown),
+      cmocka_unit_test_setup_teardown(sparse_secret_and_slots, setup_sparse, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

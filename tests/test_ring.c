@@ -1,0 +1,270 @@
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blindtuner/ring.h"
+#include "testutil.h"
+
+static void barrett_matches_division(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "barrett");
+  uint64_t qs[3];
+  assert_int_equal(bt_primes_generate(61, 16, 1, NULL, 0, qs), BT_OK);
+  assert_int_equal(bt_primes_generate(50, 16, 1, NULL, 0, qs + 1), BT_OK);
+  assert_int_equal(bt_primes_generate(30, 12, 1, NULL, 0, qs + 2), BT_OK);
+  for (int k = 0; k < 3; k++) {
+    bt_modulus m;
+    assert_int_equal(bt_modulus_init(&m, qs[k]), BT_OK);
+    for (int i = 0; i < 20000; i++) {
+      bt_u128 x = ((bt_u128)bt_prng_u64(&g) << 64) | bt_prng_u64(&g);
+      if (i % 3 == 0) x = ~(bt_u128)0 - (bt_u128)i; /* extremes */
+      assert_true(bt_mod_reduce128(x, &m) == (uint64_t)(x % qs[k]));
+      uint64_t y = bt_prng_u64(&g);
+      assert_true(bt_mod_reduce64(y, &m) == y % qs[k]);
+      uint64_t a = y % qs[k], w = bt_prng_u64(&g) % qs[k];
+      assert_true(bt_mul_shoup(a, w, bt_shoup(w, qs[k]), qs[k]) == (uint64_t)(((bt_u128)a * w) % qs[k]));
+    }
+    assert_int_equal(bt_mod_mul(bt_mod_inv(12345, &m), 12345, &m), 1);
+  }
+}
+
+static void primes_are_ntt_friendly(void **state) {
+  (void)state;
+  uint64_t q[10];
+  assert_int_equal(bt_primes_generate(48, 16, 10, NULL, 0, q), BT_OK);
+  for (int i = 0; i < 10; i++) {
+    assert_true(bt_is_prime(q[i]));
+    assert_int_equal(q[i] % (1u << 17), 1);
+    assert_int_equal(64 - __builtin_clzll(q[i]), 48);
+    for (int j = 0; j < i; j++) assert_true(q[i] != q[j]);
+  }
+  assert_false(bt_is_prime(3215031751ULL)); /* strong pseudoprime to 2, 3, 5, 7 */
+  assert_true(bt_is_prime(18446744073709551557ULL));
+  assert_int_not_equal(bt_primes_generate(20, 16, 100, NULL, 0, q), BT_OK);
+}
+
+static void ntt_matches_naive(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "ntt-naive");
+  for (int logn = 3; logn <= 10; logn++) {
+    uint64_t q;
+    assert_int_equal(bt_primes_generate(59, logn, 1, NULL, 0, &q), BT_OK);
+    bt_ntt_table t;
+    assert_int_equal(bt_ntt_table_init(&t, q, logn), BT_OK);
+    size_t n = t.n;
+    uint64_t *a = bt_alloc(n * 8), *b = bt_alloc(n * 8), *c = bt_alloc(n * 8);
+    bt_sample_uniform(&g, &t.mod, 1, n, a);
+    memcpy(b, a, n * 8);
+    bt_ntt_forward(&t, b);
+    bt_ntt_naive(&t, a, c);
+    assert_memory_equal(b, c, n * 8);
+    bt_ntt_inverse(&t, b);
+    assert_memory_equal(a, b, n * 8);
+    bt_free(a);
+    bt_free(b);
+    bt_free(c);
+    bt_ntt_table_free(&t);
+  }
+}
+
+/* Negacyclic product: NTT pointwise product equals schoolbook multiplication. */
+static void ntt_multiplies_negacyclically(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "ntt-mul");
+  const int logn = 8;
+  uint64_t q;
+  assert_int_equal(bt_primes_generate(60, logn, 1, NULL, 0, &q), BT_OK);
+  bt_ntt_table t;
+  assert_int_equal(bt_ntt_table_init(&t, q, logn), BT_OK);
+  size_t n = t.n;
+  uint64_t a[256], b[256], want[256] = {0};
+  bt_sample_uniform(&g, &t.mod, 1, n, a);
+  bt_sample_uniform(&g, &t.mod, 1, n, b);
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++) {
+      uint64_t p = bt_mod_mul(a[i], b[j], &t.mod);
+      size_t k = i + j;
+      if (k < n) want[k] = bt_mod_add(want[k], p, q);
+      else want[k - n] = bt_mod_sub(want[k - n], p, q);
+    }
+  bt_ntt_forward(&t, a);
+  bt_ntt_forward(&t, b);
+  for (size_t i = 0; i < n; i++) a[i] = bt_mod_mul(a[i], b[i], &t.mod);
+  bt_ntt_inverse(&t, a);
+  assert_memory_equal(a, want, sizeof want);
+  bt_ntt_table_free(&t);
+}
+
+static void large_ntt_round_trip(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "ntt-16");
+  uint64_t q;
+  assert_int_equal(bt_primes_generate(61, 16, 1, NULL, 0, &q), BT_OK);
+  bt_ntt_table t;
+  assert_int_equal(bt_ntt_table_init(&t, q, 16), BT_OK);
+  size_t n = t.n;
+  uint64_t *a = bt_alloc(n * 8), *b = bt_alloc(n * 8);
+  bt_sample_uniform(&g, &t.mod, 1, n, a);
+  memcpy(b, a, n * 8);
+  bt_ntt_forward(&t, b);
+  for (size_t i = 0; i < n; i++) assert_true(b[i] < q);
+  bt_ntt_inverse(&t, b);
+  assert_memory_equal(a, b, n * 8);
+  bt_free(a);
+  bt_free(b);
+  bt_ntt_table_free(&t);
+}
+
+static void automorphism_permutes_ntt(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "auto");
+  const int logn = 9;
+  uint64_t q;
+  assert_int_equal(bt_primes_generate(55, logn, 1, NULL, 0, &q), BT_OK);
+  bt_ntt_table t;
+  assert_int_equal(bt_ntt_table_init(&t, q, logn), BT_OK);
+  size_t n = t.n;
+  uint64_t a[512], b[512], c[512];
+  uint32_t idx[512];
+  const uint64_t ks[] = {5, 25, 2 * 512 - 1, 3, 5 * 5 * 5 % 1024};
+  for (size_t r = 0; r < sizeof ks / sizeof *ks; r++) {
+    bt_sample_uniform(&g, &t.mod, 1, n, a);
+    bt_poly_automorphism_coeff(a, b, n, ks[r], q);
+    bt_ntt_forward(&t, b);
+    bt_ntt_forward(&t, a);
+    bt_ntt_automorphism_index(logn, ks[r], idx);
+    for (size_t i = 0; i < n; i++) c[i] = a[idx[i]];
+    assert_memory_equal(b, c, sizeof c);
+  }
+  bt_ntt_table_free(&t);
+}
+
+static void basis_extension_is_exact_up_to_multiple(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "conv");
+  uint64_t from[4], to[3];
+  assert_int_equal(bt_primes_generate(50, 10, 4, NULL, 0, from), BT_OK);
+  assert_int_equal(bt_primes_generate(58, 10, 3, NULL, 0, to), BT_OK);
+  bt_rns_conv c;
+  assert_int_equal(bt_rns_conv_init(&c, from, 4, to, 3), BT_OK);
+  bt_crt crt;
+  assert_int_equal(bt_crt_init(&crt, from, 4), BT_OK);
+  const size_t n = 64;
+  bt_modulus fm[4];
+  for (int i = 0; i < 4; i++) assert_int_equal(bt_modulus_init(&fm[i], from[i]), BT_OK);
+  uint64_t in[4 * 64], out[3 * 64];
+  bt_sample_uniform(&g, fm, 4, n, in);
+  bt_rns_conv_apply(&c, in, out, n, NULL, 1);
+  /* x + u B for some 0 <= u < 4: check out_j - x mod c_j is a small multiple of B mod c_j */
+  for (size_t t = 0; t < n; t++) {
+    uint64_t res[4], scratch[10];
+    for (int i = 0; i < 4; i++) res[i] = in[i * n + t];
+    long double x = bt_crt_centered(&crt, res, scratch);
+    (void)x;
+    for (int j = 0; j < 3; j++) {
+      bt_modulus m;
+      assert_int_equal(bt_modulus_init(&m, to[j]), BT_OK);
+      /* exact x mod c_j from the residues via the CRT sum without reduction */
+      uint64_t xs = 0, bm = 1;
+      for (int i = 0; i < 4; i++) bm = bt_mod_mul(bm, from[i] % to[j], &m);
+      for (int i = 0; i < 4; i++) {
+        uint64_t hat = 1, hatq = 1;
+        for (int l = 0; l < 4; l++)
+          if (l != i) {
+            hat = bt_mod_mul(hat, from[l] % to[j], &m);
+            hatq = bt_mod_mul(hatq, from[l] % from[i], &fm[i]);
+          }
+        uint64_t y = bt_mod_mul(res[i], bt_mod_inv(hatq, &fm[i]), &fm[i]);
+        xs = bt_mod_add(xs, bt_mod_mul(y % to[j], hat, &m), to[j]);
+      }
+      /* xs = x + u B with u the CRT overflow count; out must equal xs exactly */
+      assert_true(out[j * n + t] == xs);
+      (void)bm;
+    }
+  }
+  bt_crt_free(&crt);
+  bt_rns_conv_free(&c);
+}
+
+static void crt_reconstructs_signed_values(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "crt");
+  uint64_t q[3];
+  assert_int_equal(bt_primes_generate(60, 12, 3, NULL, 0, q), BT_OK);
+  bt_crt crt;
+  assert_int_equal(bt_crt_init(&crt, q, 3), BT_OK);
+  for (int r = 0; r < 1000; r++) {
+    int64_t v = (int64_t)(bt_prng_u64(&g) >> 1) * ((r & 1) ? -1 : 1);
+    uint64_t res[3], scratch[8];
+    for (int i = 0; i < 3; i++) {
+      int64_t m = v % (int64_t)q[i];
+      res[i] = (uint64_t)(m < 0 ? m + (int64_t)q[i] : m);
+    }
+    long double got = bt_crt_centered(&crt, res, scratch);
+    assert_true(got == (long double)v);
+  }
+  bt_crt_free(&crt);
+}
+
+static void samplers_have_the_right_shape(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "samplers");
+  const size_t n = 1 << 16;
+  int8_t *v = bt_alloc(n);
+  bt_sample_ternary(&g, n, v);
+  size_t cnt[3] = {0};
+  for (size_t i = 0; i < n; i++) {
+    assert_true(v[i] >= -1 && v[i] <= 1);
+    cnt[v[i] + 1]++;
+  }
+  for (int k = 0; k < 3; k++) assert_true(fabs((double)cnt[k] / (double)n - 1.0 / 3) < 0.01);
+  assert_int_equal(bt_sample_ternary_hw(&g, n, 192, v), BT_OK);
+  size_t hw = 0, pos = 0;
+  for (size_t i = 0; i < n; i++) {
+    assert_true(v[i] >= -1 && v[i] <= 1);
+    hw += v[i] != 0;
+    pos += v[i] == 1;
+  }
+  assert_int_equal(hw, 192);
+  assert_true(pos > 50 && pos < 142);
+  bt_sample_gaussian(&g, n, v);
+  double mean = 0, var = 0;
+  int mx = 0;
+  for (size_t i = 0; i < n; i++) {
+    mean += v[i];
+    var += (double)v[i] * v[i];
+    if (abs(v[i]) > mx) mx = abs(v[i]);
+  }
+  mean /= (double)n;
+  var = var / (double)n - mean * mean;
+  printf("  gaussian: mean %.4f, sigma %.4f (want 0, 3.2), max |e| %d\n", mean, sqrt(var), mx);
+  assert_true(fabs(mean) < 0.05);
+  assert_true(fabs(sqrt(var) - 3.2) < 0.05);
+  assert_true(mx <= 19);
+  bt_free(v);
+}
+
+int main(void) {
+  bt_test_seed();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(barrett_matches_division),
+      cmocka_unit_test(primes_are_ntt_friendly),
+      cmocka_unit_test(ntt_matches_naive),
+      cmocka_unit_test(ntt_multiplies_negacyclically),
+      cmocka_unit_test(large_ntt_round_trip),
+      cmocka_unit_test(automorphism_permutes_ntt),
+      cmocka_unit_test(basis_extension_is_exact_up_to_multiple),
+      cmocka_unit_test(crt_reconstructs_signed_values),
+      cmocka_unit_test(samplers_have_the_right_shape),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,27 @@
+/* Shared helpers for the unit tests: a printed, replayable seed and
+ * seeded generators derived from it. */
+#ifndef BT_TESTUTIL_H
+#define BT_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "blindtuner/util.h"
+
+/* The run's 32-byte seed: BT_TEST_SEED (64 hex digits) or fresh; printed once. */
+const uint8_t *bt_test_seed(void);
+/* A generator for one test, derived from the run seed and a label. */
+void bt_test_prng(bt_prng *g, const char *label);
+/* Prints "  <label>: <value> (bar <bar>)" so results are visible in logs. */
+void bt_test_report(const char *label, double value, const char *unit, double bar);
+
+#define BT_CHECK(expr)                                                              \
+  do {                                                                              \
+    bt_status st_ = (expr);                                                         \
+    if (st_ != BT_OK) fail_msg("%s -> %s: %s", #expr, bt_status_name(st_), bt_last_error()); \
+  } while (0)
+
+#endif
