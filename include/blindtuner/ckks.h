@@ -231,6 +231,11 @@ bt_status bt_eval_add_const(bt_evaluator *ev, const bt_ciphertext *a, double re,
  * following rescale returns to a.scale exactly. */
 bt_status bt_eval_mul_const(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
                             bt_ciphertext *out) BT_MUST_CHECK;
+/* Multiplies every slot by re + i im encoded as integers round(c * const_scale):
+ * out.scale = a.scale * const_scale, no level used until the caller rescales.
+ * Lets circuits land sums of terms on one exact scale before a rescale. */
+bt_status bt_eval_mul_const_scaled(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
+                                   double const_scale, bt_ciphertext *out) BT_MUST_CHECK;
 /* Multiplies by an integer; no scale change, no level used. */
 bt_status bt_eval_mul_int(bt_evaluator *ev, const bt_ciphertext *a, int64_t k,
                           bt_ciphertext *out) BT_MUST_CHECK;

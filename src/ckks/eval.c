@@ -119,15 +119,22 @@ bt_status bt_eval_add_const(bt_evaluator *ev, const bt_ciphertext *a, double re,
   return BT_OK;
 }
 
-bt_status bt_eval_mul_const(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
-                            bt_ciphertext *out) {
+bt_status bt_eval_mul_const_scaled(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
+                                   double const_scale, bt_ciphertext *out) {
   bt_status st = same_params(ev, a, out, "multiply by a constant");
   if (st) return st;
-  if (!isfinite(re) || !isfinite(im)) return bt_fail(BT_E_ARG, "cannot multiply by a non-finite constant");
-  const long double qs = (long double)ev->p->primes[a->level];
-  apply_const(ev, a, out, re * qs, im * qs, 0);
-  set_meta(out, a->level, a->degree, a->scale * (double)qs, a->logslots);
+  if (!isfinite(re) || !isfinite(im) || !(const_scale > 0) || !isfinite(const_scale))
+    return bt_fail(BT_E_ARG, "cannot multiply by a non-finite constant or at scale %g", const_scale);
+  const long double cs = const_scale;
+  apply_const(ev, a, out, re * cs, im * cs, 0);
+  set_meta(out, a->level, a->degree, a->scale * const_scale, a->logslots);
   return BT_OK;
+}
+
+bt_status bt_eval_mul_const(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
+                            bt_ciphertext *out) {
+  if (a->level < 0 || a->level >= ev->p->nq) return bt_fail(BT_E_LEVEL, "level %d out of range", a->level);
+  return bt_eval_mul_const_scaled(ev, a, re, im, (double)ev->p->primes[a->level], out);
 }
 
 bt_status bt_eval_mul_int(bt_evaluator *ev, const bt_ciphertext *a, int64_t k, bt_ciphertext *out) {

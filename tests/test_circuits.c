@@ -1,0 +1,155 @@
+/* Circuits: polynomial evaluation judged by precision against the function
+ * and against the same polynomial in double precision. */
+#include <complex.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blindtuner/circuits.h"
+#include "testutil.h"
+
+typedef struct fixture {
+  bt_ckks_params *p;
+  bt_secret_key *sk;
+  bt_eval_keys *ek;
+  bt_evaluator *ev;
+  bt_prng g;
+} fixture;
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  bt_ckks_literal lit;
+  /* a deeper INSECURE set: 14 levels for polynomials up to degree ~255 */
+  if (bt_ckks_preset("INSECURE-n12", &lit)) return -1;
+  lit.nq = 16;
+  for (int i = 1; i < 16; i++) lit.q_bits[i] = 45;
+  lit.dnum = 4;
+  if (bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p)) return -1;
+  bt_test_prng(&f->g, "circuits");
+  if (bt_keygen_secret(f->p, &f->g, &f->sk) || bt_eval_keys_new(f->p, &f->ek) ||
+      bt_keygen_eval(f->sk, &f->g, 1, NULL, 0, 0, f->ek) || bt_evaluator_new(f->p, f->ek, &f->ev))
+    return -1;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  bt_evaluator_free(f->ev);
+  bt_eval_keys_free(f->ek);
+  bt_secret_key_free(f->sk);
+  bt_ckks_params_free(f->p);
+  free(f);
+  return 0;
+}
+
+static double f_sin(double x, void *ctx) { (void)ctx; return sin(x); }
+static double f_exp(double x, void *ctx) { (void)ctx; return exp(x); }
+static double f_sigmoid(double x, void *ctx) { (void)ctx; return 1 / (1 + exp(-x)); }
+static double f_cos2pi(double x, void *ctx) { (void)ctx; return cos(2 * M_PI * x); }
+
+static void check_poly(fixture *f, double (*fn)(double, void *), double a, double b, int degree,
+                       const char *name, double bar_fn) {
+  bt_cheby poly;
+  BT_CHECK(bt_cheby_interpolate(fn, NULL, a, b, degree, &poly));
+  const int logslots = bt_ckks_logn(f->p) - 1;
+  const size_t n = (size_t)1 << logslots;
+  double complex *x = malloc(n * sizeof *x), *want = malloc(n * sizeof *want),
+                 *wantp = malloc(n * sizeof *wantp), *got = malloc(n * sizeof *got);
+  double interp_err = 0;
+  for (size_t i = 0; i < n; i++) {
+    double t = a + (b - a) * (double)(bt_prng_u64(&f->g) >> 11) / 9007199254740992.0;
+    x[i] = t;
+    want[i] = fn(t, NULL);
+    wantp[i] = bt_cheby_eval(&poly, t);
+    interp_err = fmax(interp_err, fabs(creal(want[i] - wantp[i])));
+  }
+  bt_plaintext *pt;
+  bt_ciphertext *ct, *out;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ciphertext_new(f->p, &ct));
+  BT_CHECK(bt_ciphertext_new(f->p, &out));
+  const int top = bt_ckks_max_level(f->p);
+  BT_CHECK(bt_ckks_encode(f->p, x, n, logslots, top, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  BT_CHECK(bt_eval_cheby(f->ev, ct, &poly, 0, out));
+  BT_CHECK(bt_decrypt(f->sk, out, pt));
+  BT_CHECK(bt_ckks_decode(pt, got));
+  const int depth = bt_cheby_depth(&poly);
+  printf("  %s, degree %d on [%g, %g]: depth %d (levels %d -> %d), interpolation error 2^%.1f\n",
+         name, degree, a, b, depth, top, out->level, log2(interp_err));
+  assert_int_equal(out->level, top - depth);
+  assert_true(fabs(out->scale / ct->scale - 1) < 1e-9);
+  bt_precision vs_poly = bt_precision_measure(wantp, got, n);
+  bt_precision vs_fn = bt_precision_measure(want, got, n);
+  char label[96];
+  snprintf(label, sizeof label, "%s vs its polynomial: min bits", name);
+  bt_test_report(label, vs_poly.min_bits, "bits", 20);
+  snprintf(label, sizeof label, "%s vs the function: min bits", name);
+  bt_test_report(label, vs_fn.min_bits, "bits", bar_fn);
+  assert_true(vs_poly.min_bits >= 20);
+  assert_true(vs_fn.min_bits >= bar_fn);
+  free(x);
+  free(want);
+  free(wantp);
+  free(got);
+  bt_plaintext_free(pt);
+  bt_ciphertext_free(ct);
+  bt_ciphertext_free(out);
+  bt_cheby_free(&poly);
+}
+
+static void polynomials(void **state) {
+  fixture *f = *state;
+  check_poly(f, f_sin, -1, 1, 15, "sin", 20);
+  check_poly(f, f_exp, -4, 2, 31, "exp", 18);
+  check_poly(f, f_sigmoid, -8, 8, 63, "sigmoid", 18);
+  check_poly(f, f_cos2pi, -6, 6, 127, "cos(2 pi x)", 12);
+  check_poly(f, f_sin, -1.04, 0.96, 15, "sin, shifted interval (free map)", 20);
+  check_poly(f, f_sin, -1, 1, 1, "sin (degree 1)", 3);
+  check_poly(f, f_exp, -1, 1, 2, "exp (degree 2)", 3);
+}
+
+static void interpolation_converges(void **state) {
+  (void)state;
+  bt_cheby p;
+  BT_CHECK(bt_cheby_interpolate(f_exp, NULL, -1, 1, 20, &p));
+  double err = 0;
+  for (int i = 0; i <= 1000; i++) {
+    double x = -1 + 2.0 * i / 1000;
+    err = fmax(err, fabs(bt_cheby_eval(&p, x) - exp(x)));
+  }
+  printf("  exp on [-1, 1], degree 20: max error %.3g\n", err);
+  assert_true(err < 1e-14);
+  bt_cheby_free(&p);
+  assert_int_equal(bt_cheby_interpolate(f_exp, NULL, 1, -1, 3, &p), BT_E_ARG);
+}
+
+static void refuses_too_deep(void **state) {
+  fixture *f = *state;
+  bt_cheby p;
+  BT_CHECK(bt_cheby_interpolate(f_exp, NULL, -1, 1, 63, &p));
+  bt_plaintext *pt;
+  bt_ciphertext *ct;
+  double v = 0.5;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ciphertext_new(f->p, &ct));
+  BT_CHECK(bt_ckks_encode_real(f->p, &v, 1, 3, 3, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  assert_int_equal(bt_eval_cheby(f->ev, ct, &p, 0, ct), BT_E_LEVEL);
+  printf("  refused as expected: %s\n", bt_last_error());
+  bt_plaintext_free(pt);
+  bt_ciphertext_free(ct);
+  bt_cheby_free(&p);
+}
+
+int main(void) {
+  bt_test_seed();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(interpolation_converges),
+      cmocka_unit_test_setup_teardown(polynomials, setup, teardown),
+      cmocka_unit_test_setup_teardown(refuses_too_deep, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
