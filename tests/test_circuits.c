@@ -144,12 +144,77 @@ static void refuses_too_deep(void **state) {
   bt_cheby_free(&p);
 }
 
+static void linear_transforms(void **state) {
+  fixture *f = *state;
+  const int cases_ls[2] = {11, 6};
+  const int idx_full[] = {0, 1, 2, 5, 17, 100, 1000, 2047, 2045, 64};
+  const int idx_sparse[] = {0, 1, 3, 7, 8, 33, 63};
+  for (int c = 0; c < 2; c++) {
+    const int ls = cases_ls[c], slots = 1 << ls;
+    const int *idx = c ? idx_sparse : idx_full;
+    const size_t nd = c ? sizeof idx_sparse / sizeof *idx_sparse : sizeof idx_full / sizeof *idx_full;
+    double complex **diags = malloc(nd * sizeof *diags);
+    for (size_t t = 0; t < nd; t++) {
+      diags[t] = malloc((size_t)slots * sizeof **diags);
+      for (int i = 0; i < slots; i++)
+        diags[t][i] = ((double)(bt_prng_u64(&f->g) % 2001) - 1000) / 1000.0 +
+                      I * (((double)(bt_prng_u64(&f->g) % 2001) - 1000) / 1000.0);
+    }
+    const int top = bt_ckks_max_level(f->p);
+    bt_lintrans *lt;
+    BT_CHECK(bt_lintrans_new(f->p, ls, idx, (const double complex *const *)diags, nd, top,
+                             (double)bt_ckks_q(f->p, top), &lt));
+    int steps[64];
+    size_t ns = bt_lintrans_steps(lt, steps);
+    bt_eval_keys *ek;
+    bt_evaluator *ev;
+    BT_CHECK(bt_eval_keys_new(f->p, &ek));
+    BT_CHECK(bt_keygen_eval(f->sk, &f->g, 1, steps, ns, 0, ek));
+    BT_CHECK(bt_evaluator_new(f->p, ek, &ev));
+    double complex *v = malloc((size_t)slots * sizeof *v), *want = calloc((size_t)slots, sizeof *want),
+                   *got = malloc((size_t)slots * sizeof *got);
+    for (int i = 0; i < slots; i++) v[i] = cexp(I * (double)(bt_prng_u64(&f->g) % 1000));
+    for (size_t t = 0; t < nd; t++)
+      for (int i = 0; i < slots; i++) want[i] += diags[t][i] * v[(i + idx[t]) % slots];
+    bt_plaintext *pt;
+    bt_ciphertext *ct, *res;
+    BT_CHECK(bt_plaintext_new(f->p, &pt));
+    BT_CHECK(bt_ciphertext_new(f->p, &ct));
+    BT_CHECK(bt_ciphertext_new(f->p, &res));
+    BT_CHECK(bt_ckks_encode(f->p, v, (size_t)slots, ls, top, bt_ckks_default_scale(f->p), pt));
+    BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+    BT_CHECK(bt_eval_lintrans(ev, ct, lt, res));
+    BT_CHECK(bt_eval_rescale(ev, res, res));
+    assert_true(fabs(res->scale / ct->scale - 1) < 1e-12);
+    BT_CHECK(bt_decrypt(f->sk, res, pt));
+    BT_CHECK(bt_ckks_decode(pt, got));
+    bt_precision pr = bt_precision_measure(want, got, (size_t)slots);
+    char label[96];
+    snprintf(label, sizeof label, "%zu-diagonal transform, 2^%d slots, giant %d, %zu keys: min bits", nd,
+             ls, lt->giant, ns);
+    bt_test_report(label, pr.min_bits, "bits", 20);
+    assert_true(pr.min_bits >= 20);
+    for (size_t t = 0; t < nd; t++) free(diags[t]);
+    free(diags);
+    free(v);
+    free(want);
+    free(got);
+    bt_plaintext_free(pt);
+    bt_ciphertext_free(ct);
+    bt_ciphertext_free(res);
+    bt_lintrans_free(lt);
+    bt_evaluator_free(ev);
+    bt_eval_keys_free(ek);
+  }
+}
+
 int main(void) {
   bt_test_seed();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(interpolation_converges),
       cmocka_unit_test_setup_teardown(polynomials, setup, teardown),
       cmocka_unit_test_setup_teardown(refuses_too_deep, setup, teardown),
+      cmocka_unit_test_setup_teardown(linear_transforms, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,6 +47,36 @@ int bt_cheby_depth(const bt_cheby *p);
 bt_status bt_eval_cheby(bt_evaluator *ev, const bt_ciphertext *x, const bt_cheby *p,
                         double target_scale, bt_ciphertext *out) BT_MUST_CHECK;
 
+/* ---- linear transforms ----
+ * A slot-linear map M given by its non-zero diagonals d_k[i] = M[i][i + k]
+ * (indices mod the slot count), so M v = sum_k d_k * rot(v, k).  Evaluated
+ * by baby-step/giant-step: k = g j + b and
+ *   M v = sum_j rot( sum_b rot(d_{gj+b}, -gj) * rot(v, b), gj ),
+ * the baby rotations sharing one decomposition (hoisting).  The giant step g
+ * is the power of two minimising the rotation count. */
+typedef struct bt_lintrans {
+  const bt_ckks_params *params;
+  int logslots, level;
+  double scale;          /* scale of the encoded diagonals */
+  int giant;             /* g */
+  size_t ndiag;
+  int *index;            /* diagonal indices in [0, slots) */
+  bt_plaintext **diag;   /* rot(d_k, -g j), encoded at `level`, `scale` */
+} bt_lintrans;
+
+/* diags[t] holds the 2^logslots entries of diagonal index[t].  Diagonals are
+ * encoded at `level` and `scale` (a scale of q_level keeps the ciphertext's
+ * scale through the following rescale). */
+bt_status bt_lintrans_new(const bt_ckks_params *p, int logslots, const int *index,
+                          const double complex *const *diags, size_t ndiag, int level,
+                          double scale, bt_lintrans **out) BT_MUST_CHECK;
+void bt_lintrans_free(bt_lintrans *lt);
+/* Rotation steps the transform needs; writes at most 2 * ndiag + 2 steps. */
+size_t bt_lintrans_steps(const bt_lintrans *lt, int *steps);
+/* out = M x (not rescaled: out.scale = x.scale * lt.scale). */
+bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_lintrans *lt,
+                           bt_ciphertext *out) BT_MUST_CHECK;
+
 #ifdef __cplusplus
 }
 #endif
