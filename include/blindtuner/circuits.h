@@ -77,6 +77,50 @@ size_t bt_lintrans_steps(const bt_lintrans *lt, int *steps);
 bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_lintrans *lt,
                            bt_ciphertext *out) BT_MUST_CHECK;
 
+/* ---- bootstrapping (full slots) ----
+ * Cheon-Han-Kim-Kim-Song 2018 with the homomorphic special FFT split into
+ * level-budgeted groups (Chen-Chillotti-Song 2019, Han-Ki 2020):
+ *   ModRaise -> CoeffsToSlots (inverse special FFT, no bit reversal; one
+ *   ciphertext, then split into real and imaginary coefficient halves with a
+ *   conjugation) -> EvalMod on each half (Chebyshev interpolation of a scaled
+ *   cosine, then `double_angle` steps cos 2a = 2 cos^2 a - 1, giving
+ *   sin(2 pi t / q_0) / 2 pi) -> recombine -> SlotsToCoeffs (special FFT).
+ * The constants of the affine maps are folded into the FFT matrices, spread
+ * evenly over their groups. */
+typedef struct bt_bootstrap_config {
+  int cts_levels;     /* levels (matrix groups) of CoeffsToSlots */
+  int stc_levels;     /* levels of SlotsToCoeffs */
+  int cheby_degree;   /* degree of the cosine interpolant */
+  int double_angle;   /* double-angle steps r */
+  double k_range;     /* |t / q_0| < K: bound on the ModRaise overflow I plus margin */
+  int log_evalmod_scale; /* scale during EvalMod (0: 60); its absolute error is
+                          * multiplied by q_0 / (2 pi scale) in the output, so
+                          * CoeffsToSlots raises the scale and SlotsToCoeffs
+                          * brings it back */
+} bt_bootstrap_config;
+
+typedef struct bt_bootstrapper bt_bootstrapper;
+
+/* Prepares the transforms for full slots (2^(logN - 1)) of ciphertexts whose
+ * scale is `scale`. */
+bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config *cfg, double scale,
+                              bt_bootstrapper **out) BT_MUST_CHECK;
+void bt_bootstrapper_free(bt_bootstrapper *b);
+/* Rotation steps whose keys bootstrapping needs (it also needs the
+ * relinearisation and conjugation keys); `steps` must hold 4096 entries. */
+size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps);
+/* Levels bootstrapping consumes from the top; the output sits at
+ * max level - depth. */
+int bt_bootstrap_depth(const bt_bootstrapper *b);
+/* Refreshes `in` (any level, full slots, at the configured scale). */
+bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext *in,
+                       bt_ciphertext *out) BT_MUST_CHECK;
+
+/* The special FFT as sparse diagonal matrices (exposed for tests): applies
+ * the decoding map stage by stage to a bit-reversed vector (inverse = 0) or
+ * its inverse without the final bit reversal (inverse = 1), in place. */
+void bt_special_fft_reference(double complex *v, int logslots, int inverse);
+
 #ifdef __cplusplus
 }
 #endif

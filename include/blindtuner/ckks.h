@@ -249,6 +249,11 @@ bt_status bt_eval_mul_relin(bt_evaluator *ev, const bt_ciphertext *a, const bt_c
 bt_status bt_eval_rescale(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
 bt_status bt_eval_drop_level(bt_evaluator *ev, const bt_ciphertext *a, int levels,
                              bt_ciphertext *out) BT_MUST_CHECK;
+/* ModRaise (bootstrapping's first step): reads a level-0 ciphertext's
+ * residues mod q_0 as centred integers and lifts them to every prime, so the
+ * result (at the top level, same scale) decrypts to m + q_0 I for a small
+ * integer polynomial I. */
+bt_status bt_eval_mod_raise(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
 /* Rotates slots left by `step` (negative: right). */
 bt_status bt_eval_rotate(bt_evaluator *ev, const bt_ciphertext *a, int step,
                          bt_ciphertext *out) BT_MUST_CHECK;

@@ -208,7 +208,7 @@ static bt_status eval_rec(bt_evaluator *ev, plan *pl, const double *c, int deg, 
   TRY(bt_ciphertext_new(p, &qc));
   TRY(bt_ciphertext_new(p, &rc));
   TRY(eval_rec(ev, pl, q, deg - m, sq, qc));
-  TRY(eval_rec(ev, pl, r, m - 1, bt_ckks_default_scale(p), rc));
+  TRY(eval_rec(ev, pl, r, m - 1, target, rc)); /* same precision as the result */
   TRY(bt_eval_mul_relin(ev, tm, qc, out));
   const double pre = out->scale;
   TRY(bt_eval_mul_const_scaled(ev, rc, 1, 0, pre / rc->scale, rc));

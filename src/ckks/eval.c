@@ -376,6 +376,34 @@ bt_status bt_eval_rescale(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertex
   return BT_OK;
 }
 
+bt_status bt_eval_mod_raise(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) {
+  bt_status st = same_params(ev, a, out, "raise the modulus");
+  if (st) return st;
+  if (a->level != 0) return bt_fail(BT_E_LEVEL, "cannot raise the modulus: level %d, expected 0", a->level);
+  if (a->degree != 1) return bt_fail(BT_E_ARG, "cannot raise the modulus of a degree-2 ciphertext");
+  const bt_ckks_params *p = ev->p;
+  const size_t n = p->n;
+  const uint64_t q0 = p->primes[0], half = q0 >> 1;
+  for (int h = 0; h < 2; h++) {
+    uint64_t *c0 = ev->keep;
+    memcpy(c0, a->c[h], n * sizeof(uint64_t));
+    bt_ntt_inverse(&p->ntt[0], c0);
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+    for (int t = 0; t < p->nq; t++) {
+      const bt_modulus *m = &p->mod[t];
+      uint64_t *o = out->c[h] + (size_t)t * n;
+      const uint64_t q0m = bt_mod_reduce64(q0, m);
+      for (size_t j = 0; j < n; j++) {
+        uint64_t x = bt_mod_reduce64(c0[j], m);
+        o[j] = c0[j] > half ? bt_mod_sub(x, q0m, m->q) : x;
+      }
+      bt_ntt_forward(&p->ntt[t], o);
+    }
+  }
+  set_meta(out, p->nq - 1, 1, a->scale, a->logslots);
+  return BT_OK;
+}
+
 size_t bt_inner_sum_steps(int batch, int n, int replicate, int *steps) {
   size_t cnt = 0;
   int sign = replicate ? -1 : 1, shift = 0;

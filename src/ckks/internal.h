@@ -13,7 +13,8 @@ typedef struct bt_slot_tables {
 } bt_slot_tables;
 
 struct bt_ckks_params {
-  bt_ckks_literal lit;
+  bt_ckks_literal lit;       /* lit.name points at name_buf */
+  char name_buf[64];
   int logn;
   size_t n;
   int nq, np, alpha, dnum;   /* np == alpha */

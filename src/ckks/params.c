@@ -1,6 +1,7 @@
 /* Parameter literals, presets and the validated parameter handle. */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <complex.h>
@@ -242,6 +243,9 @@ bt_status bt_ckks_params_new(const bt_ckks_literal *lit, unsigned flags, bt_ckks
   bt_ckks_params *p = bt_calloc(1, sizeof *p);
   if (!p) return BT_E_NOMEM;
   p->lit = *lit;
+  /* the handle owns its name: the caller's string may not outlive it */
+  snprintf(p->name_buf, sizeof p->name_buf, "%s", lit->name ? lit->name : "");
+  p->lit.name = p->name_buf;
   p->logn = lit->logn;
   p->n = (size_t)1 << lit->logn;
   p->nq = lit->nq;

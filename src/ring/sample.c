@@ -8,9 +8,17 @@
 
 #define UBATCH 256
 
+/* Little-endian word from the stream, whatever the host's byte order, so a
+ * seed expands to the same polynomial everywhere (files carry seeds). */
+static uint64_t load_le64(const uint8_t *b) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | b[i];
+  return v;
+}
+
 void bt_sample_uniform(bt_prng *g, const bt_modulus *mods, size_t limbs, size_t n,
                        uint64_t *out) {
-  uint64_t buf[UBATCH];
+  uint8_t buf[UBATCH * 8];
   size_t avail = 0;
   for (size_t i = 0; i < limbs; i++) {
     const uint64_t q = mods[i].q;
@@ -22,7 +30,8 @@ void bt_sample_uniform(bt_prng *g, const bt_modulus *mods, size_t limbs, size_t 
         bt_prng_bytes(g, buf, sizeof buf);
         avail = UBATCH;
       }
-      uint64_t v = buf[--avail] & mask;
+      --avail;
+      uint64_t v = load_le64(buf + 8 * (UBATCH - 1 - avail)) & mask;
       if (v < q) o[j++] = v;
     }
   }

@@ -1,0 +1,341 @@
+/* Full-slot CKKS bootstrapping (see circuits.h for the outline).
+ *
+ * The special FFT (the decoding map in the 5^j slot order) factors into
+ * log2(n) butterfly stages S_2 .. S_n applied to a bit-reversed vector; each
+ * stage has three non-zero diagonals (0, +len/2, -len/2).  CoeffsToSlots
+ * applies S_n^-1 .. S_2^-1 and leaves the coefficients in bit-reversed slot
+ * order, which EvalMod does not care about and SlotsToCoeffs (S_2 .. S_n)
+ * expects, so no permutation is ever evaluated.  Consecutive stages are
+ * multiplied together into one matrix per level. */
+#include <complex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blindtuner/circuits.h"
+
+#define MAX_GROUPS 16
+
+struct bt_bootstrapper {
+  const bt_ckks_params *p;
+  bt_bootstrap_config cfg;
+  int logslots;
+  double scale, evalmod_scale;
+  bt_lintrans *cts[MAX_GROUPS], *stc[MAX_GROUPS];
+  bt_cheby cheb;
+};
+
+/* ---- sparse diagonal matrices over n slots ---- */
+typedef struct smat {
+  int n;
+  double complex **d; /* n pointers, NULL for a zero diagonal */
+} smat;
+
+static smat *smat_new(int n) {
+  smat *m = calloc(1, sizeof *m);
+  if (!m) return NULL;
+  m->n = n;
+  m->d = calloc((size_t)n, sizeof *m->d);
+  if (!m->d) {
+    free(m);
+    return NULL;
+  }
+  return m;
+}
+
+static void smat_free(smat *m) {
+  if (!m) return;
+  for (int k = 0; k < m->n; k++) free(m->d[k]);
+  free(m->d);
+  free(m);
+}
+
+static double complex *smat_diag(smat *m, int k) {
+  if (!m->d[k]) m->d[k] = calloc((size_t)m->n, sizeof **m->d);
+  return m->d[k];
+}
+
+/* A o B: (A B v)[i] = sum_{a,b} A_a[i] B_b[i + a] v[i + a + b]. */
+static smat *smat_mul(const smat *A, const smat *B) {
+  const int n = A->n;
+  smat *C = smat_new(n);
+  if (!C) return NULL;
+  for (int a = 0; a < n; a++) {
+    if (!A->d[a]) continue;
+    for (int b = 0; b < n; b++) {
+      if (!B->d[b]) continue;
+      double complex *c = smat_diag(C, (a + b) % n);
+      if (!c) {
+        smat_free(C);
+        return NULL;
+      }
+      for (int i = 0; i < n; i++) c[i] += A->d[a][i] * B->d[b][(i + a) % n];
+    }
+  }
+  return C;
+}
+
+static void smat_scale(smat *m, double complex s) {
+  for (int k = 0; k < m->n; k++)
+    if (m->d[k])
+      for (int i = 0; i < m->n; i++) m->d[k][i] *= s;
+}
+
+static void smat_apply(const smat *m, double complex *v) {
+  const int n = m->n;
+  double complex *o = calloc((size_t)n, sizeof *o);
+  if (!o) abort();
+  for (int k = 0; k < n; k++)
+    if (m->d[k])
+      for (int i = 0; i < n; i++) o[i] += m->d[k][i] * v[(i + k) % n];
+  memcpy(v, o, (size_t)n * sizeof *o);
+  free(o);
+}
+
+/* Butterfly stage of block length len (or its inverse). */
+static smat *stage(int logslots, int len, int inverse) {
+  const int n = 1 << logslots, lenh = len / 2;
+  const uint64_t lenq = 4 * (uint64_t)len;
+  smat *m = smat_new(n);
+  if (!m) return NULL;
+  double complex *d0 = smat_diag(m, 0), *up = smat_diag(m, lenh % n),
+                 *down = smat_diag(m, (n - lenh) % n);
+  if (!d0 || !up || !down) {
+    smat_free(m);
+    return NULL;
+  }
+  uint64_t g5[1 << 16];
+  uint64_t g = 1;
+  for (int j = 0; j < lenh; j++) {
+    g5[j] = g % lenq;
+    g = (g * 5) % lenq;
+  }
+  for (int x = 0; x < n; x++) {
+    const int r = x % len, j = r < lenh ? r : r - lenh;
+    const double complex c = cexp(2 * M_PI * I * (double)g5[j] / (double)lenq);
+    if (!inverse) {
+      if (r < lenh) { /* u + c v */
+        d0[x] += 1;
+        up[x] += c;
+      } else { /* u - c v */
+        down[x] += 1;
+        d0[x] -= c;
+      }
+    } else {
+      if (r < lenh) { /* (a + b) / 2 */
+        d0[x] += 0.5;
+        up[x] += 0.5;
+      } else { /* (a - b) / 2c */
+        down[x] += 0.5 / c;
+        d0[x] -= 0.5 / c;
+      }
+    }
+  }
+  return m;
+}
+
+/* Product of stages lens[from..to) in application order. */
+static smat *group(int logslots, const int *lens, int from, int to, int inverse) {
+  smat *M = stage(logslots, lens[from], inverse);
+  for (int s = from + 1; M && s < to; s++) {
+    smat *S = stage(logslots, lens[s], inverse), *P = S ? smat_mul(S, M) : NULL;
+    smat_free(S);
+    smat_free(M);
+    M = P;
+  }
+  return M;
+}
+
+void bt_special_fft_reference(double complex *v, int logslots, int inverse) {
+  const int n = 1 << logslots;
+  for (int s = 0; s < logslots; s++) {
+    int len = inverse ? n >> s : 2 << s;
+    smat *S = stage(logslots, len, inverse);
+    if (!S) abort();
+    smat_apply(S, v);
+    smat_free(S);
+  }
+}
+
+/* Builds the lintrans for groups of stages; `level` of the first group. */
+/* Each group's diagonals are encoded at q_level * scale_step, so the
+ * ciphertext's scale is multiplied by scale_step per group. */
+static bt_status build_transforms(bt_bootstrapper *b, int inverse, int groups, int level,
+                                  double total_const, double scale_step, bt_lintrans **out) {
+  const int ls = b->logslots, n = 1 << ls;
+  int lens[32];
+  for (int s = 0; s < ls; s++) lens[s] = inverse ? n >> s : 2 << s;
+  const double per_group = pow(total_const, 1.0 / groups);
+  bt_status st = BT_OK;
+  int *idx = malloc((size_t)n * sizeof *idx);
+  const double complex **diags = malloc((size_t)n * sizeof *diags);
+  if (!idx || !diags) st = bt_fail(BT_E_NOMEM, "out of memory building bootstrapping transforms");
+  for (int gi = 0; gi < groups && !st; gi++) {
+    /* stages split as evenly as possible, earlier groups taking the extra */
+    int from = gi * ls / groups, to = (gi + 1) * ls / groups;
+    smat *M = group(ls, lens, from, to, inverse);
+    if (!M) {
+      st = bt_fail(BT_E_NOMEM, "out of memory building bootstrapping transforms");
+      break;
+    }
+    smat_scale(M, per_group);
+    size_t nd = 0;
+    for (int k = 0; k < n; k++)
+      if (M->d[k]) {
+        idx[nd] = k;
+        diags[nd++] = M->d[k];
+      }
+    const int lv = level - gi;
+    st = bt_lintrans_new(b->p, ls, idx, diags, nd, lv, (double)bt_ckks_q(b->p, lv) * scale_step,
+                         &out[gi]);
+    smat_free(M);
+  }
+  free(idx);
+  free(diags);
+  return st;
+}
+
+static double eval_mod_fn(double y, void *ctx) {
+  const bt_bootstrap_config *c = ctx;
+  return cos((2 * M_PI * c->k_range * y - M_PI / 2) / ldexp(1.0, c->double_angle));
+}
+
+bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config *cfg, double scale,
+                              bt_bootstrapper **out) {
+  *out = NULL;
+  if (cfg->cts_levels < 1 || cfg->cts_levels > MAX_GROUPS || cfg->stc_levels < 1 ||
+      cfg->stc_levels > MAX_GROUPS || cfg->cheby_degree < 2 || cfg->double_angle < 0 ||
+      !(cfg->k_range >= 1) || !(scale > 0))
+    return bt_fail(BT_E_ARG, "invalid bootstrapping configuration");
+  bt_bootstrapper *b = calloc(1, sizeof *b);
+  if (!b) return bt_fail(BT_E_NOMEM, "out of memory");
+  b->p = p;
+  b->cfg = *cfg;
+  b->logslots = bt_ckks_logn(p) - 1;
+  b->scale = scale;
+  b->evalmod_scale = ldexp(1.0, cfg->log_evalmod_scale ? cfg->log_evalmod_scale : 60);
+  bt_status st = bt_cheby_interpolate(eval_mod_fn, &b->cfg, -1, 1, cfg->cheby_degree, &b->cheb);
+  if (!st && bt_bootstrap_depth(b) > bt_ckks_max_level(p))
+    st = bt_fail(BT_E_LEVEL, "bootstrapping needs %d levels, parameters have %d", bt_bootstrap_depth(b),
+                 bt_ckks_max_level(p));
+  if (st) {
+    bt_bootstrapper_free(b);
+    return st;
+  }
+  const int top = bt_ckks_max_level(p);
+  const double q0 = (double)bt_ckks_q(p, 0);
+  /* CtS: slots t / (q0 K), halved for the real/imaginary split */
+  const double up = pow(b->evalmod_scale / scale, 1.0 / cfg->cts_levels);
+  const double down = pow(scale / b->evalmod_scale, 1.0 / cfg->stc_levels);
+  st = build_transforms(b, 1, cfg->cts_levels, top, scale / (q0 * cfg->k_range) / 2, up, b->cts);
+  /* StC: EvalMod yields sin(2 pi t / q0) ~ 2 pi m / q0; scale back to m / scale */
+  const int stc_top = top - cfg->cts_levels - bt_cheby_depth(&b->cheb) - cfg->double_angle;
+  if (!st)
+    st = build_transforms(b, 0, cfg->stc_levels, stc_top, q0 / (2 * M_PI * scale), down, b->stc);
+  if (st) {
+    bt_bootstrapper_free(b);
+    return st;
+  }
+  *out = b;
+  return BT_OK;
+}
+
+void bt_bootstrapper_free(bt_bootstrapper *b) {
+  if (!b) return;
+  for (int i = 0; i < MAX_GROUPS; i++) {
+    bt_lintrans_free(b->cts[i]);
+    bt_lintrans_free(b->stc[i]);
+  }
+  bt_cheby_free(&b->cheb);
+  free(b);
+}
+
+int bt_bootstrap_depth(const bt_bootstrapper *b) {
+  return b->cfg.cts_levels + bt_cheby_depth(&b->cheb) + b->cfg.double_angle + b->cfg.stc_levels;
+}
+
+size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps) {
+  size_t cnt = 0;
+  int tmp[4096];
+  for (int pass = 0; pass < 2; pass++) {
+    bt_lintrans *const *lts = pass ? b->stc : b->cts;
+    int groups = pass ? b->cfg.stc_levels : b->cfg.cts_levels;
+    for (int gi = 0; gi < groups; gi++) {
+      size_t k = bt_lintrans_steps(lts[gi], tmp);
+      for (size_t t = 0; t < k; t++) {
+        int dup = 0;
+        for (size_t u = 0; u < cnt; u++) dup |= steps[u] == tmp[t];
+        if (!dup && cnt < 4096) steps[cnt++] = tmp[t];
+      }
+    }
+  }
+  return cnt;
+}
+
+#define TRY(x)                          \
+  do {                                  \
+    if ((st = (x)) != BT_OK) goto done; \
+  } while (0)
+
+/* c <- 2 c^2 - 1 (one level). */
+static bt_status double_angle(bt_evaluator *ev, bt_ciphertext *c) {
+  bt_status st;
+  if ((st = bt_eval_mul_relin(ev, c, c, c)) || (st = bt_eval_add(ev, c, c, c)) ||
+      (st = bt_eval_add_const(ev, c, -1, 0, c)))
+    return st;
+  return bt_eval_rescale(ev, c, c);
+}
+
+bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext *in, bt_ciphertext *out) {
+  const bt_ckks_params *p = b->p;
+  if (in->params != p || out->params != p) return bt_fail(BT_E_PARAMS, "cannot bootstrap: other parameters");
+  if (in->logslots != b->logslots)
+    return bt_fail(BT_E_ARG, "cannot bootstrap 2^%d slots: this bootstrapper handles 2^%d", in->logslots,
+                   b->logslots);
+  if (fabs(in->scale / b->scale - 1) > 1e-9)
+    return bt_fail(BT_E_SCALE, "cannot bootstrap a ciphertext at scale 2^%.2f (configured 2^%.2f)",
+                   log2(in->scale), log2(b->scale));
+  bt_status st = BT_OK;
+  bt_ciphertext *u = NULL, *conj = NULL, *re = NULL, *im = NULL;
+  TRY(bt_ciphertext_new(p, &u));
+  TRY(bt_ciphertext_new(p, &conj));
+  TRY(bt_ciphertext_new(p, &re));
+  TRY(bt_ciphertext_new(p, &im));
+  TRY(bt_eval_drop_level(ev, in, in->level, u));
+  TRY(bt_eval_mod_raise(ev, u, u));
+  for (int gi = 0; gi < b->cfg.cts_levels; gi++) {
+    TRY(bt_eval_lintrans(ev, u, b->cts[gi], u));
+    TRY(bt_eval_rescale(ev, u, u));
+  }
+  /* real part u + conj(u), imaginary part -i (u - conj(u)) (the 1/2 is in CtS) */
+  TRY(bt_eval_conjugate(ev, u, conj));
+  TRY(bt_eval_add(ev, u, conj, re));
+  TRY(bt_eval_sub(ev, u, conj, im));
+  TRY(bt_eval_mul_const_scaled(ev, im, 0, -1, 1.0, im));
+  /* EvalMod: choose the Chebyshev output scale so that after the double
+   * angles (S -> S^2 / q) the scale is exactly the configured one */
+  const int r = b->cfg.double_angle;
+  const int l_cheb = re->level - bt_cheby_depth(&b->cheb);
+  double s = b->evalmod_scale;
+  for (int i = r; i >= 1; i--) s = sqrt(s * (double)bt_ckks_q(p, l_cheb - i + 1));
+  bt_ciphertext *halves[2] = {re, im};
+  for (int h = 0; h < 2; h++) {
+    TRY(bt_eval_cheby(ev, halves[h], &b->cheb, s, halves[h]));
+    for (int i = 0; i < r; i++) TRY(double_angle(ev, halves[h]));
+  }
+  TRY(bt_eval_mul_const_scaled(ev, im, 0, 1, 1.0, im));
+  TRY(bt_eval_add(ev, re, im, u));
+  u->scale = b->evalmod_scale; /* equal up to the rounding of the square roots above */
+  for (int gi = 0; gi < b->cfg.stc_levels; gi++) {
+    TRY(bt_eval_lintrans(ev, u, b->stc[gi], u));
+    TRY(bt_eval_rescale(ev, u, u));
+  }
+  TRY(bt_ciphertext_copy(out, u));
+  out->scale = b->scale;
+done:
+  bt_ciphertext_free(u);
+  bt_ciphertext_free(conj);
+  bt_ciphertext_free(re);
+  bt_ciphertext_free(im);
+  return st;
+}

@@ -1,0 +1,719 @@
+/* Object payloads (docs/FORMAT.md, section 3).
+ *
+ * Each kind is a codec: measure (validate and size), emit, parse, discard;
+ * container.c runs them over memory or a file.  All integers are little
+ * endian; "poly(a..b)" below is limbs a..b of a polynomial in NTT form, each
+ * coefficient packed at its prime's bit width.
+ *
+ *   PARAMS      literal fields, name, then the generated primes (loading
+ *               rebuilds the handle and requires the same primes, which
+ *               detects any change in prime generation)
+ *   PLAINTEXT   level, logslots, scale, poly(0..level)
+ *   CIPHERTEXT  level, degree, logslots, scale, seeded, c0, c1 or its seed, [c2]
+ *   SECRET_KEY  the N ternary coefficients, 2 bits each
+ *   PUBLIC_KEY  poly b (0..nq-1), seed of a
+ *   SWITCH_KEY  galois, digits, per digit poly b_j (all nq+np primes), seed_j
+ *   EVAL_KEYS   has_relin, count, then that many SWITCH_KEY payloads
+ *
+ * Public "a" polynomials are stored as their seed and re-expanded on load
+ * exactly as key generation and encryption expanded them
+ * (bt_expand_uniform: one ChaCha20 stream per seed, limbs in prime order). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/internal.h"
+
+#define NAME_MAX_BYTES 63
+
+_Static_assert(sizeof(double) == 8, "scales are stored as IEEE-754 binary64");
+
+static uint64_t double_bits(double d) {
+  uint64_t u;
+  memcpy(&u, &d, sizeof u);
+  return u;
+}
+
+static double get_scale(bt_io_reader *r) {
+  uint64_t u = bt_io_get_u64(r);
+  double d;
+  memcpy(&d, &u, sizeof d);
+  if (!r->st && !(isfinite(d) && d > 0))
+    bt_io_reader_fail(r, BT_E_FORMAT, "scale %g is not a finite positive number", d);
+  return d;
+}
+
+static int scale_ok(double s) { return isfinite(s) && s > 0; }
+
+/* ---- parameters ---- */
+
+static size_t name_len(const bt_ckks_params *p) { return p->lit.name ? strlen(p->lit.name) : 0; }
+
+static int printable(char c) { return c >= 0x20 && c <= 0x7e; }
+
+static bt_status params_measure(const void *obj, uint64_t *payload) {
+  const bt_ckks_params *p = obj;
+  size_t nl = name_len(p);
+  if (nl > NAME_MAX_BYTES)
+    return bt_fail(BT_E_ARG, "cannot save parameters: the name '%.24s...' exceeds %d bytes",
+                   p->lit.name, NAME_MAX_BYTES);
+  for (size_t i = 0; i < nl; i++)
+    if (!printable(p->lit.name[i]))
+      return bt_fail(BT_E_ARG, "cannot save parameters: the name has a non-printable byte");
+  /* logn, nq, q_bits[nq], dnum, p_bits, log_scale, secret, hamming_weight,
+   * insecure, name, nprimes, primes */
+  *payload = 4 + 4 + 4 * (uint64_t)p->nq + 6 * 4 + 1 + nl + 4 + 8 * (uint64_t)(p->nq + p->np);
+  return BT_OK;
+}
+
+static bt_status params_emit(bt_io_writer *w, const void *obj) {
+  const bt_ckks_params *p = obj;
+  const bt_ckks_literal *l = &p->lit;
+  bt_io_put_u32(w, (uint32_t)l->logn);
+  bt_io_put_u32(w, (uint32_t)l->nq);
+  for (int i = 0; i < l->nq; i++) bt_io_put_u32(w, (uint32_t)l->q_bits[i]);
+  bt_io_put_u32(w, (uint32_t)l->dnum);
+  bt_io_put_u32(w, (uint32_t)l->p_bits);
+  bt_io_put_u32(w, (uint32_t)l->log_scale);
+  bt_io_put_u32(w, (uint32_t)l->secret);
+  bt_io_put_u32(w, (uint32_t)l->hamming_weight);
+  bt_io_put_u32(w, l->insecure ? 1u : 0u);
+  size_t nl = name_len(p);
+  uint8_t len8 = (uint8_t)nl;
+  bt_io_put_bytes(w, &len8, 1);
+  bt_io_put_bytes(w, l->name, nl);
+  bt_io_put_u32(w, (uint32_t)(p->nq + p->np));
+  for (int i = 0; i < p->nq + p->np; i++) bt_io_put_u64(w, p->primes[i]);
+  return w->st;
+}
+
+static bt_status params_parse(bt_io_reader *r, const bt_ckks_params *unused, unsigned flags,
+                              void *out) {
+  (void)unused;
+  bt_ckks_literal lit;
+  memset(&lit, 0, sizeof lit);
+  /* loose bounds here only keep the values meaningful as ints and bound the
+   * arrays; bt_ckks_params_new applies the real rules */
+  lit.logn = bt_io_get_int(r, 0, 62, "log2 N");
+  lit.nq = bt_io_get_int(r, 1, BT_MAX_PRIMES, "number of ciphertext primes");
+  for (int i = 0; i < lit.nq; i++) lit.q_bits[i] = bt_io_get_int(r, 0, 64, "prime bit size");
+  lit.dnum = bt_io_get_int(r, 1, BT_MAX_PRIMES, "dnum");
+  lit.p_bits = bt_io_get_int(r, 0, 64, "special prime bit size");
+  lit.log_scale = bt_io_get_int(r, 0, 1 << 20, "log2 scale");
+  lit.secret = (bt_secret_dist)bt_io_get_int(r, BT_SECRET_TERNARY, BT_SECRET_SPARSE,
+                                             "secret distribution");
+  lit.hamming_weight = bt_io_get_int(r, 0, 1 << 30, "Hamming weight");
+  lit.insecure = bt_io_get_int(r, 0, 1, "insecure flag");
+  uint8_t nl = 0;
+  bt_io_get_bytes(r, &nl, 1);
+  if (!r->st && nl > NAME_MAX_BYTES)
+    return bt_io_reader_fail(r, BT_E_FORMAT, "name of %u bytes exceeds %d", nl, NAME_MAX_BYTES);
+  char name[NAME_MAX_BYTES + 1] = {0};
+  bt_io_get_bytes(r, name, nl);
+  for (int i = 0; i < nl && !r->st; i++)
+    if (!printable(name[i]))
+      return bt_io_reader_fail(r, BT_E_FORMAT, "name byte %d (0x%02x) is not printable ASCII", i,
+                               (unsigned)(uint8_t)name[i]);
+  int nprimes = bt_io_get_int(r, 1, BT_MAX_PRIMES, "number of primes");
+  uint64_t primes[BT_MAX_PRIMES];
+  for (int i = 0; i < nprimes; i++) primes[i] = bt_io_get_u64(r);
+  if (r->st) return r->st;
+  lit.name = nl ? name : NULL; /* bt_ckks_params_new copies it */
+
+  bt_ckks_params **pp = out;
+  bt_status st = bt_ckks_params_new(&lit, flags, pp);
+  if (st) return r->st = bt_io_rewrap(r->src, st, "stored parameters refused");
+  const bt_ckks_params *p = *pp;
+  if (nprimes != p->nq + p->np)
+    return r->st = bt_io_fail(r->src, BT_E_PARAMS,
+                              "stores %d primes, the rebuilt parameters have %d", nprimes,
+                              p->nq + p->np);
+  for (int i = 0; i < nprimes; i++)
+    if (primes[i] != p->primes[i])
+      return r->st = bt_io_fail(r->src, BT_E_PARAMS,
+                                "stored prime %d is %llu but this build generates %llu "
+                                "(prime generation changed)",
+                                i, (unsigned long long)primes[i],
+                                (unsigned long long)p->primes[i]);
+  return BT_OK;
+}
+
+static void params_discard(void *out) {
+  bt_ckks_params **p = out;
+  bt_ckks_params_free(*p);
+  *p = NULL;
+}
+
+static const bt_io_codec params_codec = {BT_IO_PARAMS, 0, params_measure, params_emit,
+                                         params_parse, params_discard};
+
+/* ---- plaintext ---- */
+static bt_status plaintext_measure(const void *obj, uint64_t *payload) {
+  const bt_plaintext *pt = obj;
+  const bt_ckks_params *p = pt->params;
+  if (pt->level < 0 || pt->level >= p->nq || pt->logslots < 0 || pt->logslots >= p->logn ||
+      !scale_ok(pt->scale))
+    return bt_fail(BT_E_ARG, "cannot save plaintext: level %d, log2 slots %d, scale %g out of range",
+                   pt->level, pt->logslots, pt->scale);
+  *payload = 4 + 4 + 8 + bt_io_poly_bytes(p, 0, pt->level + 1);
+  return BT_OK;
+}
+
+static bt_status plaintext_emit(bt_io_writer *w, const void *obj) {
+  const bt_plaintext *pt = obj;
+  bt_io_put_u32(w, (uint32_t)pt->level);
+  bt_io_put_u32(w, (uint32_t)pt->logslots);
+  bt_io_put_u64(w, double_bits(pt->scale));
+  bt_io_put_poly(w, pt->params, pt->c, 0, pt->level + 1, "plaintext");
+  return w->st;
+}
+
+static bt_status plaintext_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
+                                 void *out) {
+  (void)flags;
+  int level = bt_io_get_int(r, 0, p->nq - 1, "level");
+  int logslots = bt_io_get_int(r, 0, p->logn - 1, "log2 slots");
+  double scale = get_scale(r);
+  if (bt_io_expect_remaining(r, bt_io_poly_bytes(p, 0, level + 1), "the plaintext")) return r->st;
+  bt_plaintext **pt = out;
+  bt_status st = bt_plaintext_new(p, pt);
+  if (st) return st;
+  (*pt)->level = level;
+  (*pt)->logslots = logslots;
+  (*pt)->scale = scale;
+  bt_io_get_poly(r, p, (*pt)->c, 0, level + 1, "plaintext");
+  return r->st;
+}
+
+static void plaintext_discard(void *out) {
+  bt_plaintext **pt = out;
+  bt_plaintext_free(*pt);
+  *pt = NULL;
+}
+
+static const bt_io_codec plaintext_codec = {BT_IO_PLAINTEXT, 0, plaintext_measure,
+                                            plaintext_emit, plaintext_parse, plaintext_discard};
+
+/* ---- ciphertext ---- */
+
+/* A ciphertext with the decision, taken once, whether c1 travels as its seed. */
+typedef struct ct_view {
+  const bt_ciphertext *ct;
+  int seeded;
+} ct_view;
+
+/* The seeded flag is trusted only when c1 really is the seed's expansion:
+ * an operation that forgot to clear the flag must cost size, not
+ * correctness.  Returns 1, 0, or a negative status. */
+static int c1_is_seed_expansion(const bt_ciphertext *ct) {
+  if (!ct->seeded || ct->degree != 1) return 0;
+  const bt_ckks_params *p = ct->params;
+  const size_t words = (size_t)(ct->level + 1) * p->n;
+  uint64_t *a = bt_alloc(words * sizeof *a);
+  if (!a) return BT_E_NOMEM;
+  bt_expand_uniform(p, ct->seed, a, 0, ct->level + 1);
+  int same = memcmp(a, ct->c[1], words * sizeof *a) == 0;
+  bt_free(a);
+  return same;
+}
+
+static bt_status check_ciphertext(const bt_ciphertext *ct) {
+  const bt_ckks_params *p = ct->params;
+  if (ct->level < 0 || ct->level >= p->nq || ct->degree < 1 || ct->degree > 2 ||
+      ct->logslots < 0 || ct->logslots >= p->logn || !scale_ok(ct->scale))
+    return bt_fail(BT_E_ARG,
+                   "cannot save ciphertext: level %d, degree %d, log2 slots %d, scale %g out of range",
+                   ct->level, ct->degree, ct->logslots, ct->scale);
+  return BT_OK;
+}
+
+static bt_status ciphertext_measure(const void *obj, uint64_t *payload) {
+  const ct_view *v = obj;
+  const bt_ciphertext *ct = v->ct;
+  const bt_ckks_params *p = ct->params;
+  bt_status st = check_ciphertext(ct);
+  if (st) return st;
+  const uint64_t poly = bt_io_poly_bytes(p, 0, ct->level + 1);
+  /* level, degree, logslots, seeded: u32; scale: u64 */
+  *payload = 4 * 4 + 8 + (uint64_t)(ct->degree + 1) * poly;
+  if (v->seeded) *payload = *payload - poly + BT_SEED_BYTES;
+  return BT_OK;
+}
+
+static bt_status ciphertext_emit(bt_io_writer *w, const void *obj) {
+  const ct_view *v = obj;
+  const bt_ciphertext *ct = v->ct;
+  const bt_ckks_params *p = ct->params;
+  const int limbs = ct->level + 1;
+  bt_io_put_u32(w, (uint32_t)ct->level);
+  bt_io_put_u32(w, (uint32_t)ct->degree);
+  bt_io_put_u32(w, (uint32_t)ct->logslots);
+  bt_io_put_u64(w, double_bits(ct->scale));
+  bt_io_put_u32(w, v->seeded ? 1u : 0u);
+  bt_io_put_poly(w, p, ct->c[0], 0, limbs, "ciphertext c0");
+  if (v->seeded) bt_io_put_bytes(w, ct->seed, BT_SEED_BYTES);
+  else bt_io_put_poly(w, p, ct->c[1], 0, limbs, "ciphertext c1");
+  if (ct->degree == 2) bt_io_put_poly(w, p, ct->c[2], 0, limbs, "ciphertext c2");
+  return w->st;
+}
+
+static bt_status ciphertext_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
+                                  void *out) {
+  (void)flags;
+  int level = bt_io_get_int(r, 0, p->nq - 1, "level");
+  int degree = bt_io_get_int(r, 1, 2, "degree");
+  int logslots = bt_io_get_int(r, 0, p->logn - 1, "log2 slots");
+  double scale = get_scale(r);
+  int seeded = bt_io_get_int(r, 0, 1, "seeded flag");
+  if (!r->st && seeded && degree != 1)
+    return bt_io_reader_fail(r, BT_E_FORMAT, "a seeded ciphertext must have degree 1, not %d",
+                             degree);
+  const int limbs = level + 1;
+  const uint64_t poly = bt_io_poly_bytes(p, 0, limbs);
+  const uint64_t want = seeded ? poly + BT_SEED_BYTES : (uint64_t)(degree + 1) * poly;
+  if (bt_io_expect_remaining(r, want, "the ciphertext")) return r->st;
+  bt_ciphertext **ct = out;
+  bt_status st = bt_ciphertext_new(p, ct);
+  if (st) return st;
+  bt_ciphertext *c = *ct;
+  c->level = level;
+  c->degree = degree;
+  c->logslots = logslots;
+  c->scale = scale;
+  bt_io_get_poly(r, p, c->c[0], 0, limbs, "ciphertext c0");
+  if (seeded) {
+    bt_io_get_bytes(r, c->seed, BT_SEED_BYTES);
+    if (!r->st) bt_expand_uniform(p, c->seed, c->c[1], 0, limbs);
+    c->seeded = 1;
+  } else {
+    bt_io_get_poly(r, p, c->c[1], 0, limbs, "ciphertext c1");
+  }
+  if (degree == 2) bt_io_get_poly(r, p, c->c[2], 0, limbs, "ciphertext c2");
+  return r->st;
+}
+
+static void ciphertext_discard(void *out) {
+  bt_ciphertext **ct = out;
+  bt_ciphertext_free(*ct);
+  *ct = NULL;
+}
+
+static const bt_io_codec ciphertext_codec = {BT_IO_CIPHERTEXT, 0, ciphertext_measure,
+                                             ciphertext_emit, ciphertext_parse,
+                                             ciphertext_discard};
+
+static bt_status ct_view_of(const bt_ciphertext *ct, ct_view *v) {
+  bt_status st = check_ciphertext(ct); /* before the level sizes anything */
+  if (st) return st;
+  int s = c1_is_seed_expansion(ct);
+  if (s < 0) return (bt_status)s;
+  v->ct = ct;
+  v->seeded = s;
+  return BT_OK;
+}
+
+/* ---- secret key ----
+ * Only the ternary coefficients travel: code 0 -> 0, 1 -> 1, 2 -> -1
+ * (3 is invalid), four per byte, coefficient j in bits 2(j%4)..2(j%4)+1 of
+ * byte j/4.  The mapping runs without branches on the secret. */
+static size_t sk_bytes(const bt_ckks_params *p) { return (p->n + 3) / 4; }
+
+/* 1 if a == b, else 0, for values below 2^63, without a branch. */
+static uint64_t ct_eq(uint64_t a, uint64_t b) { return ((a ^ b) - 1) >> 63; }
+
+static bt_status secret_key_measure(const void *obj, uint64_t *payload) {
+  const bt_secret_key *sk = obj;
+  *payload = sk_bytes(sk->params);
+  return BT_OK;
+}
+
+static bt_status secret_key_emit(bt_io_writer *w, const void *obj) {
+  const bt_secret_key *sk = obj;
+  const bt_ckks_params *p = sk->params;
+  const size_t n = p->n;
+  const uint64_t q = p->primes[0];
+  uint8_t *out = bt_io_reserve(w, sk_bytes(p));
+  uint64_t *s = bt_alloc(n * sizeof *s);
+  if (!out || !s) {
+    bt_free(s);
+    return w->st ? w->st : BT_E_NOMEM;
+  }
+  memcpy(s, sk->s, n * sizeof *s);
+  bt_ntt_inverse(&p->ntt[0], s);
+  uint64_t bad = 0;
+  memset(out, 0, sk_bytes(p));
+  for (size_t j = 0; j < n; j++) {
+    uint64_t one = ct_eq(s[j], 1), neg = ct_eq(s[j], q - 1), zero = ct_eq(s[j], 0);
+    bad |= 1 ^ (one | neg | zero);
+    out[j / 4] |= (uint8_t)((one | neg << 1) << (2 * (j % 4)));
+  }
+  bt_free_secret(s, n * sizeof *s);
+  if (bad)
+    return w->st = bt_io_fail(w->src, BT_E_KEY,
+                              "cannot save the secret key: its coefficients are not ternary "
+                              "(corrupted key)");
+  return w->st;
+}
+
+static bt_status secret_key_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
+                                  void *out) {
+  (void)flags;
+  const size_t n = p->n;
+  if (bt_io_expect_remaining(r, sk_bytes(p), "the secret key")) return r->st;
+  const uint8_t *in = bt_io_take(r, sk_bytes(p));
+  if (!in) return r->st;
+  int8_t *s = bt_alloc(n);
+  if (!s) return BT_E_NOMEM;
+  unsigned bad = 0;
+  size_t weight = 0;
+  for (size_t j = 0; j < n; j++) {
+    unsigned code = (unsigned)(in[j / 4] >> (2 * (j % 4))) & 3;
+    s[j] = (int8_t)((int)(code & 1) - (int)(code >> 1));
+    bad |= (code + 1) >> 2;                  /* code == 3 */
+    weight += (code & 1) ^ (code >> 1);      /* code 1 or 2 */
+  }
+  bt_status st = BT_OK;
+  if (bad) {
+    /* corrupted input: locating the bad code may branch freely */
+    size_t j = 0;
+    while (((in[j / 4] >> (2 * (j % 4))) & 3) != 3) j++;
+    st = bt_io_reader_fail(r, BT_E_FORMAT,
+                           "secret-key coefficient %zu has the invalid 2-bit code 3", j);
+  } else if (p->lit.secret == BT_SECRET_SPARSE && weight != (size_t)p->lit.hamming_weight) {
+    st = bt_io_reader_fail(r, BT_E_FORMAT,
+                           "secret key has Hamming weight %zu, the parameters require %d", weight,
+                           p->lit.hamming_weight);
+  }
+  bt_secret_key **sk = out;
+  if (!st) st = bt_secret_key_alloc(p, sk);
+  if (!st) bt_small_to_ntt(p, s, (*sk)->s, 0, p->nq + p->np);
+  bt_free_secret(s, n);
+  return st;
+}
+
+static void secret_key_discard(void *out) {
+  bt_secret_key **sk = out;
+  bt_secret_key_free(*sk);
+  *sk = NULL;
+}
+
+static const bt_io_codec secret_key_codec = {BT_IO_SECRET_KEY, 1, secret_key_measure,
+                                             secret_key_emit, secret_key_parse,
+                                             secret_key_discard};
+
+/* ---- public key ---- */
+static bt_status public_key_measure(const void *obj, uint64_t *payload) {
+  const bt_public_key *pk = obj;
+  *payload = bt_io_poly_bytes(pk->params, 0, pk->params->nq) + BT_SEED_BYTES;
+  return BT_OK;
+}
+
+static bt_status public_key_emit(bt_io_writer *w, const void *obj) {
+  const bt_public_key *pk = obj;
+  bt_io_put_poly(w, pk->params, pk->b, 0, pk->params->nq, "public key b");
+  bt_io_put_bytes(w, pk->seed, BT_SEED_BYTES);
+  return w->st;
+}
+
+static bt_status public_key_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
+                                  void *out) {
+  (void)flags;
+  if (bt_io_expect_remaining(r, bt_io_poly_bytes(p, 0, p->nq) + BT_SEED_BYTES, "the public key"))
+    return r->st;
+  bt_public_key **pk = out;
+  bt_status st = bt_public_key_alloc(p, pk);
+  if (st) return st;
+  bt_io_get_poly(r, p, (*pk)->b, 0, p->nq, "public key b");
+  bt_io_get_bytes(r, (*pk)->seed, BT_SEED_BYTES);
+  if (!r->st) bt_expand_uniform(p, (*pk)->seed, (*pk)->a, 0, p->nq);
+  return r->st;
+}
+
+static void public_key_discard(void *out) {
+  bt_public_key **pk = out;
+  bt_public_key_free(*pk);
+  *pk = NULL;
+}
+
+static const bt_io_codec public_key_codec = {BT_IO_PUBLIC_KEY, 0, public_key_measure,
+                                             public_key_emit, public_key_parse,
+                                             public_key_discard};
+
+/* ---- switching keys ---- */
+static uint64_t switch_key_bytes(const bt_ckks_params *p) {
+  return 8 + 4 + (uint64_t)p->dnum * (bt_io_poly_bytes(p, 0, p->nq + p->np) + BT_SEED_BYTES);
+}
+
+/* 0 (relinearisation) or an odd element of (0, 2N). */
+static int galois_ok(const bt_ckks_params *p, uint64_t g) {
+  return g == 0 || ((g & 1) && g < 2 * (uint64_t)p->n);
+}
+
+static bt_status check_switch_key(const bt_switch_key *k, const bt_ckks_params *p) {
+  if (k->params != p)
+    return bt_fail(BT_E_PARAMS, "cannot save: a switching key has other parameters");
+  if (k->digits != p->dnum || !galois_ok(p, k->galois))
+    return bt_fail(BT_E_ARG, "cannot save switching key: %d digits (dnum %d), Galois element %llu",
+                   k->digits, p->dnum, (unsigned long long)k->galois);
+  return BT_OK;
+}
+
+static bt_status switch_key_measure(const void *obj, uint64_t *payload) {
+  const bt_switch_key *k = obj;
+  bt_status st = check_switch_key(k, k->params);
+  if (st) return st;
+  *payload = switch_key_bytes(k->params);
+  return BT_OK;
+}
+
+static bt_status switch_key_emit(bt_io_writer *w, const void *obj) {
+  const bt_switch_key *k = obj;
+  const bt_ckks_params *p = k->params;
+  bt_io_put_u64(w, k->galois);
+  bt_io_put_u32(w, (uint32_t)k->digits);
+  for (int j = 0; j < k->digits && !w->st; j++) {
+    bt_io_put_poly(w, p, k->b[j], 0, p->nq + p->np, "switching key b");
+    bt_io_put_bytes(w, k->seeds[j], BT_SEED_BYTES);
+  }
+  return w->st;
+}
+
+/* One switching key from the reader into *out (NULL on failure). */
+static bt_status read_switch_key(bt_io_reader *r, const bt_ckks_params *p, bt_switch_key **out) {
+  *out = NULL;
+  uint64_t galois = bt_io_get_u64(r);
+  if (!r->st && !galois_ok(p, galois))
+    return bt_io_reader_fail(r, BT_E_FORMAT,
+                             "Galois element %llu is neither 0 nor odd below 2N = %llu",
+                             (unsigned long long)galois, (unsigned long long)(2 * p->n));
+  uint32_t digits = bt_io_get_u32(r);
+  if (!r->st && digits != (uint32_t)p->dnum)
+    return bt_io_reader_fail(r, BT_E_FORMAT, "switching key has %lu digits, the parameters use dnum = %d",
+                             (unsigned long)digits, p->dnum);
+  if (r->st) return r->st;
+  bt_status st = bt_switch_key_alloc(p, galois, out);
+  if (st) return st;
+  bt_switch_key *k = *out;
+  const int total = p->nq + p->np;
+  for (int j = 0; j < p->dnum && !r->st; j++) {
+    bt_io_get_poly(r, p, k->b[j], 0, total, "switching key b");
+    bt_io_get_bytes(r, k->seeds[j], BT_SEED_BYTES);
+    /* a_j over every prime of QP, as keys.c's gen_switch expands it */
+    if (!r->st) bt_expand_uniform(p, k->seeds[j], k->a[j], 0, total);
+  }
+  if (r->st) {
+    bt_switch_key_free(k);
+    *out = NULL;
+  }
+  return r->st;
+}
+
+static bt_status switch_key_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
+                                  void *out) {
+  (void)flags;
+  if (bt_io_expect_remaining(r, switch_key_bytes(p), "the switching key")) return r->st;
+  return read_switch_key(r, p, out);
+}
+
+static void switch_key_discard(void *out) {
+  bt_switch_key **k = out;
+  bt_switch_key_free(*k);
+  *k = NULL;
+}
+
+static const bt_io_codec switch_key_codec = {BT_IO_SWITCH_KEY, 0, switch_key_measure,
+                                             switch_key_emit, switch_key_parse,
+                                             switch_key_discard};
+
+/* ---- evaluation keys ---- */
+static bt_status eval_keys_measure(const void *obj, uint64_t *payload) {
+  const bt_eval_keys *ek = obj;
+  const bt_ckks_params *p = ek->params;
+  bt_status st;
+  if (ek->relin && (st = check_switch_key(ek->relin, p))) return st;
+  if (ek->ngalois > UINT32_MAX) return bt_fail(BT_E_ARG, "too many Galois keys to save");
+  for (size_t i = 0; i < ek->ngalois; i++)
+    if ((st = check_switch_key(ek->galois[i], p))) return st;
+  uint64_t keys = (ek->relin ? 1 : 0) + (uint64_t)ek->ngalois;
+  *payload = 4 + 4 + keys * switch_key_bytes(p);
+  return BT_OK;
+}
+
+static bt_status eval_keys_emit(bt_io_writer *w, const void *obj) {
+  const bt_eval_keys *ek = obj;
+  bt_io_put_u32(w, ek->relin ? 1u : 0u);
+  bt_io_put_u32(w, (uint32_t)ek->ngalois);
+  /* each key goes out through the writer's stage as it is packed: on a file
+   * nothing larger than one limb is ever buffered */
+  if (ek->relin) switch_key_emit(w, ek->relin);
+  for (size_t i = 0; i < ek->ngalois && !w->st; i++) switch_key_emit(w, ek->galois[i]);
+  return w->st;
+}
+
+static bt_status eval_keys_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
+                                 void *out) {
+  (void)flags;
+  int has_relin = bt_io_get_int(r, 0, 1, "relinearisation-key flag");
+  uint64_t count = bt_io_get_u32(r);
+  if (r->st) return r->st;
+  /* the count is checked against the payload size before anything is
+   * allocated (divided, not multiplied, so no count can overflow) */
+  const uint64_t each = switch_key_bytes(p), left = bt_io_remaining(r);
+  if (left % each != 0 || left / each != (uint64_t)has_relin + count)
+    return bt_io_reader_fail(r, BT_E_FORMAT,
+                             "%llu payload bytes do not hold %d + %llu switching keys of %llu bytes",
+                             (unsigned long long)left, has_relin, (unsigned long long)count,
+                             (unsigned long long)each);
+  bt_eval_keys **ek = out;
+  bt_status st = bt_eval_keys_new(p, ek);
+  if (st) return st;
+  for (uint64_t i = 0; i < (uint64_t)has_relin + count; i++) {
+    bt_switch_key *k;
+    if ((st = read_switch_key(r, p, &k))) return st;
+    const int want_relin = has_relin && i == 0;
+    if (want_relin && k->galois != 0)
+      st = bt_io_reader_fail(r, BT_E_FORMAT, "the relinearisation key has Galois element %llu",
+                             (unsigned long long)k->galois);
+    else if (!want_relin && k->galois == 0)
+      st = bt_io_reader_fail(r, BT_E_FORMAT, "Galois key %llu has Galois element 0",
+                             (unsigned long long)(i - (uint64_t)has_relin));
+    else if (!want_relin && bt_eval_keys_find(*ek, k->galois))
+      st = bt_io_reader_fail(r, BT_E_FORMAT, "two keys for Galois element %llu",
+                             (unsigned long long)k->galois);
+    if (st) {
+      bt_switch_key_free(k);
+      return st;
+    }
+    if ((st = bt_eval_keys_add(*ek, k))) return st; /* takes k, also on failure */
+  }
+  return BT_OK;
+}
+
+static void eval_keys_discard(void *out) {
+  bt_eval_keys **ek = out;
+  bt_eval_keys_free(*ek);
+  *ek = NULL;
+}
+
+static const bt_io_codec eval_keys_codec = {BT_IO_EVAL_KEYS, 0, eval_keys_measure,
+                                            eval_keys_emit, eval_keys_parse, eval_keys_discard};
+
+/* ---- public entry points ---- */
+bt_status bt_io_write_params(const bt_ckks_params *p, uint8_t **buf, size_t *len) {
+  return bt_io_encode(&params_codec, p, NULL, buf, len);
+}
+bt_status bt_io_read_params(const uint8_t *buf, size_t len, unsigned flags, bt_ckks_params **out) {
+  *out = NULL;
+  return bt_io_decode(&params_codec, buf, len, NULL, flags, out);
+}
+bt_status bt_io_save_params(const char *path, const bt_ckks_params *p) {
+  return bt_io_save(&params_codec, path, p, NULL);
+}
+bt_status bt_io_load_params(const char *path, unsigned flags, bt_ckks_params **out) {
+  *out = NULL;
+  return bt_io_load(&params_codec, path, NULL, flags, out);
+}
+
+bt_status bt_io_write_plaintext(const bt_plaintext *pt, uint8_t **buf, size_t *len) {
+  return bt_io_encode(&plaintext_codec, pt, bt_ckks_params_hash(pt->params), buf, len);
+}
+bt_status bt_io_read_plaintext(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+                               bt_plaintext **out) {
+  *out = NULL;
+  return bt_io_decode(&plaintext_codec, buf, len, p, 0, out);
+}
+bt_status bt_io_save_plaintext(const char *path, const bt_plaintext *pt) {
+  return bt_io_save(&plaintext_codec, path, pt, bt_ckks_params_hash(pt->params));
+}
+bt_status bt_io_load_plaintext(const char *path, const bt_ckks_params *p, bt_plaintext **out) {
+  *out = NULL;
+  return bt_io_load(&plaintext_codec, path, p, 0, out);
+}
+
+bt_status bt_io_write_ciphertext(const bt_ciphertext *ct, uint8_t **buf, size_t *len) {
+  ct_view v;
+  *buf = NULL;
+  *len = 0;
+  bt_status st = ct_view_of(ct, &v);
+  if (st) return st;
+  return bt_io_encode(&ciphertext_codec, &v, bt_ckks_params_hash(ct->params), buf, len);
+}
+bt_status bt_io_read_ciphertext(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+                                bt_ciphertext **out) {
+  *out = NULL;
+  return bt_io_decode(&ciphertext_codec, buf, len, p, 0, out);
+}
+bt_status bt_io_save_ciphertext(const char *path, const bt_ciphertext *ct) {
+  ct_view v;
+  bt_status st = ct_view_of(ct, &v);
+  if (st) return bt_io_rewrap(path, st, NULL);
+  return bt_io_save(&ciphertext_codec, path, &v, bt_ckks_params_hash(ct->params));
+}
+bt_status bt_io_load_ciphertext(const char *path, const bt_ckks_params *p, bt_ciphertext **out) {
+  *out = NULL;
+  return bt_io_load(&ciphertext_codec, path, p, 0, out);
+}
+
+bt_status bt_io_write_secret_key(const bt_secret_key *sk, uint8_t **buf, size_t *len) {
+  return bt_io_encode(&secret_key_codec, sk, bt_ckks_params_hash(sk->params), buf, len);
+}
+bt_status bt_io_read_secret_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+                                bt_secret_key **out) {
+  *out = NULL;
+  return bt_io_decode(&secret_key_codec, buf, len, p, 0, out);
+}
+bt_status bt_io_save_secret_key(const char *path, const bt_secret_key *sk) {
+  return bt_io_save(&secret_key_codec, path, sk, bt_ckks_params_hash(sk->params));
+}
+bt_status bt_io_load_secret_key(const char *path, const bt_ckks_params *p, bt_secret_key **out) {
+  *out = NULL;
+  return bt_io_load(&secret_key_codec, path, p, 0, out);
+}
+
+bt_status bt_io_write_public_key(const bt_public_key *pk, uint8_t **buf, size_t *len) {
+  return bt_io_encode(&public_key_codec, pk, bt_ckks_params_hash(pk->params), buf, len);
+}
+bt_status bt_io_read_public_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+                                bt_public_key **out) {
+  *out = NULL;
+  return bt_io_decode(&public_key_codec, buf, len, p, 0, out);
+}
+bt_status bt_io_save_public_key(const char *path, const bt_public_key *pk) {
+  return bt_io_save(&public_key_codec, path, pk, bt_ckks_params_hash(pk->params));
+}
+bt_status bt_io_load_public_key(const char *path, const bt_ckks_params *p, bt_public_key **out) {
+  *out = NULL;
+  return bt_io_load(&public_key_codec, path, p, 0, out);
+}
+
+bt_status bt_io_write_switch_key(const bt_switch_key *k, uint8_t **buf, size_t *len) {
+  return bt_io_encode(&switch_key_codec, k, bt_ckks_params_hash(k->params), buf, len);
+}
+bt_status bt_io_read_switch_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+                                bt_switch_key **out) {
+  *out = NULL;
+  return bt_io_decode(&switch_key_codec, buf, len, p, 0, out);
+}
+bt_status bt_io_save_switch_key(const char *path, const bt_switch_key *k) {
+  return bt_io_save(&switch_key_codec, path, k, bt_ckks_params_hash(k->params));
+}
+bt_status bt_io_load_switch_key(const char *path, const bt_ckks_params *p, bt_switch_key **out) {
+  *out = NULL;
+  return bt_io_load(&switch_key_codec, path, p, 0, out);
+}
+
+bt_status bt_io_write_eval_keys(const bt_eval_keys *ek, uint8_t **buf, size_t *len) {
+  return bt_io_encode(&eval_keys_codec, ek, bt_ckks_params_hash(ek->params), buf, len);
+}
+bt_status bt_io_read_eval_keys(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+                               bt_eval_keys **out) {
+  *out = NULL;
+  return bt_io_decode(&eval_keys_codec, buf, len, p, 0, out);
+}
+bt_status bt_io_save_eval_keys(const char *path, const bt_eval_keys *ek) {
+  return bt_io_save(&eval_keys_codec, path, ek, bt_ckks_params_hash(ek->params));
+}
+bt_status bt_io_load_eval_keys(const char *path, const bt_ckks_params *p, bt_eval_keys **out) {
+  *out = NULL;
+  return bt_io_load(&eval_keys_codec, path, p, 0, out);
+}

@@ -1,0 +1,226 @@
+/* Bootstrapping: the special FFT against the direct decoding formula, and
+ * the refreshed ciphertext against its input, in bits of precision. */
+#include <complex.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blindtuner/circuits.h"
+#include "testutil.h"
+
+static void special_fft_matches_decoding(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "sfft");
+  for (int ls = 1; ls <= 6; ls++) {
+    const int n = 1 << ls;
+    double complex u[64], v[64], z[64];
+    for (int k = 0; k < n; k++)
+      u[k] = (double)(bt_prng_u64(&g) % 1000) / 500.0 - 1 + I * ((double)(bt_prng_u64(&g) % 1000) / 500.0 - 1);
+    /* direct: z_j = sum_k u_k w^(5^j k), w = exp(2 pi i / 4n) */
+    uint64_t g5 = 1;
+    for (int j = 0; j < n; j++) {
+      z[j] = 0;
+      for (int k = 0; k < n; k++) z[j] += u[k] * cexp(2 * M_PI * I * (double)((g5 * (uint64_t)k) % (4 * (uint64_t)n)) / (4.0 * n));
+      g5 = g5 * 5 % (4 * (uint64_t)n);
+    }
+    /* stages on the bit-reversed vector */
+    for (int k = 0; k < n; k++) {
+      int r = 0;
+      for (int b = 0; b < ls; b++) r |= ((k >> b) & 1) << (ls - 1 - b);
+      v[r] = u[k];
+    }
+    double complex br[64];
+    memcpy(br, v, sizeof br);
+    bt_special_fft_reference(v, ls, 0);
+    bt_precision pr = bt_precision_measure(z, v, (size_t)n);
+    assert_true(pr.min_bits > 40);
+    bt_special_fft_reference(v, ls, 1); /* back to the bit-reversed coefficients */
+    pr = bt_precision_measure(br, v, (size_t)n);
+    assert_true(pr.min_bits > 40);
+  }
+}
+
+typedef struct fixture {
+  bt_ckks_params *p;
+  bt_secret_key *sk;
+  bt_eval_keys *ek;
+  bt_evaluator *ev;
+  bt_bootstrapper *bs;
+  bt_prng g;
+} fixture;
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  bt_ckks_literal lit = {0};
+  lit.name = "INSECURE-bootstrap-n12";
+  lit.logn = 12;
+  lit.nq = 20;
+  /* q_0 and the CoeffsToSlots + EvalMod levels (the top 12) are 60-bit
+   * primes: EvalMod runs at scale 2^60 */
+  for (int i = 0; i < lit.nq; i++) lit.q_bits[i] = (i == 0 || i >= lit.nq - 12) ? 60 : 45;
+  lit.dnum = 4;
+  lit.p_bits = 60;
+  lit.log_scale = 45;
+  lit.secret = BT_SECRET_SPARSE;
+  lit.hamming_weight = 64;
+  lit.insecure = 1;
+  if (bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p)) return -1;
+  bt_test_prng(&f->g, "bootstrap");
+  bt_bootstrap_config cfg = {.cts_levels = 3, .stc_levels = 3, .cheby_degree = 30, .double_angle = 3,
+                             .k_range = 12};
+  if (bt_bootstrapper_new(f->p, &cfg, bt_ckks_default_scale(f->p), &f->bs)) {
+    printf("bootstrapper: %s\n", bt_last_error());
+    return -1;
+  }
+  static int steps[4096];
+  size_t ns = bt_bootstrap_steps(f->bs, steps);
+  printf("  bootstrapping: depth %d of %d levels, %zu rotation keys\n", bt_bootstrap_depth(f->bs),
+         bt_ckks_max_level(f->p), ns);
+  if (bt_keygen_secret(f->p, &f->g, &f->sk) || bt_eval_keys_new(f->p, &f->ek) ||
+      bt_keygen_eval(f->sk, &f->g, 1, steps, ns, 1, f->ek) || bt_evaluator_new(f->p, f->ek, &f->ev))
+    return -1;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  bt_bootstrapper_free(f->bs);
+  bt_evaluator_free(f->ev);
+  bt_eval_keys_free(f->ek);
+  bt_secret_key_free(f->sk);
+  bt_ckks_params_free(f->p);
+  free(f);
+  return 0;
+}
+
+static bt_precision decrypt_compare(fixture *f, const bt_ciphertext *ct, const double complex *want) {
+  const size_t n = (size_t)1 << ct->logslots;
+  double complex *got = malloc(n * sizeof *got);
+  bt_plaintext *pt;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_decrypt(f->sk, ct, pt));
+  BT_CHECK(bt_ckks_decode(pt, got));
+  bt_precision pr = bt_precision_measure(want, got, n);
+  free(got);
+  bt_plaintext_free(pt);
+  return pr;
+}
+
+static void bootstrap_once(void **state) {
+  fixture *f = *state;
+  const int ls = bt_ckks_logn(f->p) - 1;
+  const size_t n = (size_t)1 << ls;
+  double complex *v = malloc(n * sizeof *v);
+  for (size_t i = 0; i < n; i++)
+    v[i] = ((double)(bt_prng_u64(&f->g) % 2001) - 1000) / 1000.0 +
+           I * (((double)(bt_prng_u64(&f->g) % 2001) - 1000) / 1000.0);
+  bt_plaintext *pt;
+  bt_ciphertext *ct, *out;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ciphertext_new(f->p, &ct));
+  BT_CHECK(bt_ciphertext_new(f->p, &out));
+  BT_CHECK(bt_ckks_encode(f->p, v, n, ls, 0, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  double t0 = bt_seconds();
+  BT_CHECK(bt_bootstrap(f->bs, f->ev, ct, out));
+  double t = bt_seconds() - t0;
+  bt_precision pr = decrypt_compare(f, out, v);
+  printf("  bootstrap: level 0 -> %d in %.2f s; precision mean %.2f, min %.2f bits\n", out->level, t,
+         pr.mean_bits, pr.min_bits);
+  assert_int_equal(out->level, bt_ckks_max_level(f->p) - bt_bootstrap_depth(f->bs));
+  bt_test_report("bootstrap (N = 2^12, full slots): min bits", pr.min_bits, "bits", 16);
+  assert_true(pr.min_bits >= 16);
+  free(v);
+  bt_plaintext_free(pt);
+  bt_ciphertext_free(ct);
+  bt_ciphertext_free(out);
+}
+
+/* Depth is no longer bounded: 20 rounds of (bootstrap, square, rescale,
+ * multiply back by the plaintext inverse).  Squaring doubles whatever error
+ * the value already carries, so each round's bootstrap is judged against its
+ * own input (decrypted), and the chain must still decrypt to the start value
+ * within the accumulated error. */
+static void twenty_rounds(void **state) {
+  fixture *f = *state;
+  const int ls = bt_ckks_logn(f->p) - 1;
+  const size_t n = (size_t)1 << ls;
+  double complex *v = malloc(n * sizeof *v), *inv = malloc(n * sizeof *inv),
+                 *before = malloc(n * sizeof *before);
+  for (size_t i = 0; i < n; i++) {
+    v[i] = cexp(2 * M_PI * I * (double)i / (double)n) * 0.9;
+    inv[i] = 1 / v[i];
+  }
+  bt_plaintext *pt, *pinv;
+  bt_ciphertext *ct, *sq;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_plaintext_new(f->p, &pinv));
+  BT_CHECK(bt_ciphertext_new(f->p, &ct));
+  BT_CHECK(bt_ciphertext_new(f->p, &sq));
+  BT_CHECK(bt_ckks_encode(f->p, v, n, ls, 0, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  double worst = 64;
+  for (int round = 0; round < 20; round++) {
+    BT_CHECK(bt_decrypt(f->sk, ct, pt));
+    BT_CHECK(bt_ckks_decode(pt, before));
+    BT_CHECK(bt_bootstrap(f->bs, f->ev, ct, ct));
+    bt_precision pr = decrypt_compare(f, ct, before);
+    if (pr.min_bits < worst) worst = pr.min_bits;
+    /* x^2 then times 1/x: two levels, back to x at the bootstrap's scale */
+    BT_CHECK(bt_eval_mul_relin(f->ev, ct, ct, sq));
+    BT_CHECK(bt_eval_rescale(f->ev, sq, sq));
+    BT_CHECK(bt_ckks_encode(f->p, inv, n, ls, sq->level,
+                            bt_ckks_default_scale(f->p) * (double)bt_ckks_q(f->p, sq->level) / sq->scale, pinv));
+    BT_CHECK(bt_eval_mul_plain(f->ev, sq, pinv, ct));
+    BT_CHECK(bt_eval_rescale(f->ev, ct, ct));
+    assert_true(fabs(ct->scale / bt_ckks_default_scale(f->p) - 1) < 1e-9);
+    ct->scale = bt_ckks_default_scale(f->p);
+    BT_CHECK(bt_eval_drop_level(f->ev, ct, ct->level, ct));
+    if (round % 5 == 4) {
+      bt_precision chain = decrypt_compare(f, ct, v);
+      printf("  round %2d: this bootstrap %.2f min bits; chain vs start %.2f min bits\n", round + 1,
+             pr.min_bits, chain.min_bits);
+    }
+  }
+  bt_test_report("20 rounds: worst single-bootstrap min bits", worst, "bits", 16);
+  assert_true(worst >= 16);
+  free(v);
+  free(inv);
+  free(before);
+  bt_plaintext_free(pt);
+  bt_plaintext_free(pinv);
+  bt_ciphertext_free(ct);
+  bt_ciphertext_free(sq);
+}
+
+static void refuses_bad_input(void **state) {
+  fixture *f = *state;
+  bt_ciphertext *ct;
+  BT_CHECK(bt_ciphertext_new(f->p, &ct));
+  ct->level = 0;
+  ct->scale = 3.0; /* not the configured scale */
+  assert_int_equal(bt_bootstrap(f->bs, f->ev, ct, ct), BT_E_SCALE);
+  printf("  refused as expected: %s\n", bt_last_error());
+  ct->scale = bt_ckks_default_scale(f->p);
+  ct->logslots = 3;
+  assert_int_equal(bt_bootstrap(f->bs, f->ev, ct, ct), BT_E_ARG);
+  bt_ciphertext_free(ct);
+  bt_bootstrap_config cfg = {.cts_levels = 8, .stc_levels = 8, .cheby_degree = 30, .double_angle = 3, .k_range = 12};
+  bt_bootstrapper *b;
+  assert_int_equal(bt_bootstrapper_new(f->p, &cfg, bt_ckks_default_scale(f->p), &b), BT_E_LEVEL);
+  printf("  refused as expected: %s\n", bt_last_error());
+}
+
+int main(void) {
+  bt_test_seed();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(special_fft_matches_decoding),
+      cmocka_unit_test_setup_teardown(bootstrap_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(twenty_rounds, setup, teardown),
+      cmocka_unit_test_setup_teardown(refuses_bad_input, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
