@@ -53,23 +53,14 @@ typedef struct fixture {
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
-  bt_ckks_literal lit = {0};
-  lit.name = "INSECURE-bootstrap-n12";
-  lit.logn = 12;
-  lit.nq = 20;
-  /* q_0 and the CoeffsToSlots + EvalMod levels (the top 12) are 60-bit
-   * primes: EvalMod runs at scale 2^60 */
-  for (int i = 0; i < lit.nq; i++) lit.q_bits[i] = (i == 0 || i >= lit.nq - 12) ? 60 : 45;
-  lit.dnum = 4;
-  lit.p_bits = 60;
-  lit.log_scale = 45;
-  lit.secret = BT_SECRET_SPARSE;
-  lit.hamming_weight = 64;
-  lit.insecure = 1;
-  if (bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p)) return -1;
+  bt_ckks_literal lit;
+  if (bt_ckks_preset("INSECURE-boot-n12", &lit) || bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p))
+    return -1;
   bt_test_prng(&f->g, "bootstrap");
-  bt_bootstrap_config cfg = {.cts_levels = 3, .stc_levels = 3, .cheby_degree = 30, .double_angle = 3,
-                             .k_range = 12};
+  bt_bootstrap_config cfg;
+  if (bt_bootstrap_config_default(f->p, &cfg)) return -1;
+  printf("  config: K = %g, Chebyshev degree %d, %d double angles, CtS %d, StC %d levels\n", cfg.k_range,
+         cfg.cheby_degree, cfg.double_angle, cfg.cts_levels, cfg.stc_levels);
   if (bt_bootstrapper_new(f->p, &cfg, bt_ckks_default_scale(f->p), &f->bs)) {
     printf("bootstrapper: %s\n", bt_last_error());
     return -1;
@@ -132,6 +123,15 @@ static void bootstrap_once(void **state) {
          pr.mean_bits, pr.min_bits);
   assert_int_equal(out->level, bt_ckks_max_level(f->p) - bt_bootstrap_depth(f->bs));
   bt_test_report("bootstrap (N = 2^12, full slots): min bits", pr.min_bits, "bits", 16);
+  assert_true(pr.min_bits >= 16);
+  /* worst case for sin(2 pi x) / 2 pi ~ x: every slot equal, so the whole
+   * message sits in the constant coefficient */
+  for (size_t i = 0; i < n; i++) v[i] = 1;
+  BT_CHECK(bt_ckks_encode(f->p, v, n, ls, 0, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  BT_CHECK(bt_bootstrap(f->bs, f->ev, ct, out));
+  pr = decrypt_compare(f, out, v);
+  bt_test_report("bootstrap, all slots 1 (worst case): min bits", pr.min_bits, "bits", 16);
   assert_true(pr.min_bits >= 16);
   free(v);
   bt_plaintext_free(pt);

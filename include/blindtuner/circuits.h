@@ -101,6 +101,11 @@ typedef struct bt_bootstrap_config {
 
 typedef struct bt_bootstrapper bt_bootstrapper;
 
+/* The configuration that goes with the INSECURE-boot-* presets (matched on
+ * the ring degree and secret): K covers the ModRaise overflow of a
+ * Hamming-weight-h secret to about 7 standard deviations (sqrt(h / 12) each). */
+bt_status bt_bootstrap_config_default(const bt_ckks_params *p, bt_bootstrap_config *cfg) BT_MUST_CHECK;
+
 /* Prepares the transforms for full slots (2^(logN - 1)) of ciphertexts whose
  * scale is `scale`. */
 bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config *cfg, double scale,

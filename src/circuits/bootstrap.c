@@ -195,6 +195,25 @@ static bt_status build_transforms(bt_bootstrapper *b, int inverse, int groups, i
   return st;
 }
 
+bt_status bt_bootstrap_config_default(const bt_ckks_params *p, bt_bootstrap_config *cfg) {
+  const bt_ckks_literal *lit = bt_ckks_literal_of(p);
+  memset(cfg, 0, sizeof *cfg);
+  if (lit->secret != BT_SECRET_SPARSE)
+    return bt_fail(BT_E_UNSUPPORTED, "bootstrapping needs a sparse secret for now (dense secrets "
+                                     "need sparse-secret encapsulation, not built yet)");
+  /* ModRaise overflow: sum of h terms uniform in [-1/2, 1/2], sigma sqrt(h/12) */
+  const double sigma = sqrt(lit->hamming_weight / 12.0);
+  cfg->k_range = ceil(7 * sigma);
+  cfg->double_angle = 3;
+  /* cos over +-(2 pi K + pi/2) / 2^r to about 2^-40: degree ~ 2.5 x range */
+  const double range = (2 * M_PI * cfg->k_range + M_PI / 2) / 8;
+  cfg->cheby_degree = (int)ceil(2.5 * range + 2);
+  cfg->cts_levels = lit->logn >= 15 ? 4 : 3;
+  cfg->stc_levels = 3;
+  cfg->log_evalmod_scale = 60;
+  return BT_OK;
+}
+
 static double eval_mod_fn(double y, void *ctx) {
   const bt_bootstrap_config *c = ctx;
   return cos((2 * M_PI * c->k_range * y - M_PI / 2) / ldexp(1.0, c->double_angle));

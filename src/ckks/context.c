@@ -66,8 +66,10 @@ bt_status bt_ciphertext_new(const bt_ckks_params *p, bt_ciphertext **out) {
   ct->degree = 1;
   ct->scale = p->scale;
   ct->logslots = p->logn - 1;
+  /* not zeroed: every operation writes limbs 0..level of c[0..degree]
+   * before anything reads them */
   for (int i = 0; i < 3; i++) {
-    ct->c[i] = bt_calloc((size_t)p->nq * p->n, sizeof(uint64_t));
+    ct->c[i] = bt_alloc((size_t)p->nq * p->n * sizeof(uint64_t));
     if (!ct->c[i]) {
       bt_ciphertext_free(ct);
       return BT_E_NOMEM;

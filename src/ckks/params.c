@@ -25,8 +25,9 @@ int bt_ckks_he_standard_max_logqp(int logn) {
   }
 }
 
-static const char *const preset_names[] = {"bench-n16", "INSECURE-n10", "INSECURE-n12",
-                                           "INSECURE-n12-sparse", NULL};
+static const char *const preset_names[] = {"bench-n16",           "INSECURE-n10",
+                                           "INSECURE-n12",        "INSECURE-n12-sparse",
+                                           "INSECURE-boot-n12",   "INSECURE-boot-n16", NULL};
 
 const char *const *bt_ckks_preset_names(void) { return preset_names; }
 
@@ -76,6 +77,28 @@ bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) {
     out->log_scale = 45;
     out->secret = sparse ? BT_SECRET_SPARSE : BT_SECRET_TERNARY;
     out->hamming_weight = sparse ? 64 : 0;
+    out->insecure = 1;
+    return BT_OK;
+  }
+  if (strcmp(name, "INSECURE-boot-n12") == 0 || strcmp(name, "INSECURE-boot-n16") == 0) {
+    /* Bootstrappable sets with a sparse secret (not yet argued secure, hence
+     * INSECURE): from the top, CoeffsToSlots and EvalMod levels on 60-bit
+     * primes (EvalMod runs at scale 2^60), then SlotsToCoeffs and the
+     * levels left to computations on 45-bit primes. */
+    const int big = strcmp(name, "INSECURE-boot-n16") == 0;
+    out->name = big ? "INSECURE-boot-n16" : "INSECURE-boot-n12";
+    out->logn = big ? 16 : 12;
+    out->nq = big ? 30 : 20;
+    const int high = big ? 14 : 12; /* CtS + EvalMod levels */
+    for (int i = 0; i < out->nq; i++) out->q_bits[i] = i >= out->nq - high ? 60 : 45;
+    /* q0 / scale = 2^12: EvalMod's error reaches the output multiplied by
+     * q0 / (2 pi scale), while sin(2 pi x) / 2 pi ~ x needs m / q0 small */
+    out->q_bits[0] = 57;
+    out->dnum = big ? 2 : 4;
+    out->p_bits = 60;
+    out->log_scale = 45;
+    out->secret = BT_SECRET_SPARSE;
+    out->hamming_weight = big ? 192 : 64;
     out->insecure = 1;
     return BT_OK;
   }

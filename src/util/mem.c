@@ -2,12 +2,23 @@
 #include <string.h>
 
 #include <sodium.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "blindtuner/util.h"
 
 bt_status bt_init(void) {
   if (sodium_init() < 0)
     return bt_fail(BT_E_RANDOM, "cannot initialise libsodium");
+#if defined(__GLIBC__)
+  /* Ciphertexts are tens of MB and circuits create and drop them by the
+   * hundred.  Served by mmap, each would be returned to the kernel on free
+   * and page-faulted in again on the next allocation (a third of
+   * bootstrapping's time at N = 2^16); kept in the heap they are reused. */
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
   return BT_OK;
 }
 
