@@ -48,14 +48,17 @@ typedef struct fixture {
   bt_eval_keys *ek;
   bt_evaluator *ev;
   bt_bootstrapper *bs;
+  bt_encaps_key *to_sparse;
+  bt_switch_key *to_dense;
   bt_prng g;
 } fixture;
 
-static int setup(void **state) {
+static int setup_preset(void **state, const char *preset) {
   fixture *f = calloc(1, sizeof *f);
   bt_ckks_literal lit;
-  if (bt_ckks_preset("INSECURE-boot-n12", &lit) || bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p))
+  if (bt_ckks_preset(preset, &lit) || bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p))
     return -1;
+  printf("  preset %s\n", preset);
   bt_test_prng(&f->g, "bootstrap");
   bt_bootstrap_config cfg;
   if (bt_bootstrap_config_default(f->p, &cfg)) return -1;
@@ -72,13 +75,22 @@ static int setup(void **state) {
   if (bt_keygen_secret(f->p, &f->g, &f->sk) || bt_eval_keys_new(f->p, &f->ek) ||
       bt_keygen_eval(f->sk, &f->g, 1, steps, ns, 1, f->ek) || bt_evaluator_new(f->p, f->ek, &f->ev))
     return -1;
+  if (cfg.encaps_hamming_weight &&
+      (bt_keygen_encapsulation(f->sk, cfg.encaps_hamming_weight, &f->g, &f->to_sparse, &f->to_dense) ||
+       bt_bootstrapper_set_encapsulation(f->bs, f->to_sparse, f->to_dense)))
+    return -1;
   *state = f;
   return 0;
 }
 
+static int setup(void **state) { return setup_preset(state, "INSECURE-boot-n12"); }
+static int setup_dense(void **state) { return setup_preset(state, "INSECURE-boot-n12-dense"); }
+
 static int teardown(void **state) {
   fixture *f = *state;
   bt_bootstrapper_free(f->bs);
+  bt_encaps_key_free(f->to_sparse);
+  bt_switch_key_free(f->to_dense);
   bt_evaluator_free(f->ev);
   bt_eval_keys_free(f->ek);
   bt_secret_key_free(f->sk);
@@ -219,7 +231,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(special_fft_matches_decoding),
       cmocka_unit_test_setup_teardown(bootstrap_once, setup, teardown),
-      cmocka_unit_test_setup_teardown(twenty_rounds, setup, teardown),
+      cmocka_unit_test_setup_teardown(bootstrap_once, setup_dense, teardown),
+      cmocka_unit_test_setup_teardown(twenty_rounds, setup_dense, teardown),
       cmocka_unit_test_setup_teardown(refuses_bad_input, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

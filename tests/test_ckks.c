@@ -120,6 +120,15 @@ static void presets_validate(void **state) {
   printf("  bench-n16: log2 QP = %d (bound %d)\n", logqp, bt_ckks_he_standard_max_logqp(16));
   assert_true(logqp <= bt_ckks_he_standard_max_logqp(16));
   assert_false(lit.insecure);
+  /* the training preset loads without permission for INSECURE sets */
+  bt_ckks_params *t;
+  assert_int_equal(bt_ckks_preset("train-n16", &lit), BT_OK);
+  assert_int_equal(bt_ckks_params_new(&lit, 0, &t), BT_OK);
+  printf("  train-n16: log2 QP = %.1f (bound %d), %d levels, scale 2^%d\n", bt_ckks_log_qp(t),
+         bt_ckks_he_standard_max_logqp(16), bt_ckks_max_level(t), lit.log_scale);
+  assert_true(bt_ckks_log_qp(t) <= bt_ckks_he_standard_max_logqp(16));
+  assert_true(lit.log_scale >= 40);
+  bt_ckks_params_free(t);
   bt_ckks_params *a, *b;
   assert_int_equal(bt_ckks_preset("INSECURE-n12", &lit), BT_OK);
   assert_int_equal(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &a), BT_OK);

@@ -93,6 +93,8 @@ typedef struct bt_bootstrap_config {
   int cheby_degree;   /* degree of the cosine interpolant */
   int double_angle;   /* double-angle steps r */
   double k_range;     /* |t / q_0| < K: bound on the ModRaise overflow I plus margin */
+  int encaps_hamming_weight; /* dense secrets: weight of the ephemeral sparse
+                              * secret of sparse-secret encapsulation (0: none) */
   int log_evalmod_scale; /* scale during EvalMod (0: 60); its absolute error is
                           * multiplied by q_0 / (2 pi scale) in the output, so
                           * CoeffsToSlots raises the scale and SlotsToCoeffs
@@ -101,11 +103,17 @@ typedef struct bt_bootstrap_config {
 
 typedef struct bt_bootstrapper bt_bootstrapper;
 
-/* The configuration that goes with the INSECURE-boot-* presets (matched on
- * the ring degree and secret): K covers the ModRaise overflow of a
- * Hamming-weight-h secret to about 7 standard deviations (sqrt(h / 12) each). */
+/* The configuration that goes with the bootstrapping presets (train-n16,
+ * INSECURE-boot-*): K covers the ModRaise overflow of a Hamming-weight-h
+ * secret (h = 32 with encapsulation for dense secrets) to about 7 standard
+ * deviations (sqrt(h / 12) each). */
 bt_status bt_bootstrap_config_default(const bt_ckks_params *p, bt_bootstrap_config *cfg) BT_MUST_CHECK;
 
+/* Dense-secret parameters: the encapsulation keys from
+ * bt_keygen_encapsulation (public material; the bootstrapper keeps the
+ * pointers, which must outlive it). */
+bt_status bt_bootstrapper_set_encapsulation(bt_bootstrapper *b, const bt_encaps_key *to_sparse,
+                                            const bt_switch_key *to_dense) BT_MUST_CHECK;
 /* Prepares the transforms for full slots (2^(logN - 1)) of ciphertexts whose
  * scale is `scale`. */
 bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config *cfg, double scale,

@@ -174,6 +174,25 @@ bt_status bt_switch_key_alloc(const bt_ckks_params *p, uint64_t galois,
 bt_status bt_public_key_alloc(const bt_ckks_params *p, bt_public_key **out) BT_MUST_CHECK;
 bt_status bt_secret_key_alloc(const bt_ckks_params *p, bt_secret_key **out) BT_MUST_CHECK;
 
+/* Sparse-secret encapsulation (Bossuat et al., 2022).  Bootstrapping a
+ * ciphertext under a dense secret s would need a huge EvalMod range, so its
+ * level-0 form is switched to an ephemeral sparse secret s' (Hamming weight
+ * h) before ModRaise and back to s right after.  The key to s' lives only
+ * modulo q_0 p_0: a sparse-secret RLWE sample is published at a ~120-bit
+ * modulus only, where it is far from any known attack; the key back to s
+ * encrypts s' under the dense s like any switching key.  s' exists only
+ * inside bt_keygen_encapsulation and is wiped there. */
+typedef struct bt_encaps_key {
+  const bt_ckks_params *params;
+  int hamming_weight;      /* of s' */
+  uint64_t *b, *a;         /* limbs mod q_0 and mod p_0, NTT form */
+  uint8_t seed[BT_SEED_BYTES];
+} bt_encaps_key;
+
+bt_status bt_keygen_encapsulation(const bt_secret_key *sk, int hamming_weight, bt_prng *g,
+                                  bt_encaps_key **to_sparse, bt_switch_key **to_dense) BT_MUST_CHECK;
+void bt_encaps_key_free(bt_encaps_key *k);
+
 /* Galois element for a left rotation by `step` slots (negative: right). */
 uint64_t bt_ckks_galois_rotate(const bt_ckks_params *p, int step);
 /* Galois element of complex conjugation (2N - 1). */
@@ -254,6 +273,10 @@ bt_status bt_eval_drop_level(bt_evaluator *ev, const bt_ciphertext *a, int level
  * result (at the top level, same scale) decrypts to m + q_0 I for a small
  * integer polynomial I. */
 bt_status bt_eval_mod_raise(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+/* Switches a level-0 ciphertext from s to the ephemeral sparse s' of an
+ * encapsulation key (server side: evaluation keys only). */
+bt_status bt_eval_encapsulate(bt_evaluator *ev, const bt_ciphertext *a, const bt_encaps_key *k,
+                              bt_ciphertext *out) BT_MUST_CHECK;
 /* Rotates slots left by `step` (negative: right). */
 bt_status bt_eval_rotate(bt_evaluator *ev, const bt_ciphertext *a, int step,
                          bt_ciphertext *out) BT_MUST_CHECK;

@@ -23,6 +23,8 @@ struct bt_bootstrapper {
   double scale, evalmod_scale;
   bt_lintrans *cts[MAX_GROUPS], *stc[MAX_GROUPS];
   bt_cheby cheb;
+  const bt_encaps_key *to_sparse;
+  const bt_switch_key *to_dense;
 };
 
 /* ---- sparse diagonal matrices over n slots ---- */
@@ -198,19 +200,32 @@ static bt_status build_transforms(bt_bootstrapper *b, int inverse, int groups, i
 bt_status bt_bootstrap_config_default(const bt_ckks_params *p, bt_bootstrap_config *cfg) {
   const bt_ckks_literal *lit = bt_ckks_literal_of(p);
   memset(cfg, 0, sizeof *cfg);
-  if (lit->secret != BT_SECRET_SPARSE)
-    return bt_fail(BT_E_UNSUPPORTED, "bootstrapping needs a sparse secret for now (dense secrets "
-                                     "need sparse-secret encapsulation, not built yet)");
+  const int dense = lit->secret != BT_SECRET_SPARSE;
+  const int h = dense ? 32 : lit->hamming_weight;
+  cfg->encaps_hamming_weight = dense ? h : 0;
   /* ModRaise overflow: sum of h terms uniform in [-1/2, 1/2], sigma sqrt(h/12) */
-  const double sigma = sqrt(lit->hamming_weight / 12.0);
-  cfg->k_range = ceil(7 * sigma);
+  cfg->k_range = ceil(7 * sqrt(h / 12.0));
+  /* three double angles (each doubles EvalMod's error twice over; one or two
+   * with a higher degree measured no better at N = 2^12 and cost more).  The
+   * interpolant covers cos over +-(2 pi K + pi/2) / 8 to about 2^-46
+   * (measured: K = 12 -> degree 31; degree 27 there left 2^-35) */
   cfg->double_angle = 3;
-  /* cos over +-(2 pi K + pi/2) / 2^r to about 2^-40: degree ~ 2.5 x range */
   const double range = (2 * M_PI * cfg->k_range + M_PI / 2) / 8;
-  cfg->cheby_degree = (int)ceil(2.5 * range + 2);
-  cfg->cts_levels = lit->logn >= 15 ? 4 : 3;
+  cfg->cheby_degree = (int)ceil(2.5 * range + 6);
+  cfg->cts_levels = lit->logn >= 15 && !dense ? 4 : 3;
   cfg->stc_levels = 3;
-  cfg->log_evalmod_scale = 60;
+  /* EvalMod at the scale of the top primes (60 bits at most) */
+  const int top_bits = lit->q_bits[lit->nq - 1];
+  cfg->log_evalmod_scale = top_bits < 60 ? top_bits : 60;
+  return BT_OK;
+}
+
+bt_status bt_bootstrapper_set_encapsulation(bt_bootstrapper *b, const bt_encaps_key *to_sparse,
+                                            const bt_switch_key *to_dense) {
+  if (!to_sparse || !to_dense || to_sparse->params != b->p || to_dense->params != b->p)
+    return bt_fail(BT_E_KEY, "encapsulation keys missing or made for other parameters");
+  b->to_sparse = to_sparse;
+  b->to_dense = to_dense;
   return BT_OK;
 }
 
@@ -320,8 +335,13 @@ bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext
   TRY(bt_ciphertext_new(p, &conj));
   TRY(bt_ciphertext_new(p, &re));
   TRY(bt_ciphertext_new(p, &im));
+  const int dense = bt_ckks_literal_of(p)->secret != BT_SECRET_SPARSE;
+  if (dense && (!b->to_sparse || !b->to_dense))
+    TRY(bt_fail(BT_E_KEY, "cannot bootstrap under a dense secret without encapsulation keys"));
   TRY(bt_eval_drop_level(ev, in, in->level, u));
+  if (dense) TRY(bt_eval_encapsulate(ev, u, b->to_sparse, u)); /* to s' */
   TRY(bt_eval_mod_raise(ev, u, u));
+  if (dense) TRY(bt_eval_keyswitch(ev, u, b->to_dense, u)); /* back to s, top level */
   for (int gi = 0; gi < b->cfg.cts_levels; gi++) {
     TRY(bt_eval_lintrans(ev, u, b->cts[gi], u));
     TRY(bt_eval_rescale(ev, u, u));

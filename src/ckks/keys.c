@@ -182,6 +182,69 @@ static bt_status gen_switch(const bt_secret_key *sk, const uint64_t *s2, uint64_
   return BT_OK;
 }
 
+void bt_encaps_key_free(bt_encaps_key *k) {
+  if (!k) return;
+  bt_free(k->b);
+  bt_free(k);
+}
+
+bt_status bt_keygen_encapsulation(const bt_secret_key *sk, int hamming_weight, bt_prng *g,
+                                  bt_encaps_key **to_sparse, bt_switch_key **to_dense) {
+  const bt_ckks_params *p = sk->params;
+  const size_t n = p->n, words = qp_words(p);
+  *to_sparse = NULL;
+  *to_dense = NULL;
+  if (hamming_weight < 1 || (size_t)hamming_weight > n)
+    return bt_fail(BT_E_ARG, "encapsulation Hamming weight %d out of range", hamming_weight);
+  int8_t *small = bt_alloc(n);
+  uint64_t *s2 = bt_alloc(words * sizeof(uint64_t));
+  bt_encaps_key *k = bt_calloc(1, sizeof *k);
+  bt_status st = (small && s2 && k) ? BT_OK : BT_E_NOMEM;
+  if (!st) {
+    k->params = p;
+    k->hamming_weight = hamming_weight;
+    k->b = bt_alloc(4 * n * sizeof(uint64_t));
+    if (!k->b) st = BT_E_NOMEM;
+  }
+  if (!st) st = bt_sample_ternary_hw(g, n, (size_t)hamming_weight, small);
+  if (!st) {
+    /* s' over all of QP: its q_0 and p_0 limbs make the key to s', all of
+     * it is the message of the key back to s */
+    bt_small_to_ntt(p, small, s2, 0, p->nq + p->np);
+    k->a = k->b + 2 * n;
+    const int prime[2] = {0, p->nq}; /* q_0, p_0 */
+    bt_prng_bytes(g, k->seed, BT_SEED_BYTES);
+    bt_prng ga;
+    bt_prng_init(&ga, k->seed);
+    for (int t = 0; t < 2; t++) bt_sample_uniform(&ga, &p->mod[prime[t]], 1, n, k->a + (size_t)t * n);
+    bt_prng_wipe(&ga);
+    bt_sample_gaussian(g, n, small);
+    for (int t = 0; t < 2; t++) {
+      const int i = prime[t];
+      const bt_modulus *m = &p->mod[i];
+      uint64_t *b = k->b + (size_t)t * n;
+      bt_small_to_rns(small, m, 1, n, b);
+      bt_ntt_forward(&p->ntt[i], b);
+      const uint64_t *a = k->a + (size_t)t * n, *sp = s2 + (size_t)i * n, *sd = sk->s + (size_t)i * n;
+      /* b = -a s' + e (+ p_0 s on the q_0 limb) */
+      const uint64_t pm = t == 0 ? bt_mod_reduce64(p->primes[p->nq], m) : 0;
+      for (size_t j = 0; j < n; j++) {
+        uint64_t v = bt_mod_sub(b[j], bt_mod_mul(a[j], sp[j], m), m->q);
+        b[j] = t == 0 ? bt_mod_add(v, bt_mod_mul(pm, sd[j], m), m->q) : v;
+      }
+    }
+    st = gen_switch(sk, s2, 0, g, to_dense);
+  }
+  bt_free_secret(small, n);
+  bt_free_secret(s2, words * sizeof(uint64_t));
+  if (st) {
+    bt_encaps_key_free(k);
+    return st == BT_E_NOMEM ? bt_fail(BT_E_NOMEM, "out of memory generating encapsulation keys") : st;
+  }
+  *to_sparse = k;
+  return BT_OK;
+}
+
 bt_status bt_keygen_relin(const bt_secret_key *sk, bt_prng *g, bt_switch_key **out) {
   const bt_ckks_params *p = sk->params;
   const size_t words = qp_words(p);

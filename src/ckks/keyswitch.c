@@ -262,3 +262,54 @@ bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const
   }
   return BT_OK;
 }
+
+/* Centred residue of x in [0, from) as a value mod m. */
+static uint64_t centred_mod(uint64_t x, uint64_t from, const bt_modulus *m) {
+  uint64_t r = bt_mod_reduce64(x, m);
+  return x > from / 2 ? bt_mod_sub(r, bt_mod_reduce64(from, m), m->q) : r;
+}
+
+/* Key switching at level 0 with the single special prime p_0: one digit
+ * (q_0), ModUp to p_0, product with the key over {q_0, p_0}, ModDown by p_0. */
+bt_status bt_eval_encapsulate(bt_evaluator *ev, const bt_ciphertext *a, const bt_encaps_key *k,
+                              bt_ciphertext *out) {
+  const bt_ckks_params *p = ev->p;
+  bt_status st = check_ct(ev, a, out, "encapsulate");
+  if (st) return st;
+  if (!k || k->params != p) return bt_fail(BT_E_KEY, "cannot encapsulate: no key for these parameters");
+  if (a->level != 0 || a->degree != 1)
+    return bt_fail(BT_E_LEVEL, "cannot encapsulate: level %d degree %d, expected level 0 degree 1", a->level,
+                   a->degree);
+  const size_t n = p->n;
+  const int ip = p->nq; /* index of p_0 */
+  const bt_modulus *mq = &p->mod[0], *mp = &p->mod[ip];
+  const uint64_t q0 = mq->q, p0 = mp->q;
+  uint64_t *buf = bt_alloc(5 * n * sizeof(uint64_t));
+  if (!buf) return bt_fail(BT_E_NOMEM, "out of memory encapsulating");
+  uint64_t *x = buf, *dp = buf + n, *u[2] = {buf + 2 * n, buf + 3 * n}, *w = buf + 4 * n;
+  memcpy(x, a->c[1], n * sizeof(uint64_t));
+  bt_ntt_inverse(&p->ntt[0], x);
+  for (size_t j = 0; j < n; j++) dp[j] = centred_mod(x[j], q0, mp);
+  bt_ntt_forward(&p->ntt[ip], dp);
+  const uint64_t pinv = bt_mod_inv(bt_mod_reduce64(p0, mq), mq);
+  for (int h = 0; h < 2; h++) {
+    const uint64_t *kq = (h ? k->a : k->b), *kp = kq + n;
+    for (size_t j = 0; j < n; j++) {
+      u[h][j] = bt_mod_mul(a->c[1][j], kq[j], mq);
+      w[j] = bt_mod_mul(dp[j], kp[j], mp);
+    }
+    bt_ntt_inverse(&p->ntt[ip], w);
+    for (size_t j = 0; j < n; j++) w[j] = centred_mod(w[j], p0, mq);
+    bt_ntt_forward(&p->ntt[0], w);
+    for (size_t j = 0; j < n; j++) u[h][j] = bt_mod_mul(bt_mod_sub(u[h][j], w[j], q0), pinv, mq);
+  }
+  for (size_t j = 0; j < n; j++) out->c[0][j] = bt_mod_add(a->c[0][j], u[0][j], q0);
+  memcpy(out->c[1], u[1], n * sizeof(uint64_t));
+  out->level = 0;
+  out->degree = 1;
+  out->scale = a->scale;
+  out->logslots = a->logslots;
+  out->seeded = 0;
+  bt_free(buf);
+  return BT_OK;
+}

@@ -27,7 +27,8 @@ int bt_ckks_he_standard_max_logqp(int logn) {
 
 static const char *const preset_names[] = {"bench-n16",           "INSECURE-n10",
                                            "INSECURE-n12",        "INSECURE-n12-sparse",
-                                           "INSECURE-boot-n12",   "INSECURE-boot-n16", NULL};
+                                           "INSECURE-boot-n12",   "INSECURE-boot-n12-dense",
+                                           "INSECURE-boot-n16",   "train-n16", NULL};
 
 const char *const *bt_ckks_preset_names(void) { return preset_names; }
 
@@ -78,6 +79,30 @@ bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) {
     out->secret = sparse ? BT_SECRET_SPARSE : BT_SECRET_TERNARY;
     out->hamming_weight = sparse ? 64 : 0;
     out->insecure = 1;
+    return BT_OK;
+  }
+  if (strcmp(name, "train-n16") == 0 || strcmp(name, "INSECURE-boot-n12-dense") == 0) {
+    /* The training preset: N = 2^16, uniform ternary secret (bootstrapped
+     * through sparse-secret encapsulation), scale 2^43.  From the top: 12
+     * levels on 60-bit primes for CoeffsToSlots (3) and EvalMod (9, at scale
+     * 2^60), 3 levels of SlotsToCoeffs on 40-bit primes (its diagonals keep
+     * 34 bits there), 12 usable levels on 43-bit primes, q0 of 55 bits
+     * (q0 / scale = 2^12); dnum = 5, so 6 special primes of 60 bits.
+     * log2 QP = 55 + 12 x 43 + 3 x 40 + 12 x 60 + 6 x 60 = 1771 <= 1772.
+     * INSECURE-boot-n12-dense is the same layout at N = 2^12 for tests. */
+    const int test = name[0] == 'I';
+    out->name = test ? "INSECURE-boot-n12-dense" : "train-n16";
+    out->logn = test ? 12 : 16;
+    out->nq = 28;
+    out->q_bits[0] = 55;
+    fill(out, 1, 13, 43);
+    fill(out, 13, 16, 40);
+    fill(out, 16, 28, 60);
+    out->dnum = 5;
+    out->p_bits = 60;
+    out->log_scale = 43;
+    out->secret = BT_SECRET_TERNARY;
+    out->insecure = test;
     return BT_OK;
   }
   if (strcmp(name, "INSECURE-boot-n12") == 0 || strcmp(name, "INSECURE-boot-n16") == 0) {
