@@ -178,7 +178,13 @@ static void hash_start(crypto_generichash_state *s, const uint8_t *h) {
 static bt_status checksum_verdict(const char *src, crypto_generichash_state *s, const uint8_t *h) {
   uint8_t sum[BT_IO_CHECKSUM_BYTES];
   crypto_generichash_final(s, sum, sizeof sum);
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+  /* fuzz builds only: let mutated payloads reach the field validation */
+  (void)h;
+  if (0)
+#else
   if (memcmp(sum, h + OFF_CHECKSUM, sizeof sum) != 0)
+#endif
     return bt_io_fail(src, BT_E_FORMAT, "checksum mismatch: the %s is corrupted", noun(src));
   return BT_OK;
 }
