@@ -34,16 +34,6 @@ enum { OP_NTT, OP_ENCODE, OP_ENCRYPT, OP_ADD, OP_MUL, OP_RESCALE, OP_ROT, OP_HOI
 static const char *op_names[NOPS] = {"ntt", "encode", "encrypt", "add", "mul_relin", "rescale",
                                      "rotate", "rotate_hoisted_8", "decrypt", "decode"};
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *t, int n) {
-  qsort(t, (size_t)n, sizeof *t, cmp_double);
-  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
 #define TRY(expr)                                                                  \
   do {                                                                             \
     bt_status st_ = (expr);                                                        \
@@ -61,7 +51,7 @@ static double median(double *t, int n) {
       stmt;                                                                        \
       samples[r_] = bt_seconds() - t0_;                                            \
     }                                                                              \
-    res[op] = median(samples, runs);                                               \
+    res[op] = bt_cli_median(samples, runs);                                               \
   } while (0)
 
 static int bench_ckks(int argc, char **argv) {
@@ -218,10 +208,14 @@ out:
 int bt_cli_bench(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     printf("usage: blindtuner bench <what> [options]\n\n"
-           "  ckks      CKKS engine operations at N = 2^16 (blindtuner bench ckks --help)\n");
+           "  ckks      CKKS engine operations at N = 2^16 (blindtuner bench ckks --help)\n"
+           "  bootstrap full-slot bootstrapping: time, precision (blindtuner bench bootstrap --help)\n"
+           "  vit       DeiT/ViT feature extraction, images/s (blindtuner bench vit --help)\n");
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "ckks")) return bench_ckks(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "vit")) return bt_bench_vit(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "bootstrap")) return bt_bench_bootstrap(argc - 1, argv + 1);
   fprintf(stderr, "blindtuner bench: unknown benchmark '%s'\n", argv[1]);
   return 2;
 }

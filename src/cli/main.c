@@ -15,11 +15,22 @@ static void usage(FILE *f) {
           "\n"
           "commands:\n"
           "  example            worked CKKS example: encrypt, compute, decrypt, print precision\n"
+          "  extract            client: transformer features of a dataset, as .npy (see --help)\n"
           "  bench ckks         time the CKKS engine at N = 2^16 (see 'blindtuner bench --help')\n"
           "  help               this text\n"
           "\n"
           "Run 'blindtuner <command> --help' for a command's options.\n"
           "Environment: BT_THREADS sets the default number of threads.\n");
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double bt_cli_median(double *t, int n) {
+  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
 int bt_cli_parse_int(const char *opt, const char *val, int lo, int hi) {
@@ -56,6 +67,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "example")) return bt_cli_example(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench")) return bt_cli_bench(argc - 1, argv + 1);
+  if (!strcmp(cmd, "extract")) return bt_cli_extract(argc - 1, argv + 1);
   fprintf(stderr, "blindtuner: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;
