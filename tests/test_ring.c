@@ -193,6 +193,52 @@ static void basis_extension_is_exact_up_to_multiple(void **state) {
   bt_rns_conv_free(&c);
 }
 
+/* The exact conversion returns the centred representative: with a source
+ * basis below 2^62 the centred value fits an int64 and is checked directly.
+ * Within a hair (k 2^-52 B) of +-B/2 either representative is allowed (the
+ * floating-point rounding may pick x - B for x = (B-1)/2); both still make
+ * ModDown err by at most 1/2 + tiny. */
+static void exact_basis_extension_is_centred(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "conv exact");
+  uint64_t from[2], to[3];
+  assert_int_equal(bt_primes_generate(30, 10, 2, NULL, 0, from), BT_OK);
+  assert_int_equal(bt_primes_generate(58, 10, 3, NULL, 0, to), BT_OK);
+  bt_rns_conv c;
+  assert_int_equal(bt_rns_conv_init(&c, from, 2, to, 3), BT_OK);
+  const int64_t B = (int64_t)(from[0] * from[1]);
+  enum { n = 256 };
+  int64_t x[n];
+  uint64_t in[2 * n], out[3 * n];
+  for (size_t t = 0; t < n; t++) {
+    if (t < 6) {
+      const int64_t edge[6] = {0, 1, -1, B / 2, -(B / 2) + 1, B / 2 - 1};
+      x[t] = edge[t];
+    } else {
+      x[t] = (int64_t)(bt_prng_u64(&g) % (uint64_t)B) - B / 2 + 1; /* (-B/2, B/2] */
+    }
+    for (int i = 0; i < 2; i++) {
+      int64_t r = x[t] % (int64_t)from[i];
+      in[i * n + t] = (uint64_t)(r < 0 ? r + (int64_t)from[i] : r);
+    }
+  }
+  bt_rns_conv_apply_exact(&c, in, out, n, NULL, 1);
+  for (size_t t = 0; t < n; t++)
+    for (int j = 0; j < 3; j++) {
+      int64_t r = x[t] % (int64_t)to[j];
+      uint64_t want = (uint64_t)(r < 0 ? r + (int64_t)to[j] : r);
+      const int near_half = x[t] > B / 2 - (B >> 48);
+      if (near_half) {
+        int64_t r2 = (x[t] - B) % (int64_t)to[j];
+        if (out[j * n + t] == (uint64_t)(r2 < 0 ? r2 + (int64_t)to[j] : r2)) continue;
+      }
+      if (out[j * n + t] != want) fail_msg("x = %lld: residue mod c_%d is %llu, want %llu", (long long)x[t], j,
+                                           (unsigned long long)out[j * n + t], (unsigned long long)want);
+    }
+  bt_rns_conv_free(&c);
+}
+
 static void crt_reconstructs_signed_values(void **state) {
   (void)state;
   bt_prng g;
@@ -263,6 +309,7 @@ int main(void) {
       cmocka_unit_test(large_ntt_round_trip),
       cmocka_unit_test(automorphism_permutes_ntt),
       cmocka_unit_test(basis_extension_is_exact_up_to_multiple),
+      cmocka_unit_test(exact_basis_extension_is_centred),
       cmocka_unit_test(crt_reconstructs_signed_values),
       cmocka_unit_test(samplers_have_the_right_shape),
   };

@@ -130,6 +130,8 @@ typedef struct bt_rns_conv {
   bt_modulus *from, *to;
   uint64_t *hinv, *hinvp; /* (B/b_i)^-1 mod b_i, Shoup form */
   uint64_t *h;            /* (B/b_i) mod c_j at [j*k + i] */
+  uint64_t *bmod;         /* B mod c_j */
+  double *binv;           /* 1 / b_i */
 } bt_rns_conv;
 
 bt_status bt_rns_conv_init(bt_rns_conv *c, const uint64_t *from, size_t k, const uint64_t *to,
@@ -140,6 +142,14 @@ void bt_rns_conv_free(bt_rns_conv *c);
  * Parallel over coefficient blocks with `threads` OpenMP threads. */
 void bt_rns_conv_apply(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
                        const uint8_t *mask, int threads);
+/* The same, but exact and centred: the fast conversion above returns
+ * x + u B for some 0 <= u < k (harmless in ModUp, where it is multiplied by
+ * the key's small error and divided by P); this one returns the residues of
+ * the centred representative of x in (-B/2, B/2] (u found in floating point
+ * as round(sum_i y_i / b_i), as Halevi-Polyakov-Shoup), which makes ModDown a
+ * rounding division with error at most 1/2 instead of about k/2. */
+void bt_rns_conv_apply_exact(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
+                             const uint8_t *mask, int threads);
 
 /* Exact CRT: centred value of one coefficient given its k residues, as a
  * long double.  `crt` precomputes the basis. */

@@ -17,7 +17,11 @@ struct bt_ckks_params {
   char name_buf[64];
   int logn;
   size_t n;
-  int nq, np, alpha, dnum;   /* np == alpha */
+  int nq, np, alpha, dnum;   /* np == alpha == ceil(nq / dnum) */
+  /* key-switching digit j holds primes dstart[j] .. dstart[j+1]-1; digits are
+   * balanced by bits, not by count, so that every digit stays well below P
+   * (dmax: the most primes in one digit) */
+  int dstart[BT_MAX_PRIMES + 1], dmax;
   uint64_t primes[BT_MAX_PRIMES]; /* q_0..q_{nq-1}, p_0..p_{np-1} */
   bt_modulus mod[BT_MAX_PRIMES];
   bt_ntt_table ntt[BT_MAX_PRIMES];
@@ -31,7 +35,7 @@ struct bt_ckks_params {
   /* ModDown: P^-1 mod q_i; P mod q_i */
   uint64_t pinv[BT_MAX_PRIMES], pinvp[BT_MAX_PRIMES], pmodq[BT_MAX_PRIMES];
   /* ModUp from the first c primes of digit j to every prime of QP:
-   * modup[j * alpha + (c - 1)] */
+   * modup[j * dmax + (c - 1)] */
   bt_rns_conv *modup;
   /* ModDown: P -> Q */
   bt_rns_conv moddown;
@@ -48,7 +52,9 @@ static inline int bt_pidx(const bt_ckks_params *p, int j) { return p->nq + j; }
 
 /* Number of digits at a level. */
 static inline int bt_digits_at(const bt_ckks_params *p, int level) {
-  return (level + 1 + p->alpha - 1) / p->alpha;
+  int j = 1;
+  while (j < p->dnum && p->dstart[j] <= level) j++;
+  return j;
 }
 
 /* Shared helpers. */

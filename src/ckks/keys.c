@@ -170,7 +170,7 @@ static bt_status gen_switch(const bt_secret_key *sk, const uint64_t *s2, uint64_
       return st;
     }
     sub_as(p, k->a[j], sk->s, k->b[j], 0, total);
-    int lo = j * p->alpha, hi = lo + p->alpha < p->nq ? lo + p->alpha : p->nq;
+    const int lo = p->dstart[j], hi = p->dstart[j + 1];
     for (int i = lo; i < hi; i++) {
       const bt_modulus *m = &p->mod[i];
       uint64_t pm = p->pmodq[i], pmp = bt_shoup(pm, m->q);

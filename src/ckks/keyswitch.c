@@ -29,11 +29,11 @@ static void decompose(bt_evaluator *ev, const uint64_t *c, int level) {
   bt_poly_intt(p, ev->coef, 0, limbs);
   uint8_t mask[BT_MAX_PRIMES];
   for (int j = 0; j < beta; j++) {
-    const int lo = j * p->alpha, cnt = limbs - lo < p->alpha ? limbs - lo : p->alpha;
+    const int lo = p->dstart[j], len = p->dstart[j + 1] - lo, cnt = limbs - lo < len ? limbs - lo : len;
     uint64_t *d = ev->digits + (size_t)j * stride;
     for (int t = 0; t < p->nq + p->np; t++)
       mask[t] = (t <= level && (t < lo || t >= lo + cnt)) || t >= p->nq;
-    bt_rns_conv_apply(&p->modup[j * p->alpha + cnt - 1], ev->coef + (size_t)lo * n, d, n, mask,
+    bt_rns_conv_apply(&p->modup[j * p->dmax + cnt - 1], ev->coef + (size_t)lo * n, d, n, mask,
                       p->threads);
     memcpy(d + (size_t)lo * n, c + (size_t)lo * n, (size_t)cnt * n * sizeof(uint64_t));
   }
@@ -41,8 +41,7 @@ static void decompose(bt_evaluator *ev, const uint64_t *c, int level) {
 #pragma omp parallel for num_threads(p->threads) schedule(dynamic)
   for (int x = 0; x < beta * ext; x++) {
     const int j = x / ext, t = ext_prime(p, level, x % ext);
-    const int lo = j * p->alpha;
-    if (t >= lo && t < lo + p->alpha && t <= level) continue; /* copied, already NTT */
+    if (t >= p->dstart[j] && t < p->dstart[j + 1] && t <= level) continue; /* copied, already NTT */
     bt_ntt_forward(&p->ntt[t], ev->digits + (size_t)j * stride + (size_t)t * n);
   }
 }
@@ -102,7 +101,7 @@ static void mod_down(bt_evaluator *ev, int level, uint64_t *out0, uint64_t *out1
     uint64_t *pl = ev->tmp + (size_t)nq * n; /* P limbs in coefficient form */
     memcpy(pl, acc + (size_t)nq * n, (size_t)np * n * sizeof(uint64_t));
     bt_poly_intt(p, pl, nq, np);
-    bt_rns_conv_apply(&p->moddown, pl, ev->tmp, n, mask, p->threads);
+    bt_rns_conv_apply_exact(&p->moddown, pl, ev->tmp, n, mask, p->threads);
 #pragma omp parallel for num_threads(p->threads) schedule(static)
     for (int t = 0; t < limbs; t++) {
       uint64_t *e = ev->tmp + (size_t)t * n, *u = acc + (size_t)t * n, *o = outs[h] + (size_t)t * n;

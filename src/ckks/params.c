@@ -177,6 +177,28 @@ static bt_status validate(const bt_ckks_literal *l, unsigned flags, int *alpha_o
   return BT_OK;
 }
 
+/* Key-switching digits: dnum runs of consecutive primes balanced by bits.
+ * The key-switching error is about (Q_j / P) sigma sqrt(N) per digit: with
+ * P the alpha special primes, a digit of alpha top-level 60-bit primes would
+ * make Q_j / P about 1 and the error ~2^10 at N = 2^16, while a digit of
+ * about (log Q) / dnum bits keeps it far below the rounding error of ModDown.
+ * (Equal-size primes give the same digits as splitting by count.) */
+static void split_digits(bt_ckks_params *p) {
+  const int *bits = p->lit.q_bits, nq = p->nq, dnum = p->dnum;
+  double total = 0, cum = 0;
+  for (int i = 0; i < nq; i++) total += bits[i];
+  int i = 0;
+  p->dmax = 0;
+  for (int j = 0; j < dnum; j++) {
+    p->dstart[j] = i;
+    const double target = total * (j + 1) / dnum;
+    cum += bits[i++]; /* at least one prime per digit */
+    while (i < nq - (dnum - 1 - j) && (j == dnum - 1 || cum + 0.5 * bits[i] <= target)) cum += bits[i++];
+    if (i - p->dstart[j] > p->dmax) p->dmax = i - p->dstart[j];
+  }
+  p->dstart[dnum] = nq;
+}
+
 static bt_status gen_primes(bt_ckks_params *p) {
   const bt_ckks_literal *l = &p->lit;
   int total = 0;
@@ -266,13 +288,12 @@ static bt_status build_tables(bt_ckks_params *p) {
     p->pinv[i] = bt_mod_inv(pm, &p->mod[i]);
     p->pinvp[i] = bt_shoup(p->pinv[i], p->primes[i]);
   }
-  p->modup = bt_calloc((size_t)p->dnum * (size_t)p->alpha, sizeof *p->modup);
+  p->modup = bt_calloc((size_t)p->dnum * (size_t)p->dmax, sizeof *p->modup);
   if (!p->modup) return BT_E_NOMEM;
   for (int j = 0; j < p->dnum; j++)
-    for (int c = 1; c <= p->alpha; c++) {
-      int start = j * p->alpha;
-      if (start + c > nq) break;
-      st = bt_rns_conv_init(&p->modup[j * p->alpha + c - 1], &p->primes[start], (size_t)c,
+    for (int c = 1; c <= p->dstart[j + 1] - p->dstart[j]; c++) {
+      int start = p->dstart[j];
+      st = bt_rns_conv_init(&p->modup[j * p->dmax + c - 1], &p->primes[start], (size_t)c,
                             p->primes, (size_t)total);
       if (st) return st;
     }
@@ -299,6 +320,7 @@ bt_status bt_ckks_params_new(const bt_ckks_literal *lit, unsigned flags, bt_ckks
   p->nq = lit->nq;
   p->dnum = lit->dnum;
   p->alpha = p->np = alpha;
+  split_digits(p);
   p->scale = ldexp(1.0, lit->log_scale);
   p->threads = bt_default_threads();
   if ((st = gen_primes(p)) || (st = build_tables(p))) {
@@ -320,7 +342,7 @@ void bt_ckks_params_free(bt_ckks_params *p) {
   }
   bt_free(p->qlinv);
   if (p->modup)
-    for (int i = 0; i < p->dnum * p->alpha; i++) bt_rns_conv_free(&p->modup[i]);
+    for (int i = 0; i < p->dnum * p->dmax; i++) bt_rns_conv_free(&p->modup[i]);
   bt_free(p->modup);
   bt_rns_conv_free(&p->moddown);
   pthread_mutex_lock(&fftw_lock);

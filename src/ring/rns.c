@@ -19,7 +19,9 @@ bt_status bt_rns_conv_init(bt_rns_conv *c, const uint64_t *from, size_t k, const
   c->to = bt_alloc(m * sizeof *c->to);
   c->hinv = bt_alloc(2 * k * sizeof(uint64_t));
   c->h = bt_alloc(k * m * sizeof(uint64_t));
-  if (!c->from || !c->to || !c->hinv || !c->h) {
+  c->bmod = bt_alloc(m * sizeof(uint64_t));
+  c->binv = bt_alloc(k * sizeof(double));
+  if (!c->from || !c->to || !c->hinv || !c->h || !c->bmod || !c->binv) {
     bt_rns_conv_free(c);
     return BT_E_NOMEM;
   }
@@ -31,6 +33,12 @@ bt_status bt_rns_conv_init(bt_rns_conv *c, const uint64_t *from, size_t k, const
     bt_rns_conv_free(c);
     return st;
   }
+  for (size_t j = 0; j < m; j++) {
+    uint64_t b = 1;
+    for (size_t l = 0; l < k; l++) b = bt_mod_mul(b, bt_mod_reduce64(from[l], &c->to[j]), &c->to[j]);
+    c->bmod[j] = b;
+  }
+  for (size_t i = 0; i < k; i++) c->binv[i] = 1.0 / (double)from[i];
   for (size_t i = 0; i < k; i++) {
     /* (B/b_i) mod b_i, then its inverse */
     uint64_t hat = 1;
@@ -54,22 +62,36 @@ void bt_rns_conv_free(bt_rns_conv *c) {
   bt_free(c->to);
   bt_free(c->hinv);
   bt_free(c->h);
+  bt_free(c->bmod);
+  bt_free(c->binv);
   memset(c, 0, sizeof *c);
 }
 
-void bt_rns_conv_apply(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
-                       const uint8_t *mask, int threads) {
+static void conv_apply(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n, const uint8_t *mask,
+                       int threads, int exact) {
   const size_t k = c->k, m = c->m;
   const size_t nblocks = (n + CONV_BLOCK - 1) / CONV_BLOCK;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (size_t b = 0; b < nblocks; b++) {
     uint64_t y[CONV_MAX_SOURCE][CONV_BLOCK];
+    uint64_t v[CONV_BLOCK];
     const size_t c0 = b * CONV_BLOCK;
     const size_t len = n - c0 < CONV_BLOCK ? n - c0 : CONV_BLOCK;
     for (size_t i = 0; i < k; i++) {
       const uint64_t *x = in + i * n + c0;
       const uint64_t w = c->hinv[i], wp = c->hinvp[i], q = c->from[i].q;
       for (size_t t = 0; t < len; t++) y[i][t] = bt_mul_shoup(x[t], w, wp, q);
+    }
+    if (exact) {
+      /* x = sum_i y_i (B/b_i) - u B with u = floor(sum_i y_i / b_i); rounding
+       * instead of flooring picks the centred representative.  The double
+       * sum is off by at most k 2^-52, which can only matter when x is
+       * within that of +-B/2, where either choice errs by 1/2 + tiny. */
+      for (size_t t = 0; t < len; t++) {
+        double s = 0;
+        for (size_t i = 0; i < k; i++) s += (double)y[i][t] * c->binv[i];
+        v[t] = (uint64_t)(s + 0.5);
+      }
     }
     for (size_t j = 0; j < m; j++) {
       if (mask && !mask[j]) continue;
@@ -81,9 +103,24 @@ void bt_rns_conv_apply(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, 
         const uint64_t hi = h[i];
         for (size_t t = 0; t < len; t++) acc[t] += (bt_u128)y[i][t] * hi;
       }
+      if (exact) {
+        /* v <= k: v (q_j - B mod q_j) < 2^70, added without overflow */
+        const uint64_t nb = c->to[j].q - c->bmod[j];
+        for (size_t t = 0; t < len; t++) acc[t] += (bt_u128)v[t] * nb;
+      }
       for (size_t t = 0; t < len; t++) o[t] = bt_mod_reduce128(acc[t], &c->to[j]);
     }
   }
+}
+
+void bt_rns_conv_apply(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
+                       const uint8_t *mask, int threads) {
+  conv_apply(c, in, out, n, mask, threads, 0);
+}
+
+void bt_rns_conv_apply_exact(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
+                             const uint8_t *mask, int threads) {
+  conv_apply(c, in, out, n, mask, threads, 1);
 }
 
 /* ---- multi-word helpers for CRT (little-endian 64-bit words) ---- */
