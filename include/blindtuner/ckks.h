@@ -82,7 +82,8 @@ double bt_ckks_log_qp(const bt_ckks_params *p);
 uint64_t bt_ckks_q(const bt_ckks_params *p, int i);
 uint64_t bt_ckks_p(const bt_ckks_params *p, int i);
 const bt_ckks_literal *bt_ckks_literal_of(const bt_ckks_params *p);
-/* 32-byte hash naming the parameter set (primes, ring, secret distribution). */
+/* 32-byte hash naming the parameter set (primes, ring, secret distribution,
+ * key-switching digit split). */
 const uint8_t *bt_ckks_params_hash(const bt_ckks_params *p);
 /* Largest log2 QP the HE Standard allows at 128-bit security for this N
  * (uniform ternary secret), or 0 if N is outside the table. */

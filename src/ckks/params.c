@@ -218,7 +218,9 @@ static bt_status gen_primes(bt_ckks_params *p) {
 static void compute_hash(bt_ckks_params *p) {
   crypto_generichash_state h;
   crypto_generichash_init(&h, NULL, 0, BT_PARAMS_HASH_BYTES);
-  const char tag[] = "blindtuner-ckks-params-v1";
+  /* v2: the key-switching digit boundaries are hashed too, so keys made
+   * with another digit split (v1 cut digits by prime count) are refused */
+  const char tag[] = "blindtuner-ckks-params-v2";
   crypto_generichash_update(&h, (const uint8_t *)tag, sizeof tag);
   int32_t fields[6] = {p->logn, p->nq, p->np, p->dnum, (int32_t)p->lit.secret,
                        p->lit.hamming_weight};
@@ -230,6 +232,10 @@ static void compute_hash(bt_ckks_params *p) {
   for (int i = 0; i < p->nq + p->np; i++) {
     for (int b = 0; b < 8; b++) buf[b] = (uint8_t)(p->primes[i] >> (8 * b));
     crypto_generichash_update(&h, buf, 8);
+  }
+  for (int j = 0; j <= p->dnum; j++) {
+    for (int b = 0; b < 4; b++) buf[b] = (uint8_t)((uint32_t)p->dstart[j] >> (8 * b));
+    crypto_generichash_update(&h, buf, 4);
   }
   crypto_generichash_final(&h, p->hash, BT_PARAMS_HASH_BYTES);
 }
