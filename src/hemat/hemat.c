@@ -1,0 +1,372 @@
+/* hemat: DiagABT and DiagATB on packed blocks (layout in hemat.h and
+ * docs/TRAINING.md). */
+#include "blindtuner/hemat.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bt_hemat {
+  const bt_ckks_params *p;
+  bt_hemat_layout L;
+  bt_hemat_counts cnt;
+  double complex *vals; /* slots entries */
+  bt_plaintext *pt;
+};
+
+static int ilog2(size_t n) {
+  int k = 0;
+  while (((size_t)1 << k) < n) k++;
+  return k;
+}
+static int next_pow2(int n) {
+  int v = 1;
+  while (v < n) v <<= 1;
+  return v;
+}
+
+bt_status bt_hemat_layout_init(int logslots, int batch, int features, int classes,
+                               bt_hemat_layout *out) {
+  if (!out) return bt_fail(BT_E_ARG, "no layout");
+  memset(out, 0, sizeof *out);
+  if (logslots < 2 || logslots > 20) return bt_fail(BT_E_ARG, "log2 slots %d out of range", logslots);
+  if (batch < 1 || features < 1 || classes < 2)
+    return bt_fail(BT_E_ARG, "need batch >= 1, features >= 1 and classes >= 2 (got %d, %d, %d)",
+                   batch, features, classes);
+  const size_t slots = (size_t)1 << logslots;
+  const int cpad = next_pow2(classes);
+  if ((size_t)cpad > slots / 2) return bt_fail(BT_E_ARG, "%d classes do not fit %zu slots", classes, slots);
+  const int bpad = next_pow2(batch);
+  int s0 = bpad > cpad ? bpad : cpad;
+  if ((size_t)s0 > slots / (size_t)cpad) s0 = (int)(slots / (size_t)cpad);
+  if (batch > s0)
+    return bt_fail(BT_E_ARG, "a batch of %d rows does not fit one block of %d rows (%zu slots, %d classes); "
+                   "use a batch of at most %d", batch, s0, slots, cpad, s0);
+  const int s1 = (int)(slots / (size_t)s0);
+  const int nb = (features + s1 - 1) / s1;
+  if ((long)nb * cpad > s0)
+    return bt_fail(BT_E_ARG, "weights of %d x %d (padded to %d x %d) do not fit one ciphertext of "
+                   "%zu slots", classes, features, cpad, nb * s1, slots);
+  const int t = next_pow2(nb) * cpad;
+  out->logslots = logslots;
+  out->slots = slots;
+  out->batch = batch;
+  out->features = features;
+  out->classes = classes;
+  out->cpad = cpad;
+  out->s0 = s0;
+  out->s1 = s1;
+  out->nb = nb;
+  out->period_rows = t < s0 ? t : s0;
+  return BT_OK;
+}
+
+void bt_hemat_pack_x(const bt_hemat_layout *L, const double *x, int j, double *slots) {
+  memset(slots, 0, L->slots * sizeof *slots);
+  for (int r = 0; r < L->batch; r++)
+    for (int t = 0; t < L->s1; t++) {
+      const int f = j * L->s1 + t;
+      if (f < L->features) slots[(size_t)r * L->s1 + t] = x[(size_t)r * L->features + f];
+    }
+}
+
+void bt_hemat_pack_w(const bt_hemat_layout *L, const double *w, double *slots) {
+  memset(slots, 0, L->slots * sizeof *slots);
+  for (int c = 0; c < L->classes; c++)
+    for (int f = 0; f < L->features; f++) {
+      const int j = f / L->s1, t = f % L->s1;
+      slots[((size_t)j * L->cpad + c) * L->s1 + t] = w[(size_t)c * L->features + f];
+    }
+}
+
+void bt_hemat_unpack_w(const bt_hemat_layout *L, const double *slots, double *w) {
+  for (int c = 0; c < L->classes; c++)
+    for (int f = 0; f < L->features; f++) {
+      const int j = f / L->s1, t = f % L->s1;
+      w[(size_t)c * L->features + f] = slots[((size_t)j * L->cpad + c) * L->s1 + t];
+    }
+}
+
+void bt_hemat_pack_diag(const bt_hemat_layout *L, const double *z, double *slots) {
+  memset(slots, 0, L->slots * sizeof *slots);
+  for (int r = 0; r < L->batch; r++)
+    for (int a = 0; a < L->cpad; a++) {
+      const int c = (r + a) % L->cpad;
+      if (c < L->classes) slots[(size_t)r * L->s1 + a] = z[(size_t)r * L->classes + c];
+    }
+}
+
+void bt_hemat_unpack_diag(const bt_hemat_layout *L, const double *slots, double *z) {
+  for (int r = 0; r < L->batch; r++)
+    for (int a = 0; a < L->cpad; a++) {
+      const int c = (r + a) % L->cpad;
+      if (c < L->classes) z[(size_t)r * L->classes + c] = slots[(size_t)r * L->s1 + a];
+    }
+}
+
+void bt_hetal_reference_counts(int logslots, int batch, int features, int classes,
+                               bt_hetal_counts *out) {
+  memset(out, 0, sizeof *out);
+  bt_hemat_layout L;
+  /* HETAL tiles W like X, so only the block shape matters here */
+  const size_t slots = (size_t)1 << logslots;
+  const int c = next_pow2(classes), bpad = next_pow2(batch);
+  int s0 = bpad > c ? bpad : c;
+  if ((size_t)s0 > slots / (size_t)c) s0 = (int)(slots / (size_t)c);
+  const int s1 = (int)(slots / (size_t)s0), nb = (features + s1 - 1) / s1;
+  (void)L;
+  out->abt_cmult = c;
+  out->abt_mult = (long)nb * c / 2;
+  out->abt_rot = (long)nb * c / 2 + (long)c * ilog2((size_t)s1);
+  out->atb_cmult = (long)nb * c / 2 + c / 2;
+  out->atb_mult = (long)nb * c / 2;
+  out->atb_rot = (long)nb * c / 2 * ilog2((size_t)s0) + c;
+}
+
+void bt_hemat_predict_counts(const bt_hemat_layout *L, int ncoef, bt_hemat_counts *roll,
+                             bt_hemat_counts *abt, bt_hemat_counts *atb) {
+  const long c = L->cpad, nb = L->nb;
+  const int ls1 = ilog2((size_t)L->s1);
+  memset(roll, 0, sizeof *roll);
+  memset(abt, 0, sizeof *abt);
+  memset(atb, 0, sizeof *atb);
+  roll->rot = roll->rot_hoisted = nb * (c - 1);
+  abt->rot = ilog2((size_t)(L->s0 / L->period_rows)) + nb * ilog2((size_t)(L->period_rows / L->cpad)) +
+             c * ls1 + (c - 1);
+  abt->tensor = nb * c;
+  abt->relin = c;
+  abt->cmult = nb + c;
+  abt->rescale = nb + 2 * c;
+  atb->rot = c * ls1 + (c - 1) + nb * ilog2((size_t)(L->s0 / L->cpad));
+  atb->tensor = nb * c;
+  atb->relin = nb;
+  atb->cmult = c + nb * ncoef;
+  atb->rescale = c + nb + nb * ncoef;
+}
+
+bt_status bt_hemat_new(const bt_ckks_params *p, const bt_hemat_layout *L, bt_hemat **out) {
+  if (!p || !L || !out) return bt_fail(BT_E_ARG, "bt_hemat_new: missing argument");
+  *out = NULL;
+  if (L->logslots > bt_ckks_logn(p) - 1)
+    return bt_fail(BT_E_ARG, "layout of 2^%d slots exceeds N/2 = 2^%d", L->logslots, bt_ckks_logn(p) - 1);
+  bt_hemat *h = calloc(1, sizeof *h);
+  if (!h) return BT_E_NOMEM;
+  h->p = p;
+  h->L = *L;
+  h->vals = malloc(L->slots * sizeof *h->vals);
+  bt_status st = h->vals ? bt_plaintext_new(p, &h->pt) : BT_E_NOMEM;
+  if (st) {
+    bt_hemat_free(h);
+    return st;
+  }
+  *out = h;
+  return BT_OK;
+}
+
+void bt_hemat_free(bt_hemat *h) {
+  if (!h) return;
+  free(h->vals);
+  bt_plaintext_free(h->pt);
+  free(h);
+}
+
+const bt_hemat_layout *bt_hemat_layout_of(const bt_hemat *h) { return &h->L; }
+bt_hemat_counts bt_hemat_get_counts(const bt_hemat *h) { return h->cnt; }
+void bt_hemat_reset_counts(bt_hemat *h) { memset(&h->cnt, 0, sizeof h->cnt); }
+
+/* Steps of a doubling sum of n (a power of two) blocks of `batch` slots. */
+static size_t sum_steps(int batch, int n, int sign, int *steps) {
+  size_t k = 0;
+  for (int s = 1; s < n; s <<= 1) steps[k++] = sign * s * batch;
+  return k;
+}
+
+size_t bt_hemat_steps(const bt_hemat *h, int *steps) {
+  const bt_hemat_layout *L = &h->L;
+  const int c = L->cpad, s0 = L->s0, s1 = L->s1, t = L->period_rows;
+  const int slots = (int)L->slots;
+  int tmp[512];
+  size_t n = 0;
+  for (int k = 1; k < c; k++) tmp[n++] = k * s1;                            /* rolls */
+  n += sum_steps(t * s1, s0 / t, 1, tmp + n);                                /* W period */
+  n += sum_steps(c * s1, t / c, 1, tmp + n);                                 /* W expansion */
+  n += sum_steps(1, s1, 1, tmp + n);                                         /* column sums */
+  for (int k = 0; k < c; k++) tmp[n++] = -(k * s1 + (c - k) % c);            /* Z assembly */
+  for (int k = 0; k < c; k++) tmp[n++] = (c - k) % c + k * s1;               /* D patterns */
+  n += sum_steps(1, s1, -1, tmp + n);                                        /* D broadcast */
+  n += sum_steps(c * s1, s0 / c, 1, tmp + n);                                /* row sums */
+  size_t out = 0;
+  for (size_t i = 0; i < n; i++) {
+    int s = ((tmp[i] % slots) + slots) % slots;
+    if (s == 0) continue;
+    int dup = 0;
+    for (size_t k = 0; k < out; k++) dup |= ((steps[k] % slots) + slots) % slots == s;
+    if (!dup && out < 256) steps[out++] = tmp[i];
+  }
+  return out;
+}
+
+/* ---- counted primitives ---- */
+static bt_status rot(bt_hemat *h, bt_evaluator *ev, const bt_ciphertext *a, int step, bt_ciphertext *out) {
+  const int slots = (int)h->L.slots;
+  if (((step % slots) + slots) % slots == 0) return a == out ? BT_OK : bt_ciphertext_copy(out, a);
+  h->cnt.rot++;
+  return bt_eval_rotate(ev, a, step, out);
+}
+
+/* a = sum_{m < n} rot(a, sign * m * batch) by doubling; tmp is scratch. */
+static bt_status dsum(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *a, int batch, int n, int sign,
+                      bt_ciphertext *tmp) {
+  bt_status st = BT_OK;
+  for (int s = 1; s < n && !st; s <<= 1)
+    if (!(st = rot(h, ev, a, sign * s * batch, tmp))) st = bt_eval_add(ev, a, tmp, a);
+  return st;
+}
+
+/* out = rescale(a * mask) with the mask encoded at scale q_level, so the
+ * scale is unchanged and one level is used. */
+static bt_status mask_mul(bt_hemat *h, bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) {
+  if (a->level < 1) return bt_fail(BT_E_LEVEL, "hemat: no level left for a mask (level 0)");
+  bt_status st = bt_ckks_encode(h->p, h->vals, h->L.slots, h->L.logslots, a->level,
+                                (double)bt_ckks_q(h->p, a->level), h->pt);
+  if (!st) st = bt_eval_mul_plain(ev, a, h->pt, out);
+  if (!st) st = bt_eval_rescale(ev, out, out);
+  h->cnt.cmult++;
+  h->cnt.rescale++;
+  return st;
+}
+
+static void set_rows_mask(bt_hemat *h, int row0, int nrows, int period, double complex v) {
+  const bt_hemat_layout *L = &h->L;
+  for (size_t i = 0; i < L->slots; i++) {
+    const int r = (int)(i / (size_t)L->s1);
+    h->vals[i] = ((r % period) >= row0 && (r % period) < row0 + nrows) ? v : 0;
+  }
+}
+
+static void set_col_mask(bt_hemat *h, int col, double complex v) {
+  for (size_t i = 0; i < h->L.slots; i++) h->vals[i] = (int)(i % (size_t)h->L.s1) == col ? v : 0;
+}
+
+static void free_all(bt_ciphertext **c, size_t n) {
+  if (!c) return;
+  for (size_t i = 0; i < n; i++) bt_ciphertext_free(c[i]);
+  free(c);
+}
+
+static bt_status new_all(const bt_ckks_params *p, bt_ciphertext ***c, size_t n) {
+  *c = calloc(n, sizeof **c);
+  if (!*c) return BT_E_NOMEM;
+  for (size_t i = 0; i < n; i++) {
+    bt_status st = bt_ciphertext_new(p, &(*c)[i]);
+    if (st) {
+      free_all(*c, n);
+      *c = NULL;
+      return st;
+    }
+  }
+  return BT_OK;
+}
+
+bt_status bt_hemat_roll_x(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *x, bt_ciphertext **rolled) {
+  const bt_hemat_layout *L = &h->L;
+  const int c = L->cpad;
+  int steps[64];
+  for (int k = 1; k < c; k++) steps[k - 1] = k * L->s1;
+  for (int j = 0; j < L->nb; j++) {
+    if (x[j]->logslots != L->logslots)
+      return bt_fail(BT_E_ARG, "X block %d has 2^%d slots, the layout 2^%d", j, x[j]->logslots, L->logslots);
+    bt_status st = bt_ciphertext_copy(rolled[(size_t)j * c], x[j]);
+    if (!st && c > 1) st = bt_eval_rotate_hoisted(ev, x[j], steps, (size_t)(c - 1), rolled + (size_t)j * c + 1);
+    if (st) return st;
+    h->cnt.rot += c - 1;
+    h->cnt.rot_hoisted += c - 1;
+  }
+  return BT_OK;
+}
+
+bt_status bt_hemat_abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled, const bt_ciphertext *w,
+                       double wscale, bt_ciphertext *z) {
+  const bt_hemat_layout *L = &h->L;
+  const int c = L->cpad, s1 = L->s1, t = L->period_rows;
+  if (w->logslots != L->logslots) return bt_fail(BT_E_ARG, "weights have 2^%d slots, the layout 2^%d", w->logslots, L->logslots);
+  if (w->level < 3) return bt_fail(BT_E_LEVEL, "DiagABT needs the weights at level >= 3 (got %d)", w->level);
+  if (!isfinite(wscale)) return bt_fail(BT_E_ARG, "non-finite weight scale");
+  bt_ciphertext **acc = NULL, *w4 = NULL, *wrep = NULL, *tmp = NULL;
+  bt_status st = new_all(h->p, &acc, (size_t)c);
+  if (!st) st = bt_ciphertext_new(h->p, &w4);
+  if (!st) st = bt_ciphertext_new(h->p, &wrep);
+  if (!st) st = bt_ciphertext_new(h->p, &tmp);
+  if (!st) st = bt_ciphertext_copy(w4, w);
+  if (!st) st = dsum(h, ev, w4, t * s1, L->s0 / t, 1, tmp);
+  for (int j = 0; j < L->nb && !st; j++) {
+    set_rows_mask(h, j * c, c, t, wscale);
+    if ((st = mask_mul(h, ev, w4, wrep)) || (st = dsum(h, ev, wrep, c * s1, t / c, 1, tmp))) break;
+    for (int k = 0; k < c && !st; k++) {
+      bt_ciphertext *dst = j == 0 ? acc[k] : tmp;
+      if (!(st = bt_eval_mul(ev, rolled[(size_t)j * c + k], wrep, dst)) && j > 0)
+        st = bt_eval_add(ev, acc[k], tmp, acc[k]);
+      h->cnt.tensor++;
+    }
+  }
+  for (int k = 0; k < c && !st; k++) {
+    if ((st = bt_eval_relin(ev, acc[k], acc[k])) || (st = bt_eval_rescale(ev, acc[k], acc[k]))) break;
+    h->cnt.relin++;
+    h->cnt.rescale++;
+    if ((st = dsum(h, ev, acc[k], 1, s1, 1, tmp))) break;
+    set_col_mask(h, 0, 1);
+    if ((st = mask_mul(h, ev, acc[k], acc[k]))) break;
+    if ((st = rot(h, ev, acc[k], -(k * s1 + (c - k) % c), k == 0 ? z : tmp))) break;
+    if (k > 0) st = bt_eval_add(ev, z, tmp, z);
+  }
+  free_all(acc, (size_t)c);
+  bt_ciphertext_free(w4);
+  bt_ciphertext_free(wrep);
+  bt_ciphertext_free(tmp);
+  return st;
+}
+
+bt_status bt_hemat_atb(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled, const bt_ciphertext *d,
+                       const double complex *coef, size_t ncoef, bt_ciphertext **outs) {
+  const bt_hemat_layout *L = &h->L;
+  const int c = L->cpad, s1 = L->s1;
+  if (d->logslots != L->logslots) return bt_fail(BT_E_ARG, "D has 2^%d slots, the layout 2^%d", d->logslots, L->logslots);
+  if (d->level < 3) return bt_fail(BT_E_LEVEL, "DiagATB needs D at level >= 3 (got %d)", d->level);
+  if (ncoef < 1) return bt_fail(BT_E_ARG, "DiagATB: no output requested");
+  for (size_t i = 0; i < ncoef; i++)
+    if (!isfinite(creal(coef[i])) || !isfinite(cimag(coef[i]))) return bt_fail(BT_E_ARG, "non-finite coefficient");
+  bt_ciphertext **pat = NULL, *acc = NULL, *tmp = NULL, *part = NULL;
+  bt_status st = new_all(h->p, &pat, (size_t)c);
+  if (!st) st = bt_ciphertext_new(h->p, &acc);
+  if (!st) st = bt_ciphertext_new(h->p, &tmp);
+  if (!st) st = bt_ciphertext_new(h->p, &part);
+  /* patterns rot(Pi_k, k s1): column (C' - k) mod C' of D broadcast along rows */
+  for (int k = 0; k < c && !st; k++) {
+    const int a = (c - k) % c;
+    set_col_mask(h, a, 1);
+    if ((st = mask_mul(h, ev, d, pat[k])) || (st = rot(h, ev, pat[k], a + k * s1, pat[k]))) break;
+    st = dsum(h, ev, pat[k], 1, s1, -1, tmp);
+  }
+  for (int j = 0; j < L->nb && !st; j++) {
+    for (int k = 0; k < c && !st; k++) {
+      bt_ciphertext *dst = k == 0 ? acc : tmp;
+      if (!(st = bt_eval_mul(ev, rolled[(size_t)j * c + k], pat[k], dst)) && k > 0)
+        st = bt_eval_add(ev, acc, tmp, acc);
+      h->cnt.tensor++;
+    }
+    if (st || (st = bt_eval_relin(ev, acc, acc)) || (st = bt_eval_rescale(ev, acc, acc))) break;
+    h->cnt.relin++;
+    h->cnt.rescale++;
+    if ((st = dsum(h, ev, acc, c * s1, L->s0 / c, 1, tmp))) break;
+    for (size_t i = 0; i < ncoef && !st; i++) {
+      set_rows_mask(h, j * c, c, L->s0, coef[i]);
+      if ((st = mask_mul(h, ev, acc, j == 0 ? outs[i] : part))) break;
+      if (j > 0) st = bt_eval_add(ev, outs[i], part, outs[i]);
+    }
+  }
+  free_all(pat, (size_t)c);
+  bt_ciphertext_free(acc);
+  bt_ciphertext_free(tmp);
+  bt_ciphertext_free(part);
+  return st;
+}
