@@ -107,14 +107,12 @@ void bt_hemat_unpack_diag(const bt_hemat_layout *L, const double *slots, double 
 void bt_hetal_reference_counts(int logslots, int batch, int features, int classes,
                                bt_hetal_counts *out) {
   memset(out, 0, sizeof *out);
-  bt_hemat_layout L;
   /* HETAL tiles W like X, so only the block shape matters here */
   const size_t slots = (size_t)1 << logslots;
   const int c = next_pow2(classes), bpad = next_pow2(batch);
   int s0 = bpad > c ? bpad : c;
   if ((size_t)s0 > slots / (size_t)c) s0 = (int)(slots / (size_t)c);
   const int s1 = (int)(slots / (size_t)s0), nb = (features + s1 - 1) / s1;
-  (void)L;
   out->abt_cmult = c;
   out->abt_mult = (long)nb * c / 2;
   out->abt_rot = (long)nb * c / 2 + (long)c * ilog2((size_t)s1);
