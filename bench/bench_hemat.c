@@ -90,11 +90,10 @@ int bt_bench_hemat(int argc, char **argv) {
   double *x = NULL, *w = NULL, *d = NULL, *slots = NULL, *want = NULL, *got = NULL;
   double *t_roll = calloc((size_t)runs, sizeof(double)), *t_abt = calloc((size_t)runs, sizeof(double)),
          *t_atb = calloc((size_t)runs, sizeof(double));
-  int nblocks = 0;
   bt_prng g;
   bt_prng_init_random(&g);
   bt_ckks_literal lit;
-  bt_hemat_layout L;
+  bt_hemat_layout L = {0};
   TRY(bt_ckks_preset(preset, &lit));
   TRY(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p));
   bt_ckks_set_threads(p, threads);
@@ -127,7 +126,7 @@ int bt_bench_hemat(int argc, char **argv) {
   for (size_t i = 0; i < (size_t)B * F; i++) x[i] = uni(&g);
   for (size_t i = 0; i < (size_t)C * F; i++) w[i] = uni(&g) / 8;
   for (size_t i = 0; i < (size_t)B * C; i++) d[i] = uni(&g);
-  for (int j = 0; j < L.nb; j++, nblocks++) {
+  for (int j = 0; j < L.nb; j++) {
     bt_hemat_pack_x(&L, x, j, slots);
     TRY(enc(p, sk, &g, &L, slots, 2, pt, &xc[j]));
   }
@@ -240,7 +239,8 @@ out:
   free(slots);
   free(want);
   free(got);
-  for (int j = 0; j < nblocks; j++) bt_ciphertext_free(xc[j]);
+  if (xc)
+    for (int j = 0; j < L.nb; j++) bt_ciphertext_free(xc[j]); /* calloc'd: unset entries are NULL */
   free(xc);
   if (rolled)
     for (int i = 0; i < L.nb * L.cpad; i++) bt_ciphertext_free(rolled[i]);
