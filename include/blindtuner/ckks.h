@@ -232,6 +232,16 @@ bt_status bt_evaluator_new(const bt_ckks_params *p, const bt_eval_keys *keys,
                            bt_evaluator **out) BT_MUST_CHECK;
 void bt_evaluator_free(bt_evaluator *ev);
 
+/* Operations an evaluator has performed since creation or the last reset. */
+typedef struct bt_op_counts {
+  long rot;     /* rotations and conjugations (key switches; hoisted ones included) */
+  long relin;   /* relinearisations (key switches) */
+  long tensor;  /* ciphertext x ciphertext products */
+  long pmult;   /* ciphertext x plaintext products */
+} bt_op_counts;
+bt_op_counts bt_evaluator_counts(const bt_evaluator *ev);
+void bt_evaluator_reset_counts(bt_evaluator *ev);
+
 bt_status bt_eval_add(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
                       bt_ciphertext *out) BT_MUST_CHECK;
 bt_status bt_eval_sub(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,

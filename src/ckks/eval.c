@@ -36,6 +36,9 @@ bt_status bt_evaluator_new(const bt_ckks_params *p, const bt_eval_keys *keys, bt
   return BT_OK;
 }
 
+bt_op_counts bt_evaluator_counts(const bt_evaluator *ev) { return ev->counts; }
+void bt_evaluator_reset_counts(bt_evaluator *ev) { memset(&ev->counts, 0, sizeof ev->counts); }
+
 void bt_evaluator_free(bt_evaluator *ev) {
   if (!ev) return;
   bt_free(ev->digits);
@@ -264,6 +267,7 @@ static bt_status plain_op(bt_evaluator *ev, const bt_ciphertext *a, const bt_pla
   const bt_ckks_params *p = ev->p;
   const int level = a->level < b->level ? a->level : b->level;
   const size_t n = p->n;
+  if (op == 2) ev->counts.pmult++;
 #pragma omp parallel for num_threads(p->threads) schedule(static)
   for (int t = 0; t <= level; t++) {
     const bt_modulus *m = &p->mod[t];
@@ -317,6 +321,7 @@ bt_status bt_eval_mul(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphert
   const bt_ckks_params *p = ev->p;
   const int level = a->level < b->level ? a->level : b->level;
   const size_t n = p->n;
+  ev->counts.tensor++;
 #pragma omp parallel for num_threads(p->threads) schedule(static)
   for (int t = 0; t <= level; t++) {
     const bt_modulus *m = &p->mod[t];

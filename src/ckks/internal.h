@@ -80,5 +80,6 @@ struct bt_evaluator {
   uint64_t *keep;     /* nq limbs: c0 kept across hoisted rotations */
   uint32_t *perm;     /* automorphism index */
   bt_ciphertext *aux; /* scale matching */
+  bt_op_counts counts;
 };
 #endif

@@ -148,6 +148,7 @@ bt_status bt_eval_relin(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext 
   if ((st = bt_ciphertext_copy(out, a))) return st;
   decompose(ev, a->c[2], a->level);
   inner_product(ev, k, a->level, NULL);
+  ev->counts.relin++;
   const int add[2] = {1, 1};
   mod_down(ev, a->level, out->c[0], out->c[1], add);
   out->degree = 1;
@@ -165,6 +166,7 @@ static bt_status switch_one(bt_evaluator *ev, const bt_ciphertext *a, const bt_s
   if (k->galois > 1) {
     bt_ntt_automorphism_index(p->logn, k->galois, ev->perm);
     perm = ev->perm;
+    ev->counts.rot++;
   }
   decompose(ev, a->c[1], a->level);
   inner_product(ev, k, a->level, perm);
@@ -243,6 +245,7 @@ bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const
     const bt_switch_key *k = bt_eval_keys_find(ev->keys, gal);
     bt_ntt_automorphism_index(p->logn, gal, ev->perm);
     inner_product(ev, k, a->level, ev->perm);
+    ev->counts.rot++;
     const int add[2] = {0, 0};
     bt_ciphertext *o = outs[i];
     mod_down(ev, a->level, o->c[0], o->c[1], add);

@@ -8,6 +8,7 @@ int bt_cli_extract(int argc, char **argv);
 int bt_bench_vit(int argc, char **argv);
 int bt_bench_bootstrap(int argc, char **argv);
 int bt_bench_hemat(int argc, char **argv);
+int bt_bench_train(int argc, char **argv);
 
 /* Median of n samples (sorts them in place). */
 double bt_cli_median(double *samples, int n);

@@ -1,0 +1,124 @@
+/* train: softmax-regression training of a classification head on encrypted
+ * features and labels (HETAL-class), its plaintext twin and the exact
+ * reference.  docs/TRAINING.md describes the algorithm and the level plan.
+ *
+ * The model: logits z = W x (W is C x F, the bias a column of W against a
+ * feature fixed to 1), p = softmax(z), loss = cross-entropy, gradient
+ * G = (P - Y)^T X / B over a batch.  Nesterov's method in the form
+ *   W_{t+1} = V_t - lr * G(V_t),  V_{t+1} = W_{t+1} + mu (W_{t+1} - W_t),
+ * with both matrices kept in ONE complex ciphertext A = V + i W (compact
+ * layout, include/blindtuner/hemat.h), so one bootstrap refreshes both.
+ *
+ * The softmax approximation (bt_softmax_approx) works on logits in
+ * [-bound, bound]:
+ *   1. padded classes are set to -(bound + gap) so they never win the max;
+ *   2. the row maximum m by a tournament of log2 C' rounds,
+ *      max(a, b) = b + relu(a - b), relu a Chebyshev interpolant;
+ *   3. e = exp(z - m) by one Chebyshev interpolant over the whole range
+ *      [-(2 bound + gap) - delta, delta] (delta bounds the error of m);
+ *   4. S = sum of e over the row; 1/S by a Chebyshev interpolant on the
+ *      interval S can reach, refined by Newton steps y <- y (2 - S y);
+ *   5. p = e / S.
+ * The twin (bt_softmax_approx_row) runs the same steps in the same order
+ * (the tournament pairs classes as the encrypted diagonal layout does) in
+ * double precision. */
+#ifndef BLINDTUNER_TRAIN_H
+#define BLINDTUNER_TRAIN_H
+
+#include <stddef.h>
+
+#include "blindtuner/circuits.h"
+#include "blindtuner/hemat.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Degrees of the approximation; zero fields take the defaults. */
+typedef struct bt_softmax_config {
+  double bound;     /* logits assumed in [-bound, bound] (default 128) */
+  double gap;       /* padded classes sit this far below -bound (default 24) */
+  int relu_degree;  /* tournament comparison (default 127) */
+  int exp_degree;   /* 0: smallest of 31, 63, 127 reaching 1e-5 absolute */
+  int inv_degree;   /* 0 with newton < 0: the shallowest (degree, Newton steps) */
+  int newton;       /*   reaching 1e-4 relative error; -1 = choose */
+} bt_softmax_config;
+
+typedef struct bt_softmax_approx {
+  int classes, cpad, rounds;
+  double bound, gap;
+  double unit_t;        /* X: tournament values are z / X (relu on [-1, 1]) */
+  double unit_e;        /* exp inputs are d / unit_e (interval of half-width 1) */
+  double relu_err;      /* max |relu_poly - relu| on [-1, 1], in units of X */
+  double delta;         /* bound on |m - max z| (natural units) */
+  double s_lo, s_hi;    /* the interval the row sum S can reach */
+  double s_half;        /* exp returns e / s_half, so the row sum is u = S / s_half */
+  double u_fill;        /* value put in empty slots before the inverse (in its interval) */
+  int newton;
+  bt_cheby relu;        /* relu(y) - bias on [-1, 1] */
+  bt_cheby exp;         /* exp(unit_e * y) / s_half */
+  bt_cheby inv;         /* 1 / u on [s_lo, s_hi] / s_half */
+} bt_softmax_approx;
+
+/* Builds the polynomials and measures their errors (printed by the tests). */
+bt_status bt_softmax_approx_init(int classes, const bt_softmax_config *cfg,
+                                 bt_softmax_approx *out) BT_MUST_CHECK;
+void bt_softmax_approx_free(bt_softmax_approx *sa);
+/* Levels the encrypted softmax consumes in total (bootstrapping not counted). */
+int bt_softmax_approx_depth(const bt_softmax_approx *sa);
+
+/* The twin: p = approximate softmax of one row of C logits, computed as the
+ * encrypted circuit computes row `row` of a batch (the diagonal layout
+ * rotates row r by r, which decides the tournament's pairing). */
+void bt_softmax_approx_row(const bt_softmax_approx *sa, int row, const double *z, double *p);
+/* The exact softmax (max-subtracted), the reference. */
+void bt_softmax_exact_row(int classes, const double *z, double *p);
+
+/* ---- plaintext training: the twin (approximate softmax) and the exact
+ * reference (sa == NULL) ----
+ * x: B x F rows (bias column included), y: B labels in [0, C), v, w: C x F
+ * (updated in place).  One Nesterov step of the batch. */
+void bt_plain_step(const bt_softmax_approx *sa, int batch, int features, int classes,
+                   const double *x, const int *y, double lr, double momentum, double *v, double *w);
+/* Mean cross-entropy and accuracy of w on n rows (exact softmax). */
+void bt_plain_evaluate(int n, int features, int classes, const double *x, const int *y,
+                       const double *w, double *loss, double *accuracy);
+
+/* ---- encrypted training (server side: evaluation keys only) ---- */
+typedef struct bt_trainer bt_trainer;
+
+typedef struct bt_train_stats {
+  double matmul_s, softmax_s, bootstrap_s, other_s;
+  long bootstraps;
+  long cmult, mult, rot; /* plaintext products, tensor products, rotations (incl. conjugations) */
+} bt_train_stats;
+
+/* `bs` (with its encapsulation keys set for dense secrets) refreshes
+ * ciphertexts; it must outlive the trainer.  lr and momentum are the
+ * Nesterov parameters. */
+bt_status bt_trainer_new(const bt_ckks_params *p, const bt_hemat_layout *L, const bt_softmax_approx *sa,
+                         bt_bootstrapper *bs, double lr, double momentum,
+                         bt_trainer **out) BT_MUST_CHECK;
+void bt_trainer_free(bt_trainer *t);
+/* Rotation steps the trainer needs besides bootstrapping's own (which the
+ * caller adds with bt_bootstrap_steps); writes at most 512.  Also needs
+ * relinearisation and conjugation keys. */
+size_t bt_trainer_steps(const bt_trainer *t, int *steps);
+/* Level the X blocks must be encrypted at, and the labels' level. */
+int bt_trainer_x_level(const bt_trainer *t);
+int bt_trainer_y_level(const bt_trainer *t);
+/* One step on a batch: x holds the nb X blocks (level bt_trainer_x_level),
+ * y the one-hot labels in the diagonal layout, a = V + iW (compact layout,
+ * any level) is replaced by the next A.  `stats` (may be NULL) accumulates. */
+bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x,
+                          const bt_ciphertext *y, bt_ciphertext *a, bt_train_stats *stats) BT_MUST_CHECK;
+/* Encrypted inference: z = X W^T (diagonal layout, natural units) for the
+ * weights W = Im(a). */
+bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x,
+                            const bt_ciphertext *a, bt_ciphertext *z,
+                            bt_train_stats *stats) BT_MUST_CHECK;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

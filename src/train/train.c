@@ -1,0 +1,348 @@
+/* Encrypted training steps: the products of hemat, the softmax of
+ * include/blindtuner/train.h on the diagonal layout, Nesterov's update on the
+ * complex weights A = V + iW, and bootstrapping wherever a ciphertext has
+ * fewer levels left than its next operation needs (and nowhere else). */
+#include <complex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blindtuner/train.h"
+
+#define NSCRATCH 11 /* softmax 0-5, step 6-9, bootstrap output 10 */
+
+struct bt_trainer {
+  const bt_ckks_params *p;
+  bt_hemat_layout L;
+  const bt_softmax_approx *sa;
+  bt_bootstrapper *bs;
+  double lr, mu, scale;
+  bt_hemat *h;
+  bt_ciphertext **rolled;
+  size_t nrolled;
+  bt_ciphertext *s[NSCRATCH];
+  double complex *vals;
+  bt_plaintext *pt;
+  bt_train_stats *stats; /* of the running call */
+};
+
+#define TRY(expr)                 \
+  do {                            \
+    if ((st = (expr)) != BT_OK) { \
+      goto done;                  \
+    }                             \
+  } while (0)
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void bt_trainer_free(bt_trainer *t) {
+  if (!t) return;
+  bt_hemat_free(t->h);
+  if (t->rolled)
+    for (size_t i = 0; i < t->nrolled; i++) bt_ciphertext_free(t->rolled[i]);
+  free(t->rolled);
+  for (int i = 0; i < NSCRATCH; i++) bt_ciphertext_free(t->s[i]);
+  free(t->vals);
+  bt_plaintext_free(t->pt);
+  free(t);
+}
+
+bt_status bt_trainer_new(const bt_ckks_params *p, const bt_hemat_layout *L, const bt_softmax_approx *sa,
+                         bt_bootstrapper *bs, double lr, double momentum, bt_trainer **out) {
+  if (!p || !L || !sa || !out) return bt_fail(BT_E_ARG, "trainer: missing argument");
+  *out = NULL;
+  if (sa->classes != L->classes)
+    return bt_fail(BT_E_ARG, "trainer: softmax for %d classes, layout for %d", sa->classes, L->classes);
+  if (L->logslots != bt_ckks_logn(p) - 1)
+    return bt_fail(BT_E_ARG, "trainer: the layout must use full slots (2^%d)", bt_ckks_logn(p) - 1);
+  if (!(lr > 0 && lr < 1e6) || !(momentum >= 0 && momentum < 1))
+    return bt_fail(BT_E_ARG, "trainer: learning rate %g / momentum %g out of range", lr, momentum);
+  bt_trainer *t = calloc(1, sizeof *t);
+  if (!t) return bt_fail(BT_E_NOMEM, "out of memory");
+  t->p = p;
+  t->L = *L;
+  t->sa = sa;
+  t->bs = bs;
+  t->lr = lr;
+  t->mu = momentum;
+  t->scale = bt_ckks_default_scale(p);
+  bt_status st;
+  TRY(bt_hemat_new(p, L, &t->h));
+  t->nrolled = (size_t)L->nb * (size_t)L->cpad;
+  t->rolled = calloc(t->nrolled, sizeof *t->rolled);
+  t->vals = malloc(L->slots * sizeof *t->vals);
+  if (!t->rolled || !t->vals) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
+  for (size_t i = 0; i < t->nrolled; i++) TRY(bt_ciphertext_new(p, &t->rolled[i]));
+  for (int i = 0; i < NSCRATCH; i++) TRY(bt_ciphertext_new(p, &t->s[i]));
+  TRY(bt_plaintext_new(p, &t->pt));
+  *out = t;
+  return BT_OK;
+done:
+  bt_trainer_free(t);
+  return st;
+}
+
+size_t bt_trainer_steps(const bt_trainer *t, int *steps) {
+  size_t n = bt_hemat_steps(t->h, steps);
+  for (int w = t->L.cpad / 2; w >= 1; w /= 2) steps[n++] = w;
+  n += bt_inner_sum_steps(1, t->L.cpad, 0, steps + n);
+  n += bt_inner_sum_steps(1, t->L.cpad, 1, steps + n);
+  return n;
+}
+
+int bt_trainer_x_level(const bt_trainer *t) {
+  (void)t;
+  return 2;
+}
+int bt_trainer_y_level(const bt_trainer *t) {
+  (void)t;
+  return 3;
+}
+
+/* ---- plaintext patterns on the diagonal layout ---- */
+enum { PAT_COL0, PAT_PAD, PAT_OUTSIDE };
+static void pattern(bt_trainer *t, int kind, double v) {
+  const bt_hemat_layout *L = &t->L;
+  for (size_t i = 0; i < L->slots; i++) {
+    const int r = (int)(i / (size_t)L->s1), a = (int)(i % (size_t)L->s1);
+    int on = 0;
+    if (kind == PAT_COL0) on = a == 0;
+    if (kind == PAT_PAD) on = a < L->cpad && (r + a) % L->cpad >= L->classes;
+    if (kind == PAT_OUTSIDE) on = a >= L->cpad;
+    t->vals[i] = on ? v : 0;
+  }
+}
+
+/* out = rescale(a * pattern), the pattern encoded at scale q_level */
+static bt_status mask_mul(bt_trainer *t, bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) {
+  if (a->level < 1) return bt_fail(BT_E_LEVEL, "trainer: no level left for a mask");
+  bt_status st = bt_ckks_encode(t->p, t->vals, t->L.slots, t->L.logslots, a->level,
+                                (double)bt_ckks_q(t->p, a->level), t->pt);
+  if (!st) st = bt_eval_mul_plain(ev, a, t->pt, out);
+  if (!st) st = bt_eval_rescale(ev, out, out);
+  return st;
+}
+static bt_status add_pattern(bt_trainer *t, bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) {
+  bt_status st = bt_ckks_encode(t->p, t->vals, t->L.slots, t->L.logslots, a->level, a->scale, t->pt);
+  return st ? st : bt_eval_add_plain(ev, a, t->pt, out);
+}
+
+/* Makes sure `ct` has `need` levels and exactly the default scale:
+ * corrects a drifted scale with one level when there is one to spare,
+ * otherwise bootstraps (the only place this file bootstraps). */
+static bt_status refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *ct, int need) {
+  const double r = ct->scale / t->scale;
+  const int exact = fabs(r - 1) < 1e-12;
+  bt_status st = BT_OK;
+  if (ct->level >= need && exact) return BT_OK;
+  if (ct->level >= need + 1) {
+    st = bt_eval_mul_const_scaled(ev, ct, 1, 0, t->scale * (double)bt_ckks_q(t->p, ct->level) / ct->scale, ct);
+    if (!st) st = bt_eval_rescale(ev, ct, ct);
+    if (!st) ct->scale = t->scale;
+    return st;
+  }
+  if (!t->bs) return bt_fail(BT_E_LEVEL, "trainer: a ciphertext needs %d levels, has %d, and no bootstrapper", need, ct->level);
+  const double t0 = now();
+  const bt_op_counts c0 = bt_evaluator_counts(ev);
+  ct->scale = t->scale; /* reads the value times r; undone below */
+  bt_ciphertext *tmp = t->s[NSCRATCH - 1];
+  st = bt_bootstrap(t->bs, ev, ct, tmp);
+  if (!st) st = bt_ciphertext_copy(ct, tmp);
+  if (!st && !exact) {
+    st = bt_eval_mul_const(ev, ct, 1 / r, 0, ct);
+    if (!st) st = bt_eval_rescale(ev, ct, ct);
+  }
+  if (t->stats) {
+    const bt_op_counts c1 = bt_evaluator_counts(ev);
+    t->stats->bootstraps++;
+    t->stats->bootstrap_s += now() - t0;
+    /* bootstrapping's own operations are not the step's */
+    t->stats->rot -= c1.rot - c0.rot;
+    t->stats->mult -= c1.tensor - c0.tensor;
+    t->stats->cmult -= c1.pmult - c0.pmult;
+  }
+  if (!st && ct->level < need) st = bt_fail(BT_E_LEVEL, "trainer: %d levels needed after bootstrapping, %d left", need, ct->level);
+  return st;
+}
+
+static bt_status mul_rs(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b, bt_ciphertext *out) {
+  bt_status st = bt_eval_mul_relin(ev, a, b, out);
+  return st ? st : bt_eval_rescale(ev, out, out);
+}
+
+/* out = a * b landing exactly on the default scale: when one operand has a
+ * level to spare, a constant 1 encoded at the right scale corrects it there,
+ * so the product costs no extra level on the critical path. */
+static bt_status mul_exact(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *a, bt_ciphertext *b, bt_ciphertext *out) {
+  if (a->level < b->level) {
+    bt_ciphertext *s = a;
+    a = b;
+    b = s;
+  }
+  bt_status st = BT_OK;
+  if (a->level > b->level) {
+    /* after dropping a to b's level + 1 and one rescale, a * b / q_lb must be the default scale */
+    if (a->level > b->level + 1) st = bt_eval_drop_level(ev, a, a->level - b->level - 1, a);
+    const double qa = (double)bt_ckks_q(t->p, a->level), qb = (double)bt_ckks_q(t->p, b->level);
+    if (!st) st = bt_eval_mul_const_scaled(ev, a, 1, 0, t->scale * qa * qb / (a->scale * b->scale), a);
+    if (!st) st = bt_eval_rescale(ev, a, a);
+  }
+  if (!st) st = mul_rs(ev, a, b, out);
+  return st;
+}
+
+/* p = softmax(z) with z in units of X (diagonal layout), z consumed. */
+static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_ciphertext *pout) {
+  const bt_softmax_approx *sa = t->sa;
+  bt_ciphertext *cur = t->s[0], *b = t->s[1], *zs = t->s[2], *e = t->s[3], *u = t->s[4], *y = t->s[5];
+  const int cp = t->L.cpad, relu_depth = bt_cheby_depth(&sa->relu);
+  bt_status st;
+  pattern(t, PAT_PAD, -(sa->bound + sa->gap) / sa->unit_t);
+  TRY(add_pattern(t, ev, z, z));
+  TRY(refresh(t, ev, z, relu_depth > 1 ? relu_depth : 1));
+  TRY(bt_eval_mul_const(ev, z, sa->unit_t / sa->unit_e, 0, zs));
+  TRY(bt_eval_rescale(ev, zs, zs));
+  TRY(bt_ciphertext_copy(cur, z));
+  for (int w = cp / 2; w >= 1; w /= 2) {
+    TRY(refresh(t, ev, cur, relu_depth));
+    TRY(bt_eval_rotate(ev, cur, w, b));
+    TRY(bt_eval_sub(ev, cur, b, cur));
+    TRY(bt_eval_cheby(ev, cur, &sa->relu, t->scale, cur));
+    TRY(bt_eval_add(ev, cur, b, cur));
+  }
+  /* the maximum sits in column 0: mask (with the change of unit) and spread */
+  TRY(refresh(t, ev, cur, 1));
+  pattern(t, PAT_COL0, sa->unit_t / sa->unit_e);
+  TRY(mask_mul(t, ev, cur, cur));
+  TRY(bt_eval_replicate(ev, cur, 1, cp, cur));
+  TRY(bt_eval_sub(ev, zs, cur, e));
+  TRY(refresh(t, ev, e, bt_cheby_depth(&sa->exp)));
+  TRY(bt_eval_cheby(ev, e, &sa->exp, t->scale, e));
+  /* row sums to column 0, masked, spread over the window; other slots get
+   * a value inside the inverse's interval */
+  TRY(bt_eval_inner_sum(ev, e, 1, cp, u));
+  TRY(refresh(t, ev, u, 1));
+  pattern(t, PAT_COL0, 1);
+  TRY(mask_mul(t, ev, u, u));
+  TRY(bt_eval_replicate(ev, u, 1, cp, u));
+  pattern(t, PAT_OUTSIDE, sa->u_fill);
+  TRY(add_pattern(t, ev, u, u));
+  TRY(refresh(t, ev, u, bt_cheby_depth(&sa->inv) + 2 * sa->newton));
+  TRY(bt_eval_cheby(ev, u, &sa->inv, t->scale, y));
+  for (int k = 0; k < sa->newton; k++) {
+    TRY(mul_rs(ev, u, y, b));
+    TRY(bt_eval_neg(ev, b, b));
+    TRY(bt_eval_add_const(ev, b, 2, 0, b));
+    TRY(mul_rs(ev, y, b, y));
+  }
+  TRY(refresh(t, ev, e, 1));
+  TRY(refresh(t, ev, y, 1));
+  TRY(mul_exact(t, ev, e, y, pout));
+  TRY(refresh(t, ev, pout, 0));
+done:
+  return st;
+}
+
+static void account(bt_trainer *t, bt_evaluator *ev, bt_op_counts c0, double *bucket, double t0) {
+  if (!t->stats) return;
+  const bt_op_counts c1 = bt_evaluator_counts(ev);
+  t->stats->rot += c1.rot - c0.rot;
+  t->stats->mult += c1.tensor - c0.tensor;
+  t->stats->cmult += c1.pmult - c0.pmult;
+  *bucket += now() - t0;
+}
+
+/* Bootstrap time inside a phase is counted as bootstrapping, not as the phase. */
+#define PHASE_BEGIN(bucket_field)                        \
+  do {                                                   \
+    c0 = bt_evaluator_counts(ev);                        \
+    t0 = now();                                          \
+    b0 = t->stats ? t->stats->bootstrap_s : 0;           \
+  } while (0)
+#define PHASE_END(bucket_field)                                              \
+  do {                                                                       \
+    if (t->stats) {                                                          \
+      account(t, ev, c0, &t->stats->bucket_field, t0);                       \
+      t->stats->bucket_field -= t->stats->bootstrap_s - b0;                  \
+    }                                                                        \
+  } while (0)
+
+bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
+                          bt_ciphertext *a, bt_train_stats *stats) {
+  if (!t || !ev || !x || !y || !a) return bt_fail(BT_E_ARG, "trainer step: missing argument");
+  if (y->level < 3) return bt_fail(BT_E_LEVEL, "trainer step: labels at level %d, need 3", y->level);
+  t->stats = stats;
+  bt_train_stats local = {0};
+  if (!t->stats) t->stats = &local;
+  bt_ciphertext *ac = t->s[6], *w2 = t->s[7], *z = t->s[8], *p = t->s[9];
+  const double sa_unit = t->sa->unit_t;
+  bt_op_counts c0;
+  double t0, b0;
+  bt_status st;
+  const double B = t->L.batch, g = t->mu;
+
+  PHASE_BEGIN(other_s);
+  TRY(refresh(t, ev, a, 4));
+  TRY(bt_eval_conjugate(ev, a, ac));
+  TRY(bt_eval_add(ev, a, ac, w2)); /* 2V */
+  TRY(bt_eval_drop_level(ev, w2, w2->level - 3, w2));
+  PHASE_END(other_s);
+
+  PHASE_BEGIN(matmul_s);
+  TRY(bt_hemat_roll_x(t->h, ev, x, t->rolled));
+  TRY(bt_hemat_abt(t->h, ev, t->rolled, w2, 0.5 / sa_unit, z));
+  PHASE_END(matmul_s);
+
+  PHASE_BEGIN(softmax_s);
+  TRY(softmax(t, ev, z, p));
+  PHASE_END(softmax_s);
+
+  PHASE_BEGIN(other_s);
+  TRY(bt_eval_sub(ev, p, y, p));
+  TRY(refresh(t, ev, p, 3));
+  PHASE_END(other_s);
+
+  PHASE_BEGIN(matmul_s);
+  const double complex coef = -t->lr / B * ((1 + g) + I);
+  bt_ciphertext *gout = z;
+  TRY(bt_hemat_atb(t->h, ev, t->rolled, p, &coef, 1, &gout));
+  PHASE_END(matmul_s);
+
+  /* A' = (1+g)V - gW + iV + coef G with V = (A + conj A)/2, W = (A - conj A)/2i */
+  PHASE_BEGIN(other_s);
+  TRY(bt_eval_mul_const(ev, a, 0.5 * (1 + g), 0.5 * (1 + g), a));
+  TRY(bt_eval_rescale(ev, a, a));
+  TRY(bt_eval_mul_const(ev, ac, 0.5 * (1 + g), 0.5 * (1 - g), ac));
+  TRY(bt_eval_rescale(ev, ac, ac));
+  TRY(bt_eval_add(ev, a, ac, a));
+  TRY(bt_eval_add(ev, a, gout, a));
+  PHASE_END(other_s);
+done:
+  t->stats = NULL;
+  return st;
+}
+
+bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *a,
+                            bt_ciphertext *z, bt_train_stats *stats) {
+  if (!t || !ev || !x || !a || !z) return bt_fail(BT_E_ARG, "trainer logits: missing argument");
+  t->stats = stats;
+  bt_ciphertext *w = t->s[6], *ac = t->s[7];
+  bt_status st;
+  TRY(bt_ciphertext_copy(w, a));
+  TRY(refresh(t, ev, w, 4));
+  TRY(bt_eval_conjugate(ev, w, ac));
+  TRY(bt_eval_sub(ev, w, ac, w));               /* 2iW */
+  TRY(bt_eval_mul_const(ev, w, 0, -0.5, w));    /* W */
+  TRY(bt_eval_rescale(ev, w, w));
+  TRY(bt_eval_drop_level(ev, w, w->level - 3, w));
+  TRY(bt_hemat_roll_x(t->h, ev, x, t->rolled));
+  TRY(bt_hemat_abt(t->h, ev, t->rolled, w, 1, z));
+done:
+  t->stats = NULL;
+  return st;
+}

@@ -1,0 +1,265 @@
+/* train: the softmax approximation against the exact softmax over
+ * [-128, 128] (errors printed and bounded), and encrypted training steps and
+ * inference against the plaintext twin at an INSECURE bootstrappable preset. */
+#include <complex.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blindtuner/train.h"
+#include "testutil.h"
+
+static double uni(bt_prng *g) { return 2.0 * ((double)(bt_prng_u64(g) >> 11) / 9007199254740992.0) - 1; }
+
+/* Rows of logits in [-bound, bound]: uniform, clustered at every spread,
+ * ties, one dominant class, two near-equal leaders. */
+static void make_row(bt_prng *g, int kind, int classes, double bound, double *z) {
+  const double spreads[6] = {0.01, 1, 4, 16, 64, 256};
+  const double s = fmin(spreads[kind % 6], 2 * bound);
+  const double centre = uni(g) * (bound - s / 2);
+  for (int c = 0; c < classes; c++) z[c] = centre + uni(g) * s / 2;
+  if (kind % 9 == 6) {
+    for (int c = 0; c < classes; c++) z[c] = -bound;
+    z[(int)(bt_prng_u64(g) % (uint64_t)classes)] = bound;
+  } else if (kind % 9 == 7) {
+    const double top = uni(g) * bound;
+    for (int c = 0; c < classes; c++) z[c] = top;
+  } else if (kind % 9 == 8) {
+    for (int c = 0; c < classes; c++) z[c] = -bound + (bound + uni(g) * bound) * 0.5;
+    z[0] = bound;
+    z[1] = bound - fabs(uni(g)) * 2;
+  }
+  for (int c = 0; c < classes; c++) z[c] = fmax(-bound, fmin(bound, z[c]));
+}
+
+static void softmax_error(int classes) {
+  bt_softmax_approx sa;
+  BT_CHECK(bt_softmax_approx_init(classes, NULL, &sa));
+  printf("  %d classes (C' = %d): relu degree %d (error %.2e of X = %g, max off by <= %.2f), exp degree %d, "
+         "inverse degree %d + %d Newton on [%.3f, %.1f]; depth %d\n",
+         classes, sa.cpad, sa.relu.degree, sa.relu_err, sa.unit_t, sa.delta, sa.exp.degree, sa.inv.degree,
+         sa.newton, sa.s_lo, sa.s_hi, bt_softmax_approx_depth(&sa));
+  bt_prng g;
+  bt_test_prng(&g, "softmax");
+  double z[64], pa[64], pe[64], worst = 0, worst_core = 0, sum_err = 0;
+  const int rows = 30000;
+  for (int r = 0; r < rows; r++) {
+    make_row(&g, r, classes, 128, z);
+    bt_softmax_approx_row(&sa, r, z, pa);
+    bt_softmax_exact_row(classes, z, pe);
+    double e = 0, s = 0;
+    for (int c = 0; c < classes; c++) {
+      e = fmax(e, fabs(pa[c] - pe[c]));
+      s += pa[c];
+    }
+    worst = fmax(worst, e);
+    sum_err = fmax(sum_err, fabs(s - 1));
+    /* the range training lives in */
+    for (int c = 0; c < classes; c++) z[c] = 8 * uni(&g);
+    bt_softmax_approx_row(&sa, r, z, pa);
+    bt_softmax_exact_row(classes, z, pe);
+    for (int c = 0; c < classes; c++) worst_core = fmax(worst_core, fabs(pa[c] - pe[c]));
+  }
+  printf("  max |p - softmax(z)| over %d rows in [-128, 128]^%d: %.2e (%.1f bits); in [-8, 8]: %.2e; "
+         "max |sum p - 1| %.2e\n",
+         rows, classes, worst, -log2(worst), worst_core, sum_err);
+  bt_test_report("softmax precision over [-128,128]", -log2(worst), "bits", 10);
+  assert_true(worst < 1e-3);
+  assert_true(worst_core < 1e-3);
+  bt_softmax_approx_free(&sa);
+}
+
+static void test_softmax_approx(void **state) {
+  (void)state;
+  softmax_error(3);
+  softmax_error(5);
+  softmax_error(10);
+}
+
+static void test_softmax_config(void **state) {
+  (void)state;
+  bt_softmax_approx sa;
+  bt_softmax_config c = {.relu_degree = 7};
+  assert_int_equal(bt_softmax_approx_init(10, &c, &sa), BT_E_ARG); /* max would be far off */
+  assert_int_equal(bt_softmax_approx_init(1, NULL, &sa), BT_E_ARG);
+}
+
+/* ---- encrypted steps ---- */
+typedef struct fixture {
+  bt_ckks_params *p;
+  bt_secret_key *sk;
+  bt_eval_keys *ek;
+  bt_evaluator *ev;
+  bt_bootstrapper *bs;
+  bt_encaps_key *to_sparse;
+  bt_switch_key *to_dense;
+  bt_prng g;
+} fixture;
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  bt_ckks_literal lit;
+  if (bt_ckks_preset("INSECURE-boot-n12-dense", &lit) || bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p))
+    return -1;
+  bt_test_prng(&f->g, "train");
+  bt_bootstrap_config cfg;
+  if (bt_bootstrap_config_default(f->p, &cfg) ||
+      bt_bootstrapper_new(f->p, &cfg, bt_ckks_default_scale(f->p), &f->bs))
+    return -1;
+  if (bt_keygen_secret(f->p, &f->g, &f->sk) || bt_eval_keys_new(f->p, &f->ek) ||
+      bt_keygen_encapsulation(f->sk, cfg.encaps_hamming_weight, &f->g, &f->to_sparse, &f->to_dense) ||
+      bt_bootstrapper_set_encapsulation(f->bs, f->to_sparse, f->to_dense))
+    return -1;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  bt_bootstrapper_free(f->bs);
+  bt_encaps_key_free(f->to_sparse);
+  bt_switch_key_free(f->to_dense);
+  bt_evaluator_free(f->ev);
+  bt_eval_keys_free(f->ek);
+  bt_secret_key_free(f->sk);
+  bt_ckks_params_free(f->p);
+  free(f);
+  return 0;
+}
+
+static void encrypt_vals(fixture *f, const double complex *v, size_t n, int logslots, int level,
+                         bt_ciphertext *ct) {
+  bt_plaintext *pt;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ckks_encode(f->p, v, n, logslots, level, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  bt_plaintext_free(pt);
+}
+
+static void decrypt_vals(fixture *f, const bt_ciphertext *ct, double complex *v) {
+  bt_plaintext *pt;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_decrypt(f->sk, ct, pt));
+  BT_CHECK(bt_ckks_decode(pt, v));
+  bt_plaintext_free(pt);
+}
+
+static void test_encrypted_steps(void **state) {
+  fixture *f = *state;
+  const int B = 50, F = 45, C = 3, nsteps = 2;
+  const double lr = 2.0, mu = 0.5;
+  bt_hemat_layout L;
+  BT_CHECK(bt_hemat_layout_init(bt_ckks_logn(f->p) - 1, B, F, C, &L));
+  bt_softmax_approx sa;
+  BT_CHECK(bt_softmax_approx_init(C, NULL, &sa));
+  bt_trainer *t;
+  BT_CHECK(bt_trainer_new(f->p, &L, &sa, f->bs, lr, mu, &t));
+  static int steps[4096 + 512];
+  size_t ns = bt_bootstrap_steps(f->bs, steps);
+  ns += bt_trainer_steps(t, steps + ns);
+  BT_CHECK(bt_keygen_eval(f->sk, &f->g, 1, steps, ns, 1, f->ek));
+  BT_CHECK(bt_evaluator_new(f->p, f->ek, &f->ev));
+
+  /* data from a random linear teacher; bias column of ones */
+  double *x = calloc((size_t)nsteps * B * F, sizeof *x), *teacher = calloc((size_t)C * F, sizeof *teacher);
+  int *y = calloc((size_t)nsteps * B, sizeof *y);
+  for (int i = 0; i < C * F; i++) teacher[i] = 3 * uni(&f->g);
+  for (int r = 0; r < nsteps * B; r++) {
+    double best = -1e300;
+    for (int j = 0; j < F; j++) x[(size_t)r * F + j] = j == F - 1 ? 1 : uni(&f->g);
+    for (int c = 0; c < C; c++) {
+      double s = 0;
+      for (int j = 0; j < F; j++) s += teacher[c * F + j] * x[(size_t)r * F + j];
+      if (s > best) best = s, y[r] = c;
+    }
+  }
+  double *v = calloc((size_t)C * F, sizeof *v), *w = calloc((size_t)C * F, sizeof *w);
+  double *ve = calloc((size_t)C * F, sizeof *ve), *we = calloc((size_t)C * F, sizeof *we);
+  double *slots = malloc(L.slots * sizeof *slots), *yv = malloc((size_t)B * C * sizeof *yv);
+  double complex *cv = calloc(L.slots, sizeof *cv);
+
+  bt_ciphertext *a, *yc, *xc[8], *z;
+  BT_CHECK(bt_ciphertext_new(f->p, &a));
+  BT_CHECK(bt_ciphertext_new(f->p, &yc));
+  BT_CHECK(bt_ciphertext_new(f->p, &z));
+  for (int j = 0; j < L.nb; j++) BT_CHECK(bt_ciphertext_new(f->p, &xc[j]));
+  encrypt_vals(f, cv, L.slots, L.logslots, 4, a); /* A_0 = 0 */
+
+  bt_train_stats stats = {0};
+  for (int s = 0; s < nsteps; s++) {
+    const double *xs = x + (size_t)s * B * F;
+    for (int j = 0; j < L.nb; j++) {
+      bt_hemat_pack_x(&L, xs, j, slots);
+      for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
+      encrypt_vals(f, cv, L.slots, L.logslots, bt_trainer_x_level(t), xc[j]);
+    }
+    for (int r = 0; r < B; r++)
+      for (int c = 0; c < C; c++) yv[r * C + c] = y[s * B + r] == c;
+    bt_hemat_pack_diag(&L, yv, slots);
+    for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
+    encrypt_vals(f, cv, L.slots, L.logslots, bt_trainer_y_level(t), yc);
+    BT_CHECK(bt_trainer_step(t, f->ev, xc, yc, a, &stats));
+    bt_plain_step(&sa, B, F, C, xs, y + (size_t)s * B, lr, mu, v, w);
+    bt_plain_step(NULL, B, F, C, xs, y + (size_t)s * B, lr, mu, ve, we);
+  }
+  printf("  %d steps (B, F, C) = (%d, %d, %d): %ld bootstraps, matmul %.2f s, softmax %.2f s, bootstrap %.2f s, "
+         "other %.2f s; rot %ld, mult %ld, cmult %ld\n",
+         nsteps, B, F, C, stats.bootstraps, stats.matmul_s, stats.softmax_s, stats.bootstrap_s, stats.other_s,
+         stats.rot, stats.mult, stats.cmult);
+  decrypt_vals(f, a, cv);
+  double *vr = malloc(L.slots * sizeof *vr), *wr = malloc(L.slots * sizeof *wr);
+  double *vd = calloc((size_t)C * F, sizeof *vd), *wd = calloc((size_t)C * F, sizeof *wd);
+  for (size_t i = 0; i < L.slots; i++) vr[i] = creal(cv[i]), wr[i] = cimag(cv[i]);
+  bt_hemat_unpack_w(&L, vr, vd);
+  bt_hemat_unpack_w(&L, wr, wd);
+  double err = 0, err_exact = 0, mag = 0;
+  for (int i = 0; i < C * F; i++) {
+    err = fmax(err, fmax(fabs(vd[i] - v[i]), fabs(wd[i] - w[i])));
+    err_exact = fmax(err_exact, fabs(wd[i] - we[i]));
+    mag = fmax(mag, fabs(w[i]));
+  }
+  printf("  weights after %d encrypted steps vs the twin: max abs error %.2e (%.1f bits; |W| <= %.2f); "
+         "vs the exact reference %.2e\n",
+         nsteps, err, -log2(err), mag, err_exact);
+  assert_true(mag > 0.05);
+  assert_true(err < 1e-3 * fmax(1, mag));
+
+  /* encrypted inference on the first batch */
+  bt_hemat_pack_x(&L, x, 0, slots);
+  for (int j = 0; j < L.nb; j++) {
+    bt_hemat_pack_x(&L, x, j, slots);
+    for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
+    encrypt_vals(f, cv, L.slots, L.logslots, bt_trainer_x_level(t), xc[j]);
+  }
+  BT_CHECK(bt_trainer_logits(t, f->ev, xc, a, z, NULL));
+  decrypt_vals(f, z, cv);
+  for (size_t i = 0; i < L.slots; i++) slots[i] = creal(cv[i]);
+  bt_hemat_unpack_diag(&L, slots, yv);
+  double zerr = 0;
+  for (int r = 0; r < B; r++)
+    for (int c = 0; c < C; c++) {
+      double s = 0;
+      for (int j = 0; j < F; j++) s += x[(size_t)r * F + j] * wd[c * F + j];
+      zerr = fmax(zerr, fabs(s - yv[r * C + c]));
+    }
+  printf("  encrypted logits vs plaintext logits of the decrypted weights: %.2e (%.1f bits)\n", zerr, -log2(zerr));
+  assert_true(zerr < 1e-4);
+
+  free(vr), free(wr), free(vd), free(wd);
+  bt_ciphertext_free(a), bt_ciphertext_free(yc), bt_ciphertext_free(z);
+  for (int j = 0; j < L.nb; j++) bt_ciphertext_free(xc[j]);
+  free(x), free(teacher), free(y), free(v), free(w), free(ve), free(we), free(slots), free(yv), free(cv);
+  bt_trainer_free(t);
+  bt_softmax_approx_free(&sa);
+}
+
+int main(void) {
+  bt_test_seed();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_softmax_approx),
+      cmocka_unit_test(test_softmax_config),
+      cmocka_unit_test_setup_teardown(test_encrypted_steps, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
