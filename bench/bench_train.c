@@ -176,7 +176,7 @@ int bt_bench_train(int argc, char **argv) {
     t0 = bt_seconds();
     TRY(bt_trainer_step(t, ev, xc, yc, a, &one));
     const double dt = bt_seconds() - t0;
-    bt_plain_step(&sa, B, F, C, x, y, lr, mu, v, w);
+    TRY(bt_plain_step(&sa, B, F, C, x, y, lr, mu, v, w));
     if (s > 0) {
       st[s - 1] = one;
       secs[s - 1] = dt;

@@ -83,6 +83,15 @@ static void test_softmax_config(void **state) {
   bt_softmax_config c = {.relu_degree = 7};
   assert_int_equal(bt_softmax_approx_init(10, &c, &sa), BT_E_ARG); /* max would be far off */
   assert_int_equal(bt_softmax_approx_init(1, NULL, &sa), BT_E_ARG);
+  /* the plaintext step refuses labels outside [0, C) */
+  double x[4] = {1, 1, 1, 1}, v[4] = {0}, w[4] = {0};
+  int y[2] = {0, 2};
+  assert_int_equal(bt_plain_step(NULL, 2, 2, 2, x, y, 1, 0, v, w), BT_E_ARG);
+  y[1] = 1;
+  assert_int_equal(bt_plain_step(NULL, 2, 2, 2, x, y, 1, 0, v, w), BT_OK);
+  double loss, acc;
+  assert_int_equal(bt_plain_evaluate(2, 2, 2, x, y, w, &loss, &acc), BT_OK);
+  assert_true(fabs(loss - log(2)) < 1e-12); /* identical rows, one of each label */
 }
 
 /* ---- encrypted steps ---- */
@@ -200,8 +209,8 @@ static void test_encrypted_steps(void **state) {
     for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
     encrypt_vals(f, cv, L.slots, L.logslots, bt_trainer_y_level(t), yc);
     BT_CHECK(bt_trainer_step(t, f->ev, xc, yc, a, &stats));
-    bt_plain_step(&sa, B, F, C, xs, y + (size_t)s * B, lr, mu, v, w);
-    bt_plain_step(NULL, B, F, C, xs, y + (size_t)s * B, lr, mu, ve, we);
+    BT_CHECK(bt_plain_step(&sa, B, F, C, xs, y + (size_t)s * B, lr, mu, v, w));
+    BT_CHECK(bt_plain_step(NULL, B, F, C, xs, y + (size_t)s * B, lr, mu, ve, we));
   }
   printf("  %d steps (B, F, C) = (%d, %d, %d): %ld bootstraps, matmul %.2f s, softmax %.2f s, bootstrap %.2f s, "
          "other %.2f s; rot %ld, mult %ld, cmult %ld\n",

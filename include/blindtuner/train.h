@@ -40,8 +40,8 @@ typedef struct bt_softmax_config {
   double gap;       /* padded classes sit this far below -bound (default 24) */
   int relu_degree;  /* tournament comparison (default 127) */
   int exp_degree;   /* 0: smallest of 31, 63, 127 reaching 1e-5 absolute */
-  int inv_degree;   /* 0 with newton < 0: the shallowest (degree, Newton steps) */
-  int newton;       /*   reaching 1e-4 relative error; -1 = choose */
+  int inv_degree;   /* 0: the shallowest (degree, Newton steps) reaching 1e-4 */
+  int newton;       /*   relative error; else this degree and `newton` steps */
 } bt_softmax_config;
 
 typedef struct bt_softmax_approx {
@@ -78,11 +78,12 @@ void bt_softmax_exact_row(int classes, const double *z, double *p);
  * reference (sa == NULL) ----
  * x: B x F rows (bias column included), y: B labels in [0, C), v, w: C x F
  * (updated in place).  One Nesterov step of the batch. */
-void bt_plain_step(const bt_softmax_approx *sa, int batch, int features, int classes,
-                   const double *x, const int *y, double lr, double momentum, double *v, double *w);
+bt_status bt_plain_step(const bt_softmax_approx *sa, int batch, int features, int classes,
+                        const double *x, const int *y, double lr, double momentum, double *v,
+                        double *w) BT_MUST_CHECK;
 /* Mean cross-entropy and accuracy of w on n rows (exact softmax). */
-void bt_plain_evaluate(int n, int features, int classes, const double *x, const int *y,
-                       const double *w, double *loss, double *accuracy);
+bt_status bt_plain_evaluate(int n, int features, int classes, const double *x, const int *y,
+                            const double *w, double *loss, double *accuracy) BT_MUST_CHECK;
 
 /* ---- encrypted training (server side: evaluation keys only) ---- */
 typedef struct bt_trainer bt_trainer;

@@ -192,11 +192,25 @@ void bt_softmax_exact_row(int classes, const double *z, double *p) {
   for (int c = 0; c < classes; c++) p[c] /= s;
 }
 
-void bt_plain_step(const bt_softmax_approx *sa, int batch, int features, int classes, const double *x,
-                   const int *y, double lr, double momentum, double *v, double *w) {
+static bt_status check_shape(int batch, int features, int classes, const double *x, const int *y,
+                             const double *w) {
+  if (!x || !y || !w) return bt_fail(BT_E_ARG, "plain training: missing argument");
+  if (batch < 1 || features < 1 || classes < 2 || classes > 1024)
+    return bt_fail(BT_E_ARG, "plain training: %d rows, %d features, %d classes out of range", batch, features, classes);
+  for (int r = 0; r < batch; r++)
+    if (y[r] < 0 || y[r] >= classes) return bt_fail(BT_E_ARG, "plain training: label %d of row %d not in [0, %d)", y[r], r, classes);
+  return BT_OK;
+}
+
+bt_status bt_plain_step(const bt_softmax_approx *sa, int batch, int features, int classes, const double *x,
+                        const int *y, double lr, double momentum, double *v, double *w) {
+  bt_status st = check_shape(batch, features, classes, x, y, w);
+  if (st) return st;
+  if (!v) return bt_fail(BT_E_ARG, "plain training: missing argument");
+  if (sa && sa->classes != classes) return bt_fail(BT_E_ARG, "plain training: softmax for %d classes, not %d", sa->classes, classes);
   double *g = calloc((size_t)classes * features, sizeof *g);
   double z[1024], pr[1024];
-  if (!g) return;
+  if (!g) return bt_fail(BT_E_NOMEM, "out of memory");
   for (int r = 0; r < batch; r++) {
     const double *xr = x + (size_t)r * features;
     for (int c = 0; c < classes; c++) {
@@ -219,10 +233,13 @@ void bt_plain_step(const bt_softmax_approx *sa, int batch, int features, int cla
     w[i] = wn;
   }
   free(g);
+  return BT_OK;
 }
 
-void bt_plain_evaluate(int n, int features, int classes, const double *x, const int *y, const double *w,
-                       double *loss, double *accuracy) {
+bt_status bt_plain_evaluate(int n, int features, int classes, const double *x, const int *y, const double *w,
+                            double *loss, double *accuracy) {
+  bt_status st = check_shape(n, features, classes, x, y, w);
+  if (st) return st;
   double z[1024], pr[1024], l = 0;
   long right = 0;
   for (int r = 0; r < n; r++) {
@@ -237,6 +254,7 @@ void bt_plain_evaluate(int n, int features, int classes, const double *x, const 
     l -= log(fmax(pr[y[r]], 1e-300));
     right += best == y[r];
   }
-  if (loss) *loss = n ? l / n : 0;
-  if (accuracy) *accuracy = n ? (double)right / n : 0;
+  if (loss) *loss = l / n;
+  if (accuracy) *accuracy = (double)right / n;
+  return BT_OK;
 }
