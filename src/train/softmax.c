@@ -64,7 +64,6 @@ bt_status bt_softmax_approx_init(int classes, const bt_softmax_config *cfg, bt_s
   if (c.bound == 0) c.bound = 128;
   if (c.gap == 0) c.gap = 24;
   if (c.relu_degree == 0) c.relu_degree = 127;
-  if (cfg == NULL) c.newton = -1;
   if (classes < 2 || classes > 1024) return bt_fail(BT_E_ARG, "softmax over %d classes", classes);
   if (!(c.bound > 0 && c.bound <= 4096) || !(c.gap >= 16 && c.gap <= 256))
     return bt_fail(BT_E_ARG, "softmax bound %g / gap %g out of range", c.bound, c.gap);
