@@ -82,13 +82,7 @@ int bt_bench_train(int argc, char **argv) {
   }
   int rc = 1;
   bt_ckks_params *p = NULL;
-  bt_secret_key *sk = NULL;
-  bt_eval_keys *ek = NULL;
-  bt_evaluator *ev = NULL;
-  bt_bootstrapper *bs = NULL;
-  bt_encaps_key *to_sparse = NULL;
-  bt_switch_key *to_dense = NULL;
-  bt_trainer *t = NULL;
+  bt_cli_session ss = {0};
   bt_plaintext *pt = NULL;
   bt_ciphertext **xc = NULL, *yc = NULL, *a = NULL;
   bt_softmax_approx sa = {0};
@@ -97,34 +91,24 @@ int bt_bench_train(int argc, char **argv) {
   double complex *cv = NULL;
   bt_train_stats *st = calloc((size_t)runs, sizeof *st);
   double *secs = calloc((size_t)runs, sizeof *secs);
-  int *steps = malloc((4096 + 512) * sizeof *steps);
   bt_prng g;
   bt_prng_init_random(&g);
   bt_ckks_literal lit;
   bt_hemat_layout L = {0};
-  bt_bootstrap_config cfg;
-  if (!st || !secs || !steps) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
+  if (!st || !secs) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   TRY(bt_ckks_preset(preset, &lit));
   TRY(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p));
   bt_ckks_set_threads(p, threads);
   TRY(bt_hemat_layout_init(bt_ckks_logn(p) - 1, B, F, C, &L));
   TRY(bt_softmax_approx_init(C, NULL, &sa));
   const double lr = 1.0, mu = 0.9;
-  double t0 = bt_seconds();
-  TRY(bt_bootstrap_config_default(p, &cfg));
-  TRY(bt_bootstrapper_new(p, &cfg, bt_ckks_default_scale(p), &bs));
-  TRY(bt_trainer_new(p, &L, &sa, bs, lr, mu, &t));
-  size_t ns = bt_bootstrap_steps(bs, steps);
-  ns += bt_trainer_steps(t, steps + ns);
-  TRY(bt_keygen_secret(p, &g, &sk));
-  TRY(bt_eval_keys_new(p, &ek));
-  TRY(bt_keygen_eval(sk, &g, 1, steps, ns, 1, ek));
-  if (cfg.encaps_hamming_weight) {
-    TRY(bt_keygen_encapsulation(sk, cfg.encaps_hamming_weight, &g, &to_sparse, &to_dense));
-    TRY(bt_bootstrapper_set_encapsulation(bs, to_sparse, to_dense));
-  }
-  TRY(bt_evaluator_new(p, ek, &ev));
-  const double setup_s = bt_seconds() - t0;
+  TRY(bt_cli_session_new(p, &L, &sa, lr, mu, &ss));
+  bt_trainer *const t = ss.trainer;
+  bt_evaluator *const ev = ss.ev;
+  const bt_secret_key *const sk = ss.sk;
+  const bt_eval_keys *const ek = ss.ek;
+  const double setup_s = ss.setup_s;
+  double t0;
   if (!json)
     printf("bench train: preset %s%s, N = 2^%d, %d threads; shape (%d, %d, %d): C' = %d, blocks %d x %d, "
            "%d X blocks; softmax depth %d (relu %d, exp %d, inverse %d + %d Newton); %zu Galois keys; "
@@ -174,7 +158,7 @@ int bt_bench_train(int argc, char **argv) {
   for (int s = 0; s <= runs; s++) {
     bt_train_stats one = {0};
     t0 = bt_seconds();
-    TRY(bt_trainer_step(t, ev, xc, yc, a, &one));
+    TRY(bt_trainer_step(t, ev, xc, yc, B, a, &one));
     const double dt = bt_seconds() - t0;
     TRY(bt_plain_step(&sa, B, F, C, x, y, lr, mu, v, w));
     if (s > 0) {
@@ -253,16 +237,10 @@ out:
   bt_ciphertext_free(yc);
   bt_ciphertext_free(a);
   bt_plaintext_free(pt);
-  bt_trainer_free(t);
-  bt_evaluator_free(ev);
-  bt_eval_keys_free(ek);
-  bt_bootstrapper_free(bs);
-  bt_encaps_key_free(to_sparse);
-  bt_switch_key_free(to_dense);
-  bt_secret_key_free(sk);
+  bt_cli_session_free(&ss);
   bt_ckks_params_free(p);
   bt_softmax_approx_free(&sa);
   free(x), free(teacher), free(y), free(v), free(w), free(dv), free(slots), free(yv), free(cv);
-  free(st), free(secs), free(steps);
+  free(st), free(secs);
   return rc;
 }

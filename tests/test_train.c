@@ -37,9 +37,10 @@ static void softmax_error(int classes) {
   bt_softmax_approx sa;
   BT_CHECK(bt_softmax_approx_init(classes, NULL, &sa));
   printf("  %d classes (C' = %d): relu degree %d (error %.2e of X = %g, max off by <= %.2f), exp degree %d, "
-         "inverse degree %d + %d Newton on [%.3f, %.1f]; depth %d\n",
+         "inverse degree %d + %d Newton on [%.3f, %.1f]; depth %d; log degree %d (error %.1e)\n",
          classes, sa.cpad, sa.relu.degree, sa.relu_err, sa.unit_t, sa.delta, sa.exp.degree, sa.inv.degree,
-         sa.newton, sa.s_lo, sa.s_hi, bt_softmax_approx_depth(&sa));
+         sa.newton, sa.s_lo, sa.s_hi, bt_softmax_approx_depth(&sa), sa.log.degree, sa.log_err);
+  assert_true(sa.log_err < 1e-4);
   bt_prng g;
   bt_test_prng(&g, "softmax");
   double z[64], pa[64], pe[64], worst = 0, worst_core = 0, sum_err = 0;
@@ -90,8 +91,19 @@ static void test_softmax_config(void **state) {
   y[1] = 1;
   assert_int_equal(bt_plain_step(NULL, 2, 2, 2, x, y, 1, 0, v, w), BT_OK);
   double loss, acc;
-  assert_int_equal(bt_plain_evaluate(2, 2, 2, x, y, w, &loss, &acc), BT_OK);
+  assert_int_equal(bt_plain_evaluate(NULL, 2, 2, 2, 2, x, y, w, &loss, &acc), BT_OK);
   assert_true(fabs(loss - log(2)) < 1e-12); /* identical rows, one of each label */
+
+  /* the client's early-stopping rule: stop after `patience` epochs without a new best */
+  bt_early_stop es;
+  bt_early_stop_init(&es, 3);
+  const double losses[7] = {1.0, 0.8, 0.9, 0.7, 0.75, 0.71, 0.70};
+  const int want[7] = {1, 1, 1, 1, 1, 1, 0};
+  for (int e = 0; e < 7; e++) assert_int_equal(bt_early_stop_update(&es, losses[e]), want[e]);
+  assert_int_equal(es.best_epoch, 3);
+  bt_early_stop_init(&es, 1);
+  assert_int_equal(bt_early_stop_update(&es, NAN), 0); /* a NaN never improves */
+  assert_int_equal(es.best_epoch, -1);
 }
 
 /* ---- encrypted steps ---- */
@@ -208,7 +220,7 @@ static void test_encrypted_steps(void **state) {
     bt_hemat_pack_diag(&L, yv, slots);
     for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
     encrypt_vals(f, cv, L.slots, L.logslots, bt_trainer_y_level(t), yc);
-    BT_CHECK(bt_trainer_step(t, f->ev, xc, yc, a, &stats));
+    BT_CHECK(bt_trainer_step(t, f->ev, xc, yc, B, a, &stats));
     BT_CHECK(bt_plain_step(&sa, B, F, C, xs, y + (size_t)s * B, lr, mu, v, w));
     BT_CHECK(bt_plain_step(NULL, B, F, C, xs, y + (size_t)s * B, lr, mu, ve, we));
   }
@@ -254,6 +266,28 @@ static void test_encrypted_steps(void **state) {
     }
   printf("  encrypted logits vs plaintext logits of the decrypted weights: %.2e (%.1f bits)\n", zerr, -log2(zerr));
   assert_true(zerr < 1e-4);
+
+  /* encrypted validation loss of a partial batch (the last rows padding) */
+  const int rows = B - 7;
+  for (int r = 0; r < B; r++)
+    for (int c = 0; c < C; c++) yv[r * C + c] = r < rows && y[r] == c;
+  bt_hemat_pack_diag(&L, yv, slots);
+  for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
+  encrypt_vals(f, cv, L.slots, L.logslots, bt_trainer_y_level(t), yc);
+  bt_train_stats ls = {0};
+  BT_CHECK(bt_trainer_loss(t, f->ev, xc, yc, rows, 1.0 / rows, a, z, &ls));
+  decrypt_vals(f, z, cv);
+  double twin_loss, exact_loss, acc;
+  BT_CHECK(bt_plain_evaluate(&sa, B, rows, F, C, x, y, wd, &twin_loss, &acc));
+  BT_CHECK(bt_plain_evaluate(NULL, B, rows, F, C, x, y, wd, &exact_loss, &acc));
+  const double lerr = fabs(creal(cv[0]) - twin_loss);
+  printf("  encrypted validation loss %.6f, twin %.6f (error %.2e, %.1f bits), exact %.6f; %ld bootstraps, "
+         "%.2f s\n",
+         creal(cv[0]), twin_loss, lerr, -log2(lerr), exact_loss, ls.bootstraps,
+         ls.matmul_s + ls.softmax_s + ls.bootstrap_s + ls.other_s);
+  assert_true(lerr < 1e-4 * fmax(1, twin_loss));
+  assert_true(fabs(twin_loss - exact_loss) < 1e-3 * fmax(1, exact_loss));
+  assert_int_equal(bt_trainer_loss(t, f->ev, xc, yc, B + 1, 1, a, z, NULL), BT_E_ARG);
 
   free(vr), free(wr), free(vd), free(wd);
   bt_ciphertext_free(a), bt_ciphertext_free(yc), bt_ciphertext_free(z);

@@ -58,6 +58,8 @@ typedef struct bt_softmax_approx {
   bt_cheby relu;        /* relu(y) - bias on [-1, 1] */
   bt_cheby exp;         /* exp(unit_e * y) / s_half */
   bt_cheby inv;         /* 1 / u on [s_lo, s_hi] / s_half */
+  bt_cheby log;         /* log(u * s_half) / unit_e on the same interval (validation loss) */
+  double log_err;       /* max error of log S through it (natural units) */
 } bt_softmax_approx;
 
 /* Builds the polynomials and measures their errors (printed by the tests). */
@@ -71,6 +73,10 @@ int bt_softmax_approx_depth(const bt_softmax_approx *sa);
  * encrypted circuit computes row `row` of a batch (the diagonal layout
  * rotates row r by r, which decides the tournament's pairing). */
 void bt_softmax_approx_row(const bt_softmax_approx *sa, int row, const double *z, double *p);
+/* The twin of the encrypted validation loss of one row: log S + m - z_label
+ * with the same m, exponentials and row sum S as above and log S from the
+ * `log` polynomial. */
+double bt_softmax_approx_loss_row(const bt_softmax_approx *sa, int row, const double *z, int label);
 /* The exact softmax (max-subtracted), the reference. */
 void bt_softmax_exact_row(int classes, const double *z, double *p);
 
@@ -81,8 +87,11 @@ void bt_softmax_exact_row(int classes, const double *z, double *p);
 bt_status bt_plain_step(const bt_softmax_approx *sa, int batch, int features, int classes,
                         const double *x, const int *y, double lr, double momentum, double *v,
                         double *w) BT_MUST_CHECK;
-/* Mean cross-entropy and accuracy of w on n rows (exact softmax). */
-bt_status bt_plain_evaluate(int n, int features, int classes, const double *x, const int *y,
+/* Mean cross-entropy and accuracy of w on n rows: with sa, the loss is the
+ * twin of the encrypted validation loss (row i computed as row i mod
+ * `batch` of its batch, as the encrypted batches lay rows out); with
+ * sa == NULL the exact cross-entropy. */
+bt_status bt_plain_evaluate(const bt_softmax_approx *sa, int batch, int n, int features, int classes, const double *x, const int *y,
                             const double *w, double *loss, double *accuracy) BT_MUST_CHECK;
 
 /* ---- encrypted training (server side: evaluation keys only) ---- */
@@ -109,15 +118,41 @@ size_t bt_trainer_steps(const bt_trainer *t, int *steps);
 int bt_trainer_x_level(const bt_trainer *t);
 int bt_trainer_y_level(const bt_trainer *t);
 /* One step on a batch: x holds the nb X blocks (level bt_trainer_x_level),
- * y the one-hot labels in the diagonal layout, a = V + iW (compact layout,
- * any level) is replaced by the next A.  `stats` (may be NULL) accumulates. */
-bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x,
-                          const bt_ciphertext *y, bt_ciphertext *a, bt_train_stats *stats) BT_MUST_CHECK;
+ * y the one-hot labels in the diagonal layout, `rows` (<= the layout's
+ * batch) the rows the batch really holds (the rest zero: the gradient is
+ * their mean), a = V + iW (compact layout, any level) is replaced by the
+ * next A.  `stats` (may be NULL) accumulates. */
+bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
+                          int rows, bt_ciphertext *a, bt_train_stats *stats) BT_MUST_CHECK;
 /* Encrypted inference: z = X W^T (diagonal layout, natural units) for the
  * weights W = Im(a). */
 bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x,
                             const bt_ciphertext *a, bt_ciphertext *z,
                             bt_train_stats *stats) BT_MUST_CHECK;
+/* Encrypted validation loss: slot 0 of `loss` gets weight * the sum over the
+ * first `rows` rows of the batch of the cross-entropy of W = Im(a)
+ * (log-sum-exp - z_label, through the softmax approximation's maximum,
+ * exponential and `log` polynomial; the twin is bt_softmax_approx_loss_row).
+ * y: one-hot labels, diagonal layout, level >= 1.  With weight = 1 / n the
+ * sums of all validation batches add up to the mean loss; only the client
+ * can read it. */
+bt_status bt_trainer_loss(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
+                          int rows, double weight, const bt_ciphertext *a, bt_ciphertext *loss,
+                          bt_train_stats *stats) BT_MUST_CHECK;
+
+/* The client's side of validation-based early stopping: feed it each
+ * epoch's decrypted validation loss; it answers 1 (continue) or 0 (stop)
+ * once `patience` epochs in a row have not improved on the best, and
+ * remembers the best epoch (whose model the client keeps). */
+typedef struct bt_early_stop {
+  int patience;
+  int epochs;     /* losses seen */
+  int best_epoch; /* 0-based; -1 before the first */
+  double best;
+  int since;      /* epochs since the best */
+} bt_early_stop;
+void bt_early_stop_init(bt_early_stop *es, int patience);
+int bt_early_stop_update(bt_early_stop *es, double loss);
 
 #ifdef __cplusplus
 }

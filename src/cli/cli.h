@@ -2,9 +2,18 @@
 #ifndef BT_CLI_H
 #define BT_CLI_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "blindtuner/train.h"
+#include "blindtuner/vision.h"
+
 int bt_cli_example(int argc, char **argv);
 int bt_cli_bench(int argc, char **argv);
 int bt_cli_extract(int argc, char **argv);
+int bt_cli_demo(int argc, char **argv);
 int bt_bench_vit(int argc, char **argv);
 int bt_bench_bootstrap(int argc, char **argv);
 int bt_bench_hemat(int argc, char **argv);
@@ -15,5 +24,48 @@ double bt_cli_median(double *samples, int n);
 
 /* Parses a positive integer option value; prints an error and returns -1 on failure. */
 int bt_cli_parse_int(const char *opt, const char *val, int lo, int hi);
+
+/* Transformer features of a dataset (extract and demo). */
+typedef struct bt_cli_features_req {
+  const char *data, *model, *classes; /* model NULL: $BT_MODEL, else the bundled one */
+  bt_vit_pool pool;
+  int limit;     /* > 0: the first `limit` images (after classes) */
+  size_t sample; /* > 0: instead a random `sample` of them, shuffled with `seed` */
+  uint64_t seed;
+  int size, batch, threads, quiet; /* 0: defaults */
+  float crop, mean[3], std[3];     /* crop <= 0: the model's */
+  int have_mean, have_std;
+} bt_cli_features_req;
+/* Prints a one-line error prefixed "blindtuner WHO:" and returns 1 on
+ * failure; on success the caller frees *feats (n x dim) and *labels. */
+int bt_cli_features(const bt_cli_features_req *r, const char *who, float **feats, int64_t **labels, size_t *n,
+                    size_t *dim, int *classes);
+
+/* Encrypted training's two roles in one process (demo, bench train). */
+typedef struct bt_cli_session {
+  /* client */
+  bt_secret_key *sk;
+  bt_prng g;
+  /* made by the client for the server: public material */
+  bt_eval_keys *ek;
+  bt_encaps_key *to_sparse;
+  bt_switch_key *to_dense;
+  /* server: built on the evaluation keys only */
+  bt_bootstrapper *bs;
+  bt_trainer *trainer;
+  bt_evaluator *ev;
+  double setup_s; /* bootstrapping transforms, keys */
+} bt_cli_session;
+bt_status bt_cli_session_new(const bt_ckks_params *p, const bt_hemat_layout *L, const bt_softmax_approx *sa,
+                             double lr, double momentum, bt_cli_session *s) BT_MUST_CHECK;
+void bt_cli_session_free(bt_cli_session *s);
+
+/* JSON numbers: integral values as integers. */
+typedef struct bt_cli_json_field {
+  const char *key;
+  double value;
+} bt_cli_json_field;
+json_object *bt_cli_json_number(double v);
+void bt_cli_json_add_numbers(json_object *o, const bt_cli_json_field *f, size_t n);
 
 #endif

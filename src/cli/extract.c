@@ -95,72 +95,9 @@ static const char *default_model(char *buf, size_t n) {
   return buf;
 }
 
-int bt_cli_extract(int argc, char **argv) {
-  const char *data = NULL, *outp = NULL, *model = NULL, *classes = NULL;
-  bt_vit_pool pool = BT_VIT_POOL_CLS;
-  int limit = -1, size = 0, batch = 64, threads = 0, quiet = 0;
-  float crop = -1, mean[3], std[3];
-  int have_mean = 0, have_std = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      help();
-      return 0;
-    }
-    if (!strcmp(a, "--quiet")) {
-      quiet = 1;
-      continue;
-    }
-    if (!v) {
-      fprintf(stderr, "blindtuner extract: %s needs a value (or is unknown; see --help)\n", a);
-      return 2;
-    }
-    i++;
-    if (!strcmp(a, "--data")) data = v;
-    else if (!strcmp(a, "--out")) outp = v;
-    else if (!strcmp(a, "--model")) model = v;
-    else if (!strcmp(a, "--classes")) classes = v;
-    else if (!strcmp(a, "--feature")) {
-      if (bt_vit_pool_parse(v, &pool) != BT_OK) {
-        fprintf(stderr, "blindtuner extract: %s\n", bt_last_error());
-        return 2;
-      }
-    } else if (!strcmp(a, "--limit")) {
-      if ((limit = bt_cli_parse_int(a, v, 1, INT_MAX)) < 0) return 2;
-    } else if (!strcmp(a, "--size")) {
-      if ((size = bt_cli_parse_int(a, v, 1, 8192)) < 0) return 2;
-    } else if (!strcmp(a, "--batch")) {
-      if ((batch = bt_cli_parse_int(a, v, 1, 4096)) < 0) return 2;
-    } else if (!strcmp(a, "--threads")) {
-      if ((threads = bt_cli_parse_int(a, v, 1, 1024)) < 0) return 2;
-    } else if (!strcmp(a, "--crop-pct")) {
-      char *end;
-      crop = strtof(v, &end);
-      if (*end || !(crop > 0.05f && crop <= 1.0f)) {
-        fprintf(stderr, "blindtuner extract: --crop-pct expects a number in (0.05, 1]\n");
-        return 2;
-      }
-    } else if (!strcmp(a, "--mean") || !strcmp(a, "--std")) {
-      int is_mean = a[2] == 'm';
-      if (parse_floats3(v, is_mean ? mean : std) < 0) {
-        fprintf(stderr, "blindtuner extract: %s expects three numbers A,B,C\n", a);
-        return 2;
-      }
-      *(is_mean ? &have_mean : &have_std) = 1;
-    } else {
-      fprintf(stderr, "blindtuner extract: unknown option '%s' (see --help)\n", a);
-      return 2;
-    }
-  }
-  if (!data || !outp) {
-    fprintf(stderr, "blindtuner extract: --data and --out are required (see --help)\n");
-    return 2;
-  }
-  if (!threads) threads = bt_default_threads();
-  char mbuf[PATH_MAX + 64];
-  if (!model) model = default_model(mbuf, sizeof mbuf);
-
-  int rc = 1;
+int bt_cli_features(const bt_cli_features_req *r, const char *who, float **feats_out, int64_t **labels_out,
+                    size_t *n_out, size_t *dim_out, int *classes_out) {
+  int rc = 1, threads = r->threads ? r->threads : bt_default_threads(), batch = r->batch ? r->batch : 64;
   bt_vit *m = NULL;
   bt_dataset *d = NULL;
   size_t *idx = NULL;
@@ -168,45 +105,69 @@ int bt_cli_extract(int argc, char **argv) {
   float *feats = NULL, *x = NULL;
   bt_status *st = NULL;
   int map[1024];
-  char path[PATH_MAX + 32];
-  if (bt_vit_load(model, &m) != BT_OK || bt_dataset_open(data, &d) != BT_OK) {
-    fprintf(stderr, "blindtuner extract: %s\n", bt_last_error());
+  char mbuf[PATH_MAX + 64];
+  const char *model = r->model ? r->model : default_model(mbuf, sizeof mbuf);
+  *feats_out = NULL;
+  *labels_out = NULL;
+  if (bt_vit_load(model, &m) != BT_OK || bt_dataset_open(r->data, &d) != BT_OK) {
+    fprintf(stderr, "blindtuner %s: %s\n", who, bt_last_error());
     goto out;
   }
   const bt_vit_config *c = bt_vit_config_of(m);
-  if ((pool == BT_VIT_POOL_DIST || pool == BT_VIT_POOL_CLS_DIST) && !c->distilled) {
-    fprintf(stderr, "blindtuner extract: --feature %s needs a distilled model\n", bt_vit_pool_name(pool));
+  if ((r->pool == BT_VIT_POOL_DIST || r->pool == BT_VIT_POOL_CLS_DIST) && !c->distilled) {
+    fprintf(stderr, "blindtuner %s: --feature %s needs a distilled model\n", who, bt_vit_pool_name(r->pool));
     goto out;
   }
   bt_preprocess pp;
   bt_preprocess_of(c, &pp);
-  if (size) pp.size = size;
-  if (crop > 0) pp.crop_pct = crop;
-  if (have_mean) memcpy(pp.mean, mean, sizeof mean);
-  if (have_std) memcpy(pp.std, std, sizeof std);
+  if (r->size) pp.size = r->size;
+  if (r->crop > 0) pp.crop_pct = r->crop;
+  if (r->have_mean) memcpy(pp.mean, r->mean, sizeof r->mean);
+  if (r->have_std) memcpy(pp.std, r->std, sizeof r->std);
   if (pp.size % c->patch_size) {
-    fprintf(stderr, "blindtuner extract: size %d is not a multiple of the patch size %d\n", pp.size, c->patch_size);
+    fprintf(stderr, "blindtuner %s: size %d is not a multiple of the patch size %d\n", who, pp.size, c->patch_size);
     goto out;
   }
 
   /* which images, and their labels */
   size_t total = bt_dataset_count(d), n = 0;
   int k = 0;
-  if (classes && (k = parse_classes(classes, map, 1024)) <= 0) {
-    fprintf(stderr, "blindtuner extract: bad --classes '%s'\n", classes);
+  if (r->classes && (k = parse_classes(r->classes, map, 1024)) <= 0) {
+    fprintf(stderr, "blindtuner %s: bad --classes '%s'\n", who, r->classes);
     goto out;
   }
   idx = malloc((total ? total : 1) * sizeof *idx);
   labels = malloc((total ? total : 1) * sizeof *labels);
   if (!idx || !labels) goto nomem;
-  for (size_t i = 0; i < total && (limit < 0 || n < (size_t)limit); i++) {
+  for (size_t i = 0; i < total && (r->limit <= 0 || r->sample || n < (size_t)r->limit); i++) {
     int l = bt_dataset_label(d, i);
-    if (classes && (l >= 1024 || map[l] < 0)) continue;
+    if (r->classes && (l >= 1024 || map[l] < 0)) continue;
     idx[n] = i;
-    labels[n++] = classes ? map[l] : l;
+    labels[n++] = r->classes ? map[l] : l;
+  }
+  if (r->sample) {
+    if (r->sample > n) {
+      fprintf(stderr, "blindtuner %s: %zu images wanted, %s has %zu%s\n", who, r->sample, r->data, n,
+              r->classes ? " of those classes" : "");
+      goto out;
+    }
+    /* a seeded shuffle (Fisher-Yates), then the first `sample` */
+    bt_prng g;
+    uint8_t seed[BT_SEED_BYTES] = {0};
+    memcpy(seed, &r->seed, sizeof r->seed);
+    bt_prng_init(&g, seed);
+    for (size_t i = n - 1; i > 0; i--) {
+      const size_t j = (size_t)(bt_prng_u64(&g) % (uint64_t)(i + 1));
+      size_t ti = idx[i];
+      int64_t tl = labels[i];
+      idx[i] = idx[j], labels[i] = labels[j];
+      idx[j] = ti, labels[j] = tl;
+    }
+    bt_prng_wipe(&g);
+    n = r->sample;
   }
   if (!n) {
-    fprintf(stderr, "blindtuner extract: no images selected\n");
+    fprintf(stderr, "blindtuner %s: no images selected\n", who);
     goto out;
   }
   const size_t D = (size_t)c->dim, per = (size_t)pp.channels * (size_t)pp.size * (size_t)pp.size;
@@ -214,10 +175,10 @@ int bt_cli_extract(int argc, char **argv) {
   x = malloc((size_t)batch * per * sizeof *x);
   st = malloc((size_t)batch * sizeof *st);
   if (!feats || !x || !st) goto nomem;
-  if (!quiet)
-    fprintf(stderr, "extract: %s, %zu images of %s (%d classes), %dx%d, feature %s, dim %zu, %d thread(s)\n",
-            model, n, data, classes ? k : bt_dataset_num_classes(d), pp.size, pp.size, bt_vit_pool_name(pool), D,
-            threads);
+  if (!r->quiet)
+    fprintf(stderr, "%s: %s, %zu images of %s (%d classes), %dx%d, feature %s, dim %zu, %d thread(s)\n", who,
+            model, n, r->data, r->classes ? k : bt_dataset_num_classes(d), pp.size, pp.size,
+            bt_vit_pool_name(r->pool), D, threads);
   int tty = isatty(2);
   double t0 = bt_seconds(), last = t0;
   for (size_t i0 = 0; i0 < n; i0 += (size_t)batch) {
@@ -233,26 +194,114 @@ int bt_cli_extract(int argc, char **argv) {
       if (st[j]) {
         /* again on this thread, for the message */
         bt_image im;
-        bt_status r = bt_dataset_image(d, idx[i0 + (size_t)j], &im);
-        if (!r) r = bt_image_preprocess(&im, &pp, x + (size_t)j * per);
+        bt_status e = bt_dataset_image(d, idx[i0 + (size_t)j], &im);
+        if (!e) e = bt_image_preprocess(&im, &pp, x + (size_t)j * per);
         bt_image_free(&im);
-        fprintf(stderr, "blindtuner extract: image %zu: %s\n", idx[i0 + (size_t)j], bt_last_error());
+        fprintf(stderr, "blindtuner %s: image %zu: %s\n", who, idx[i0 + (size_t)j], bt_last_error());
         goto out;
       }
-    if (bt_vit_forward(m, x, b, pp.size, pp.size, pool, feats + i0 * D, NULL, threads) != BT_OK) {
-      fprintf(stderr, "blindtuner extract: %s\n", bt_last_error());
+    if (bt_vit_forward(m, x, b, pp.size, pp.size, r->pool, feats + i0 * D, NULL, threads) != BT_OK) {
+      fprintf(stderr, "blindtuner %s: %s\n", who, bt_last_error());
       goto out;
     }
     double now = bt_seconds();
     size_t done = i0 + (size_t)b;
-    if (!quiet && (done == n || now - last > (tty ? 0.5 : 10.0))) {
+    if (!r->quiet && (done == n || now - last > (tty ? 0.5 : 10.0))) {
       double rate = (double)done / (now - t0);
-      fprintf(stderr, tty ? "\rextract: %zu/%zu images, %.1f images/s, ETA %.0f s   " : "extract: %zu/%zu images, %.1f images/s, ETA %.0f s\n",
-              done, n, rate, (double)(n - done) / rate);
+      fprintf(stderr, tty ? "\r%s: %zu/%zu images, %.1f images/s, ETA %.0f s   " : "%s: %zu/%zu images, %.1f images/s, ETA %.0f s\n",
+              who, done, n, rate, (double)(n - done) / rate);
       last = now;
     }
   }
-  if (!quiet && tty) fputc('\n', stderr);
+  if (!r->quiet && tty) fputc('\n', stderr);
+  *feats_out = feats;
+  *labels_out = labels;
+  *n_out = n;
+  *dim_out = D;
+  if (classes_out) *classes_out = r->classes ? k : bt_dataset_num_classes(d);
+  feats = NULL;
+  labels = NULL;
+  rc = 0;
+  goto out;
+nomem:
+  fprintf(stderr, "blindtuner %s: out of memory\n", who);
+out:
+  free(st);
+  free(x);
+  free(feats);
+  free(labels);
+  free(idx);
+  bt_dataset_free(d);
+  bt_vit_free(m);
+  return rc;
+}
+
+int bt_cli_extract(int argc, char **argv) {
+  const char *outp = NULL;
+  bt_cli_features_req r = {.pool = BT_VIT_POOL_CLS, .crop = -1};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      help();
+      return 0;
+    }
+    if (!strcmp(a, "--quiet")) {
+      r.quiet = 1;
+      continue;
+    }
+    if (!v) {
+      fprintf(stderr, "blindtuner extract: %s needs a value (or is unknown; see --help)\n", a);
+      return 2;
+    }
+    i++;
+    if (!strcmp(a, "--data")) r.data = v;
+    else if (!strcmp(a, "--out")) outp = v;
+    else if (!strcmp(a, "--model")) r.model = v;
+    else if (!strcmp(a, "--classes")) r.classes = v;
+    else if (!strcmp(a, "--feature")) {
+      if (bt_vit_pool_parse(v, &r.pool) != BT_OK) {
+        fprintf(stderr, "blindtuner extract: %s\n", bt_last_error());
+        return 2;
+      }
+    } else if (!strcmp(a, "--limit")) {
+      if ((r.limit = bt_cli_parse_int(a, v, 1, INT_MAX)) < 0) return 2;
+    } else if (!strcmp(a, "--size")) {
+      if ((r.size = bt_cli_parse_int(a, v, 1, 8192)) < 0) return 2;
+    } else if (!strcmp(a, "--batch")) {
+      if ((r.batch = bt_cli_parse_int(a, v, 1, 4096)) < 0) return 2;
+    } else if (!strcmp(a, "--threads")) {
+      if ((r.threads = bt_cli_parse_int(a, v, 1, 1024)) < 0) return 2;
+    } else if (!strcmp(a, "--crop-pct")) {
+      char *end;
+      r.crop = strtof(v, &end);
+      if (*end || !(r.crop > 0.05f && r.crop <= 1.0f)) {
+        fprintf(stderr, "blindtuner extract: --crop-pct expects a number in (0.05, 1]\n");
+        return 2;
+      }
+    } else if (!strcmp(a, "--mean") || !strcmp(a, "--std")) {
+      int is_mean = a[2] == 'm';
+      if (parse_floats3(v, is_mean ? r.mean : r.std) < 0) {
+        fprintf(stderr, "blindtuner extract: %s expects three numbers A,B,C\n", a);
+        return 2;
+      }
+      *(is_mean ? &r.have_mean : &r.have_std) = 1;
+    } else {
+      fprintf(stderr, "blindtuner extract: unknown option '%s' (see --help)\n", a);
+      return 2;
+    }
+  }
+  if (!r.data || !outp) {
+    fprintf(stderr, "blindtuner extract: --data and --out are required (see --help)\n");
+    return 2;
+  }
+  float *feats = NULL;
+  int64_t *labels = NULL;
+  size_t n = 0, D = 0;
+  char path[PATH_MAX + 32];
+  const double t0 = bt_seconds();
+  int rc = bt_cli_features(&r, "extract", &feats, &labels, &n, &D, NULL);
+  if (rc) return rc;
+  rc = 1;
   int64_t fshape[2] = {(int64_t)n, (int64_t)D}, lshape[1] = {(int64_t)n};
   snprintf(path, sizeof path, "%s.features.npy", outp);
   if (bt_npy_write_f32(path, feats, 2, fshape) != BT_OK) {
@@ -266,20 +315,12 @@ int bt_cli_extract(int argc, char **argv) {
     remove(path);
     goto out;
   }
-  if (!quiet)
+  if (!r.quiet)
     fprintf(stderr, "extract: wrote %s.features.npy (%zu x %zu float32) and %s.labels.npy in %.1f s\n", outp, n, D,
             outp, bt_seconds() - t0);
   rc = 0;
-  goto out;
-nomem:
-  fprintf(stderr, "blindtuner extract: out of memory\n");
 out:
-  free(st);
-  free(x);
   free(feats);
   free(labels);
-  free(idx);
-  bt_dataset_free(d);
-  bt_vit_free(m);
   return rc;
 }

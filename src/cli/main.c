@@ -14,6 +14,8 @@ static void usage(FILE *f) {
           "Privacy-preserving fine-tuning with CKKS homomorphic encryption.\n"
           "\n"
           "commands:\n"
+          "  demo               the whole pipeline on Fashion-MNIST 5-9: features, encryption,\n"
+          "                     encrypted training with bootstrapping, decryption, accuracy\n"
           "  example            worked CKKS example: encrypt, compute, decrypt, print precision\n"
           "  extract            client: transformer features of a dataset, as .npy (see --help)\n"
           "  bench ckks         time the CKKS engine at N = 2^16 (see 'blindtuner bench --help')\n"
@@ -68,6 +70,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "example")) return bt_cli_example(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench")) return bt_cli_bench(argc - 1, argv + 1);
   if (!strcmp(cmd, "extract")) return bt_cli_extract(argc - 1, argv + 1);
+  if (!strcmp(cmd, "demo")) return bt_cli_demo(argc - 1, argv + 1);
   fprintf(stderr, "blindtuner: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

@@ -29,6 +29,10 @@ static double f_inv(double u, void *ctx) {
   (void)ctx;
   return 1 / u;
 }
+static double f_log(double u, void *ctx) {
+  const scaled *s = ctx; /* log S / unit_e with S = u * s_half */
+  return log(u * s->div) / s->unit;
+}
 
 #define GRID 20000
 
@@ -53,6 +57,7 @@ void bt_softmax_approx_free(bt_softmax_approx *sa) {
   bt_cheby_free(&sa->relu);
   bt_cheby_free(&sa->exp);
   bt_cheby_free(&sa->inv);
+  bt_cheby_free(&sa->log);
   memset(sa, 0, sizeof *sa);
 }
 
@@ -146,6 +151,22 @@ bt_status bt_softmax_approx_init(int classes, const bt_softmax_config *cfg, bt_s
     if ((st = bt_cheby_interpolate(f_inv, NULL, u_lo, u_hi, best_deg, &sa->inv))) goto fail;
     sa->newton = best_nt;
   }
+
+  /* log S / unit_e on the same interval, for the validation loss: the
+   * smallest of 15 ... 255 reaching 1e-5 absolute on log S (S spans a
+   * ratio of C e^(2 delta), 2,500 at 16 classes, which is what needs 255) */
+  const int log_try[5] = {15, 31, 63, 127, 255};
+  for (int k = 0; k < 5; k++) {
+    bt_cheby_free(&sa->log);
+    if ((st = bt_cheby_interpolate(f_log, &se, u_lo, u_hi, log_try[k], &sa->log))) goto fail;
+    double worst = 0;
+    for (int i = 0; i <= GRID; i++) {
+      const double u = u_lo + (u_hi - u_lo) * i / GRID;
+      worst = fmax(worst, fabs(bt_cheby_eval(&sa->log, u) - f_log(u, &se)) * sa->unit_e);
+    }
+    sa->log_err = worst;
+    if (worst < 1e-5) break;
+  }
   return BT_OK;
 fail:
   bt_softmax_approx_free(sa);
@@ -157,8 +178,12 @@ int bt_softmax_approx_depth(const bt_softmax_approx *sa) {
          bt_cheby_depth(&sa->inv) + 2 * sa->newton + 1;
 }
 
-void bt_softmax_approx_row(const bt_softmax_approx *sa, int row, const double *z, double *p) {
-  double zd[1024], cur[1024], e[1024];
+/* The shared front of the twin: the diagonal-layout row zd, the tournament
+ * maximum m (in units of unit_e), the exponentials e and their sum u. */
+static double twin_front(const bt_softmax_approx *sa, int row, const double *z, double *zd, double *e,
+                         double *m_out) {
+  double cur[1024];
+  cur[0] = 0; /* cp >= 2 always sets it; keeps gcc quiet */
   const int cp = sa->cpad;
   const double pad = -(sa->bound + sa->gap);
   for (int a = 0; a < cp; a++) {
@@ -177,11 +202,28 @@ void bt_softmax_approx_row(const bt_softmax_approx *sa, int row, const double *z
     e[a] = bt_cheby_eval(&sa->exp, zd[a] / sa->unit_e - m);
     u += e[a];
   }
+  *m_out = m;
+  return u;
+}
+
+void bt_softmax_approx_row(const bt_softmax_approx *sa, int row, const double *z, double *p) {
+  double zd[1024], e[1024], m;
+  const int cp = sa->cpad;
+  const double u = twin_front(sa, row, z, zd, e, &m);
   const double y = inv_eval(&sa->inv, sa->newton, u);
   for (int a = 0; a < cp; a++) {
     const int c = (row + a) % cp;
     if (c < sa->classes) p[c] = e[a] * y;
   }
+}
+
+double bt_softmax_approx_loss_row(const bt_softmax_approx *sa, int row, const double *z, int label) {
+  double zd[1024], e[1024], m;
+  const double u = twin_front(sa, row, z, zd, e, &m);
+  /* the encrypted circuit: log S / unit_e minus (z_label - m) / unit_e,
+   * the latter picked out of the diagonal row by the one-hot label */
+  const int a = ((label - row) % sa->cpad + sa->cpad) % sa->cpad;
+  return sa->unit_e * (bt_cheby_eval(&sa->log, u) - (zd[a] / sa->unit_e - m));
 }
 
 void bt_softmax_exact_row(int classes, const double *z, double *p) {
@@ -235,11 +277,13 @@ bt_status bt_plain_step(const bt_softmax_approx *sa, int batch, int features, in
   return BT_OK;
 }
 
-bt_status bt_plain_evaluate(int n, int features, int classes, const double *x, const int *y, const double *w,
-                            double *loss, double *accuracy) {
+bt_status bt_plain_evaluate(const bt_softmax_approx *sa, int batch, int n, int features, int classes,
+                            const double *x, const int *y, const double *w, double *loss, double *accuracy) {
   bt_status st = check_shape(n, features, classes, x, y, w);
   if (st) return st;
-  double z[1024], pr[1024], l = 0;
+  if (sa && (sa->classes != classes || batch < 1))
+    return bt_fail(BT_E_ARG, "plain evaluation: softmax for %d classes, not %d (batch %d)", sa->classes, classes, batch);
+  double z[1024], l = 0;
   long right = 0;
   for (int r = 0; r < n; r++) {
     int best = 0;
@@ -249,11 +293,38 @@ bt_status bt_plain_evaluate(int n, int features, int classes, const double *x, c
       z[c] = s;
       if (z[c] > z[best]) best = c;
     }
-    bt_softmax_exact_row(classes, z, pr);
-    l -= log(fmax(pr[y[r]], 1e-300));
+    if (sa) {
+      l += bt_softmax_approx_loss_row(sa, r % batch, z, y[r]);
+    } else { /* log-sum-exp - z_y, exact at any margin */
+      double m = z[0], e = 0;
+      for (int c = 1; c < classes; c++) m = fmax(m, z[c]);
+      for (int c = 0; c < classes; c++) e += exp(z[c] - m);
+      l += log(e) + m - z[y[r]];
+    }
     right += best == y[r];
   }
   if (loss) *loss = l / n;
   if (accuracy) *accuracy = (double)right / n;
   return BT_OK;
+}
+
+void bt_early_stop_init(bt_early_stop *es, int patience) {
+  es->patience = patience < 1 ? 1 : patience;
+  es->epochs = 0;
+  es->best_epoch = -1;
+  es->best = HUGE_VAL;
+  es->since = 0;
+}
+
+int bt_early_stop_update(bt_early_stop *es, double loss) {
+  /* a NaN (a broken run) never counts as an improvement */
+  if (loss < es->best) {
+    es->best = loss;
+    es->best_epoch = es->epochs;
+    es->since = 0;
+  } else {
+    es->since++;
+  }
+  es->epochs++;
+  return es->since < es->patience;
 }

@@ -10,7 +10,7 @@
 
 #include "blindtuner/train.h"
 
-#define NSCRATCH 11 /* softmax 0-5, step 6-9, bootstrap output 10 */
+#define NSCRATCH 13 /* softmax 0-5, step 6-9, loss 11-12, bootstrap output NSCRATCH-1 */
 
 struct bt_trainer {
   const bt_ckks_params *p;
@@ -92,7 +92,15 @@ size_t bt_trainer_steps(const bt_trainer *t, int *steps) {
   for (int w = t->L.cpad / 2; w >= 1; w /= 2) steps[n++] = w;
   n += bt_inner_sum_steps(1, t->L.cpad, 0, steps + n);
   n += bt_inner_sum_steps(1, t->L.cpad, 1, steps + n);
-  return n;
+  n += bt_inner_sum_steps(t->L.s1, t->L.s0, 0, steps + n);
+  /* drop repeats */
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t j = 0;
+    while (j < m && steps[j] != steps[i]) j++;
+    if (j == m) steps[m++] = steps[i];
+  }
+  return m;
 }
 
 int bt_trainer_x_level(const bt_trainer *t) {
@@ -105,8 +113,9 @@ int bt_trainer_y_level(const bt_trainer *t) {
 }
 
 /* ---- plaintext patterns on the diagonal layout ---- */
-enum { PAT_COL0, PAT_PAD, PAT_OUTSIDE };
-static void pattern(bt_trainer *t, int kind, double v) {
+enum { PAT_COL0, PAT_PAD, PAT_OUTSIDE, PAT_ROWS };
+/* PAT_ROWS: column 0 of the first `rows` rows */
+static void pattern_rows(bt_trainer *t, int kind, double v, int rows) {
   const bt_hemat_layout *L = &t->L;
   for (size_t i = 0; i < L->slots; i++) {
     const int r = (int)(i / (size_t)L->s1), a = (int)(i % (size_t)L->s1);
@@ -114,9 +123,11 @@ static void pattern(bt_trainer *t, int kind, double v) {
     if (kind == PAT_COL0) on = a == 0;
     if (kind == PAT_PAD) on = a < L->cpad && (r + a) % L->cpad >= L->classes;
     if (kind == PAT_OUTSIDE) on = a >= L->cpad;
+    if (kind == PAT_ROWS) on = a == 0 && r < rows;
     t->vals[i] = on ? v : 0;
   }
 }
+static void pattern(bt_trainer *t, int kind, double v) { pattern_rows(t, kind, v, 0); }
 
 /* out = rescale(a * pattern), the pattern encoded at scale q_level */
 static bt_status mask_mul(bt_trainer *t, bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) {
@@ -196,8 +207,18 @@ static bt_status mul_exact(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *a, bt
   return st;
 }
 
-/* p = softmax(z) with z in units of X (diagonal layout), z consumed. */
-static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_ciphertext *pout) {
+/* The validation loss: what the softmax computes besides p. */
+typedef struct loss_req {
+  const bt_ciphertext *y; /* one-hot labels, diagonal layout */
+  int rows;               /* valid rows of the batch */
+  double weight;          /* multiplies the sum of the row losses */
+  bt_ciphertext *out;     /* slot 0: weight * sum of the row losses */
+} loss_req;
+
+/* p = softmax(z) with z in units of X (diagonal layout), z consumed; with
+ * `lr`, the cross-entropy instead of p (pout unused). */
+static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_ciphertext *pout,
+                         const loss_req *lr) {
   const bt_softmax_approx *sa = t->sa;
   bt_ciphertext *cur = t->s[0], *b = t->s[1], *zs = t->s[2], *e = t->s[3], *u = t->s[4], *y = t->s[5];
   const int cp = t->L.cpad, relu_depth = bt_cheby_depth(&sa->relu);
@@ -221,6 +242,18 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
   TRY(mask_mul(t, ev, cur, cur));
   TRY(bt_eval_replicate(ev, cur, 1, cp, cur));
   TRY(bt_eval_sub(ev, zs, cur, e));
+  bt_ciphertext *dy = t->s[11];
+  if (lr) {
+    /* (z_label - m) / unit_e in column 0: the label picks it out of the row */
+    bt_ciphertext *yy = t->s[12];
+    TRY(bt_ciphertext_copy(dy, e));
+    TRY(bt_ciphertext_copy(yy, lr->y));
+    TRY(refresh(t, ev, dy, 1));
+    TRY(refresh(t, ev, yy, 1));
+    TRY(mul_exact(t, ev, dy, yy, dy));
+    TRY(refresh(t, ev, dy, 0));
+    TRY(bt_eval_inner_sum(ev, dy, 1, cp, dy));
+  }
   TRY(refresh(t, ev, e, bt_cheby_depth(&sa->exp)));
   TRY(bt_eval_cheby(ev, e, &sa->exp, t->scale, e));
   /* row sums to column 0, masked, spread over the window; other slots get
@@ -232,6 +265,19 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
   TRY(bt_eval_replicate(ev, u, 1, cp, u));
   pattern(t, PAT_OUTSIDE, sa->u_fill);
   TRY(add_pattern(t, ev, u, u));
+  if (lr) {
+    /* row loss / unit_e = log S / unit_e - (z_label - m) / unit_e; the mask
+     * keeps column 0 of the valid rows and restores the unit, the row sum
+     * gathers the batch in slot 0 */
+    TRY(refresh(t, ev, u, bt_cheby_depth(&sa->log)));
+    TRY(bt_eval_cheby(ev, u, &sa->log, t->scale, y));
+    TRY(bt_eval_sub(ev, y, dy, y));
+    TRY(refresh(t, ev, y, 1));
+    pattern_rows(t, PAT_ROWS, lr->weight * sa->unit_e, lr->rows);
+    TRY(mask_mul(t, ev, y, y));
+    TRY(bt_eval_inner_sum(ev, y, t->L.s1, t->L.s0, lr->out));
+    goto done;
+  }
   TRY(refresh(t, ev, u, bt_cheby_depth(&sa->inv) + 2 * sa->newton));
   TRY(bt_eval_cheby(ev, u, &sa->inv, t->scale, y));
   for (int k = 0; k < sa->newton; k++) {
@@ -273,8 +319,10 @@ static void account(bt_trainer *t, bt_evaluator *ev, bt_op_counts c0, double *bu
   } while (0)
 
 bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
-                          bt_ciphertext *a, bt_train_stats *stats) {
+                          int rows, bt_ciphertext *a, bt_train_stats *stats) {
   if (!t || !ev || !x || !y || !a) return bt_fail(BT_E_ARG, "trainer step: missing argument");
+  if (rows < 1 || rows > t->L.batch)
+    return bt_fail(BT_E_ARG, "trainer step: %d rows in a batch of %d", rows, t->L.batch);
   if (y->level < 3) return bt_fail(BT_E_LEVEL, "trainer step: labels at level %d, need 3", y->level);
   t->stats = stats;
   bt_train_stats local = {0};
@@ -284,7 +332,7 @@ bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const 
   bt_op_counts c0;
   double t0, b0;
   bt_status st;
-  const double B = t->L.batch, g = t->mu;
+  const double B = rows, g = t->mu;
 
   PHASE_BEGIN(other_s);
   TRY(refresh(t, ev, a, 4));
@@ -299,7 +347,7 @@ bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const 
   PHASE_END(matmul_s);
 
   PHASE_BEGIN(softmax_s);
-  TRY(softmax(t, ev, z, p));
+  TRY(softmax(t, ev, z, p, NULL));
   PHASE_END(softmax_s);
 
   PHASE_BEGIN(other_s);
@@ -327,12 +375,14 @@ done:
   return st;
 }
 
-bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *a,
-                            bt_ciphertext *z, bt_train_stats *stats) {
-  if (!t || !ev || !x || !a || !z) return bt_fail(BT_E_ARG, "trainer logits: missing argument");
-  t->stats = stats;
+/* z = X W^T * wscale for W = Im(a) */
+static bt_status logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *a,
+                        double wscale, bt_ciphertext *z) {
   bt_ciphertext *w = t->s[6], *ac = t->s[7];
+  bt_op_counts c0;
+  double t0, b0;
   bt_status st;
+  PHASE_BEGIN(other_s);
   TRY(bt_ciphertext_copy(w, a));
   TRY(refresh(t, ev, w, 4));
   TRY(bt_eval_conjugate(ev, w, ac));
@@ -340,8 +390,44 @@ bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *cons
   TRY(bt_eval_mul_const(ev, w, 0, -0.5, w));    /* W */
   TRY(bt_eval_rescale(ev, w, w));
   TRY(bt_eval_drop_level(ev, w, w->level - 3, w));
+  PHASE_END(other_s);
+  PHASE_BEGIN(matmul_s);
   TRY(bt_hemat_roll_x(t->h, ev, x, t->rolled));
-  TRY(bt_hemat_abt(t->h, ev, t->rolled, w, 1, z));
+  TRY(bt_hemat_abt(t->h, ev, t->rolled, w, wscale, z));
+  PHASE_END(matmul_s);
+done:
+  return st;
+}
+
+bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *a,
+                            bt_ciphertext *z, bt_train_stats *stats) {
+  if (!t || !ev || !x || !a || !z) return bt_fail(BT_E_ARG, "trainer logits: missing argument");
+  bt_train_stats local = {0};
+  t->stats = stats ? stats : &local;
+  bt_status st = logits(t, ev, x, a, 1, z);
+  t->stats = NULL;
+  return st;
+}
+
+bt_status bt_trainer_loss(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
+                          int rows, double weight, const bt_ciphertext *a, bt_ciphertext *loss,
+                          bt_train_stats *stats) {
+  if (!t || !ev || !x || !y || !a || !loss) return bt_fail(BT_E_ARG, "trainer loss: missing argument");
+  if (rows < 1 || rows > t->L.batch)
+    return bt_fail(BT_E_ARG, "trainer loss: %d valid rows in a batch of %d", rows, t->L.batch);
+  if (!(fabs(weight) > 0 && fabs(weight) < 1e6)) return bt_fail(BT_E_ARG, "trainer loss: weight %g", weight);
+  if (y->level < 1) return bt_fail(BT_E_LEVEL, "trainer loss: labels at level %d, need 1", y->level);
+  bt_train_stats local = {0};
+  t->stats = stats ? stats : &local;
+  bt_ciphertext *z = t->s[8];
+  const loss_req req = {y, rows, weight, loss};
+  bt_op_counts c0;
+  double t0, b0;
+  bt_status st;
+  TRY(logits(t, ev, x, a, 1 / t->sa->unit_t, z));
+  PHASE_BEGIN(softmax_s);
+  TRY(softmax(t, ev, z, NULL, &req));
+  PHASE_END(softmax_s);
 done:
   t->stats = NULL;
   return st;
