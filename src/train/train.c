@@ -280,11 +280,31 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
   }
   TRY(refresh(t, ev, u, bt_cheby_depth(&sa->inv) + 2 * sa->newton));
   TRY(bt_eval_cheby(ev, u, &sa->inv, t->scale, y));
+  /* y = 1/u reaches s_half / s_lo (about 1,200 at 16 classes) and, after
+   * Newton's steps, usually has no level left: bootstrapping it would
+   * multiply bootstrapping's error (which grows with the message) by that.
+   * So the last Newton step returns kappa * y (kappa = s_lo / s_half, the
+   * result <= 1, folded into u and the constant 2 on levels u has to spare)
+   * and e carries 1 / kappa on a level of its own. */
+  const double kappa = sa->newton ? sa->s_lo / sa->s_half : 1;
   for (int k = 0; k < sa->newton; k++) {
-    TRY(mul_rs(ev, u, y, b));
+    const int last = k == sa->newton - 1;
+    const bt_ciphertext *uu = u;
+    if (last && kappa != 1) {
+      bt_ciphertext *uk = t->s[12];
+      TRY(bt_eval_mul_const(ev, u, kappa, 0, uk));
+      TRY(bt_eval_rescale(ev, uk, uk));
+      uu = uk;
+    }
+    TRY(mul_rs(ev, uu, y, b));
     TRY(bt_eval_neg(ev, b, b));
-    TRY(bt_eval_add_const(ev, b, 2, 0, b));
+    TRY(bt_eval_add_const(ev, b, last ? 2 * kappa : 2, 0, b));
     TRY(mul_rs(ev, y, b, y));
+  }
+  if (kappa != 1) {
+    TRY(refresh(t, ev, e, 2));
+    TRY(bt_eval_mul_const(ev, e, 1 / kappa, 0, e));
+    TRY(bt_eval_rescale(ev, e, e));
   }
   TRY(refresh(t, ev, e, 1));
   TRY(refresh(t, ev, y, 1));
