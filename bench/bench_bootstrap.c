@@ -40,27 +40,24 @@ static void help(void) {
   } while (0)
 
 int bt_bench_bootstrap(int argc, char **argv) {
-  const char *preset = "train-n16";
-  int threads = 0, runs = 3, json = 0, slots = 0;
+  bt_cli_bench_opts opt = {.who = "bench bootstrap", .runs_max = 100, .runs = 3, .preset = "train-n16"};
+  int slots = 0;
   for (int i = 1; i < argc; i++) {
+    const int r = bt_cli_bench_option(&opt, argc, argv, &i);
+    if (r < 0) return 2;
+    if (r) continue;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       help();
       return 0;
-    } else if (!strcmp(argv[i], "--threads")) {
-      if ((threads = bt_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 1024)) < 0) return 2;
-    } else if (!strcmp(argv[i], "--runs")) {
-      if ((runs = bt_cli_parse_int("--runs", i + 1 < argc ? argv[++i] : NULL, 1, 100)) < 0) return 2;
     } else if (!strcmp(argv[i], "--slots")) {
       if ((slots = bt_cli_parse_int("--slots", i + 1 < argc ? argv[++i] : NULL, 1, 1 << 16)) < 0) return 2;
-    } else if (!strcmp(argv[i], "--json")) {
-      json = 1;
-    } else if (!strcmp(argv[i], "--preset") && i + 1 < argc) {
-      preset = argv[++i];
     } else {
       fprintf(stderr, "blindtuner bench bootstrap: unknown option '%s'\n", argv[i]);
       return 2;
     }
   }
+  const int threads = opt.threads, runs = opt.runs, json = opt.json;
+  const char *preset = opt.preset;
   int rc = 1;
   bt_ckks_params *p = NULL;
   bt_secret_key *sk = NULL;

@@ -55,28 +55,21 @@ static const char *op_names[NOPS] = {"ntt", "encode", "encrypt", "add", "mul_rel
   } while (0)
 
 static int bench_ckks(int argc, char **argv) {
-  const char *preset = "bench-n16";
-  int threads = 0, runs = 7, json = 0;
-  unsigned flags = 0;
+  bt_cli_bench_opts opt = {.who = "bench ckks", .runs_max = 1000, .runs = 7, .preset = "bench-n16"};
   for (int i = 1; i < argc; i++) {
+    const int r = bt_cli_bench_option(&opt, argc, argv, &i);
+    if (r < 0) return 2;
+    if (r) continue;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       help();
       return 0;
-    } else if (!strcmp(argv[i], "--threads")) {
-      if ((threads = bt_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 1024)) < 0) return 2;
-    } else if (!strcmp(argv[i], "--runs")) {
-      if ((runs = bt_cli_parse_int("--runs", i + 1 < argc ? argv[++i] : NULL, 1, 1000)) < 0) return 2;
-    } else if (!strcmp(argv[i], "--json")) {
-      json = 1;
-    } else if (!strcmp(argv[i], "--preset") && i + 1 < argc) {
-      preset = argv[++i];
-    } else if (!strcmp(argv[i], "--allow-insecure")) {
-      flags |= BT_ALLOW_INSECURE;
-    } else {
-      fprintf(stderr, "blindtuner bench ckks: unknown option '%s'\n", argv[i]);
-      return 2;
     }
+    fprintf(stderr, "blindtuner bench ckks: unknown option '%s'\n", argv[i]);
+    return 2;
   }
+  const int threads = opt.threads, runs = opt.runs, json = opt.json;
+  const char *preset = opt.preset;
+  const unsigned flags = opt.allow_insecure ? BT_ALLOW_INSECURE : 0;
   int thread_list[2] = {1, 2}, nthreads = 2;
   if (threads) {
     thread_list[0] = threads;

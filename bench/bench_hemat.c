@@ -54,30 +54,25 @@ static double bits(const double *want, const double *got, size_t n) {
 }
 
 int bt_bench_hemat(int argc, char **argv) {
-  const char *preset = "train-n16";
-  int threads = 0, runs = 3, json = 0, B = 1024, F = 769, C = 8;
+  bt_cli_bench_opts opt = {.who = "bench hemat", .runs_max = 100, .runs = 3, .preset = "train-n16",
+                         .shape = {1024, 769, 8}};
   for (int i = 1; i < argc; i++) {
+    const int r = bt_cli_bench_option(&opt, argc, argv, &i);
+    if (r < 0) return 2;
+    if (r) continue;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       help();
       return 0;
-    } else if (!strcmp(argv[i], "--threads")) {
-      if ((threads = bt_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 1024)) < 0) return 2;
-    } else if (!strcmp(argv[i], "--runs")) {
-      if ((runs = bt_cli_parse_int("--runs", i + 1 < argc ? argv[++i] : NULL, 1, 100)) < 0) return 2;
-    } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
-      char tail;
-      if (sscanf(argv[++i], "%d,%d,%d%c", &B, &F, &C, &tail) != 3 || B < 1 || F < 1 || C < 2) {
-        fprintf(stderr, "blindtuner bench hemat: --shape wants B,F,C with B, F >= 1 and C >= 2\n");
-        return 2;
-      }
-    } else if (!strcmp(argv[i], "--json")) {
-      json = 1;
-    } else if (!strcmp(argv[i], "--preset") && i + 1 < argc) {
-      preset = argv[++i];
-    } else {
-      fprintf(stderr, "blindtuner bench hemat: unknown option '%s'\n", argv[i]);
-      return 2;
     }
+    fprintf(stderr, "blindtuner bench hemat: unknown option '%s'\n", argv[i]);
+    return 2;
+  }
+  const int B = opt.shape[0], F = opt.shape[1], C = opt.shape[2];
+  const int threads = opt.threads, runs = opt.runs, json = opt.json;
+  const char *preset = opt.preset;
+  if (C < 2) {
+    fprintf(stderr, "blindtuner bench hemat: --shape needs C >= 2\n");
+    return 2;
   }
   int rc = 1;
   bt_ckks_params *p = NULL;

@@ -55,30 +55,25 @@ static int cmp(const void *a, const void *b) {
 }
 
 int bt_bench_train(int argc, char **argv) {
-  const char *preset = "train-n16";
-  int threads = 0, runs = 1, json = 0, B = 1024, F = 769, C = 8;
+  bt_cli_bench_opts opt = {.who = "bench train", .runs_max = 100, .runs = 1, .preset = "train-n16",
+                         .shape = {1024, 769, 8}};
   for (int i = 1; i < argc; i++) {
+    const int r = bt_cli_bench_option(&opt, argc, argv, &i);
+    if (r < 0) return 2;
+    if (r) continue;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       help();
       return 0;
-    } else if (!strcmp(argv[i], "--threads")) {
-      if ((threads = bt_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 1024)) < 0) return 2;
-    } else if (!strcmp(argv[i], "--runs")) {
-      if ((runs = bt_cli_parse_int("--runs", i + 1 < argc ? argv[++i] : NULL, 1, 100)) < 0) return 2;
-    } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
-      char tail;
-      if (sscanf(argv[++i], "%d,%d,%d%c", &B, &F, &C, &tail) != 3 || B < 1 || F < 2 || C < 2) {
-        fprintf(stderr, "blindtuner bench train: --shape wants B,F,C with B >= 1, F >= 2 and C >= 2\n");
-        return 2;
-      }
-    } else if (!strcmp(argv[i], "--json")) {
-      json = 1;
-    } else if (!strcmp(argv[i], "--preset") && i + 1 < argc) {
-      preset = argv[++i];
-    } else {
-      fprintf(stderr, "blindtuner bench train: unknown option '%s'\n", argv[i]);
-      return 2;
     }
+    fprintf(stderr, "blindtuner bench train: unknown option '%s'\n", argv[i]);
+    return 2;
+  }
+  const int B = opt.shape[0], F = opt.shape[1], C = opt.shape[2];
+  const int threads = opt.threads, runs = opt.runs, json = opt.json;
+  const char *preset = opt.preset;
+  if (F < 2 || C < 2) {
+    fprintf(stderr, "blindtuner bench train: --shape needs F >= 2 (the bias column) and C >= 2\n");
+    return 2;
   }
   int rc = 1;
   bt_ckks_params *p = NULL;

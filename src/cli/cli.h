@@ -25,6 +25,21 @@ double bt_cli_median(double *samples, int n);
 /* Parses a positive integer option value; prints an error and returns -1 on failure. */
 int bt_cli_parse_int(const char *opt, const char *val, int lo, int hi);
 
+/* The options the benchmarks share.  bt_cli_bench_option looks at argv[*i]:
+ * 1 when it was --threads N, --runs R, --json, --preset NAME,
+ * --allow-insecure or --shape B,F,C (the value consumed, *i advanced),
+ * 0 when it is none of them, -1 after printing why a value is bad.  Fields
+ * keep their defaults when the option is absent. */
+typedef struct bt_cli_bench_opts {
+  const char *who; /* "bench hemat", for messages */
+  int runs_max;    /* --runs accepts [1, runs_max] */
+  int threads, runs, json, allow_insecure;
+  const char *preset;
+  int shape[3];    /* B, F, C (each >= 1; callers check more); --shape is an
+                    * option only where a default shape is set */
+} bt_cli_bench_opts;
+int bt_cli_bench_option(bt_cli_bench_opts *o, int argc, char **argv, int *i);
+
 /* Transformer features of a dataset (extract and demo). */
 typedef struct bt_cli_features_req {
   const char *data, *model, *classes; /* model NULL: $BT_MODEL, else the bundled one */

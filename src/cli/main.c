@@ -49,6 +49,40 @@ int bt_cli_parse_int(const char *opt, const char *val, int lo, int hi) {
   return (int)v;
 }
 
+int bt_cli_bench_option(bt_cli_bench_opts *o, int argc, char **argv, int *i) {
+  const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+  if (!strcmp(a, "--json")) {
+    o->json = 1;
+    return 1;
+  }
+  if (!strcmp(a, "--allow-insecure")) {
+    o->allow_insecure = 1;
+    return 1;
+  }
+  if (strcmp(a, "--threads") && strcmp(a, "--runs") && strcmp(a, "--preset") &&
+      (strcmp(a, "--shape") || !o->shape[0]))
+    return 0;
+  ++*i;
+  if (!strcmp(a, "--threads")) return (o->threads = bt_cli_parse_int(a, v, 1, 1024)) < 0 ? -1 : 1;
+  if (!strcmp(a, "--runs")) return (o->runs = bt_cli_parse_int(a, v, 1, o->runs_max)) < 0 ? -1 : 1;
+  if (!v) {
+    fprintf(stderr, "blindtuner %s: %s needs a value\n", o->who, a);
+    return -1;
+  }
+  if (!strcmp(a, "--preset")) {
+    o->preset = v;
+    return 1;
+  }
+  char tail;
+  int b, f, c;
+  if (sscanf(v, "%d,%d,%d%c", &b, &f, &c, &tail) != 3 || b < 1 || f < 1 || c < 1) {
+    fprintf(stderr, "blindtuner %s: --shape wants B,F,C (three positive integers), got '%s'\n", o->who, v);
+    return -1;
+  }
+  o->shape[0] = b, o->shape[1] = f, o->shape[2] = c;
+  return 1;
+}
+
 int main(int argc, char **argv) {
   if (bt_init() != BT_OK) {
     fprintf(stderr, "blindtuner: %s\n", bt_last_error());
