@@ -125,9 +125,10 @@ int bt_trainer_y_level(const bt_trainer *t);
 bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
                           int rows, bt_ciphertext *a, bt_train_stats *stats) BT_MUST_CHECK;
 /* Encrypted inference: z = X W^T (diagonal layout, natural units) for the
- * weights W = Im(a). */
+ * weights W = Im(a).  a keeps its value but may be bootstrapped in place
+ * (so the next step or pass on the same weights need not do it again). */
 bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x,
-                            const bt_ciphertext *a, bt_ciphertext *z,
+                            bt_ciphertext *a, bt_ciphertext *z,
                             bt_train_stats *stats) BT_MUST_CHECK;
 /* Encrypted validation loss: slot 0 of `loss` gets weight * the sum over the
  * first `rows` rows of the batch of the cross-entropy of W = Im(a)
@@ -135,9 +136,9 @@ bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *cons
  * exponential and `log` polynomial; the twin is bt_softmax_approx_loss_row).
  * y: one-hot labels, diagonal layout, level >= 1.  With weight = 1 / n the
  * sums of all validation batches add up to the mean loss; only the client
- * can read it. */
+ * can read it.  a may be bootstrapped in place, as for bt_trainer_logits. */
 bt_status bt_trainer_loss(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
-                          int rows, double weight, const bt_ciphertext *a, bt_ciphertext *loss,
+                          int rows, double weight, bt_ciphertext *a, bt_ciphertext *loss,
                           bt_train_stats *stats) BT_MUST_CHECK;
 
 /* The client's side of validation-based early stopping: feed it each

@@ -396,15 +396,15 @@ done:
 }
 
 /* z = X W^T * wscale for W = Im(a) */
-static bt_status logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *a,
+static bt_status logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, bt_ciphertext *a,
                         double wscale, bt_ciphertext *z) {
   bt_ciphertext *w = t->s[6], *ac = t->s[7];
   bt_op_counts c0;
   double t0, b0;
   bt_status st;
   PHASE_BEGIN(other_s);
+  TRY(refresh(t, ev, a, 4)); /* in place: whoever uses a next finds it fresh */
   TRY(bt_ciphertext_copy(w, a));
-  TRY(refresh(t, ev, w, 4));
   TRY(bt_eval_conjugate(ev, w, ac));
   TRY(bt_eval_sub(ev, w, ac, w));               /* 2iW */
   TRY(bt_eval_mul_const(ev, w, 0, -0.5, w));    /* W */
@@ -419,7 +419,7 @@ done:
   return st;
 }
 
-bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *a,
+bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, bt_ciphertext *a,
                             bt_ciphertext *z, bt_train_stats *stats) {
   if (!t || !ev || !x || !a || !z) return bt_fail(BT_E_ARG, "trainer logits: missing argument");
   bt_train_stats local = {0};
@@ -430,7 +430,7 @@ bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *cons
 }
 
 bt_status bt_trainer_loss(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
-                          int rows, double weight, const bt_ciphertext *a, bt_ciphertext *loss,
+                          int rows, double weight, bt_ciphertext *a, bt_ciphertext *loss,
                           bt_train_stats *stats) {
   if (!t || !ev || !x || !y || !a || !loss) return bt_fail(BT_E_ARG, "trainer loss: missing argument");
   if (rows < 1 || rows > t->L.batch)
