@@ -56,17 +56,8 @@ static const char *op_names[NOPS] = {"ntt", "encode", "encrypt", "add", "mul_rel
 
 static int bench_ckks(int argc, char **argv) {
   bt_cli_bench_opts opt = {.who = "bench ckks", .runs_max = 1000, .runs = 7, .preset = "bench-n16"};
-  for (int i = 1; i < argc; i++) {
-    const int r = bt_cli_bench_option(&opt, argc, argv, &i);
-    if (r < 0) return 2;
-    if (r) continue;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      help();
-      return 0;
-    }
-    fprintf(stderr, "blindtuner bench ckks: unknown option '%s'\n", argv[i]);
-    return 2;
-  }
+  const int parsed = bt_cli_bench_parse(&opt, argc, argv, help);
+  if (parsed) return parsed == 1 ? 0 : 2;
   const int threads = opt.threads, runs = opt.runs, json = opt.json;
   const char *preset = opt.preset;
   const unsigned flags = opt.allow_insecure ? BT_ALLOW_INSECURE : 0;

@@ -56,17 +56,8 @@ static double bits(const double *want, const double *got, size_t n) {
 int bt_bench_hemat(int argc, char **argv) {
   bt_cli_bench_opts opt = {.who = "bench hemat", .runs_max = 100, .runs = 3, .preset = "train-n16",
                          .shape = {1024, 769, 8}};
-  for (int i = 1; i < argc; i++) {
-    const int r = bt_cli_bench_option(&opt, argc, argv, &i);
-    if (r < 0) return 2;
-    if (r) continue;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      help();
-      return 0;
-    }
-    fprintf(stderr, "blindtuner bench hemat: unknown option '%s'\n", argv[i]);
-    return 2;
-  }
+  const int parsed = bt_cli_bench_parse(&opt, argc, argv, help);
+  if (parsed) return parsed == 1 ? 0 : 2;
   const int B = opt.shape[0], F = opt.shape[1], C = opt.shape[2];
   const int threads = opt.threads, runs = opt.runs, json = opt.json;
   const char *preset = opt.preset;

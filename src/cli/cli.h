@@ -39,6 +39,9 @@ typedef struct bt_cli_bench_opts {
                     * option only where a default shape is set */
 } bt_cli_bench_opts;
 int bt_cli_bench_option(bt_cli_bench_opts *o, int argc, char **argv, int *i);
+/* A whole command line of shared options (and --help, which calls `help`):
+ * 0 to go on, 1 after help (exit 0), 2 after an error message (exit 2). */
+int bt_cli_bench_parse(bt_cli_bench_opts *o, int argc, char **argv, void (*help)(void));
 
 /* Transformer features of a dataset (extract and demo). */
 typedef struct bt_cli_features_req {

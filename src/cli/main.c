@@ -83,6 +83,21 @@ int bt_cli_bench_option(bt_cli_bench_opts *o, int argc, char **argv, int *i) {
   return 1;
 }
 
+int bt_cli_bench_parse(bt_cli_bench_opts *o, int argc, char **argv, void (*help)(void)) {
+  for (int i = 1; i < argc; i++) {
+    const int r = bt_cli_bench_option(o, argc, argv, &i);
+    if (r < 0) return 2;
+    if (r) continue;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      help();
+      return 1;
+    }
+    fprintf(stderr, "blindtuner %s: unknown option '%s' (see --help)\n", o->who, argv[i]);
+    return 2;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (bt_init() != BT_OK) {
     fprintf(stderr, "blindtuner: %s\n", bt_last_error());
