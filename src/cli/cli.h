@@ -7,6 +7,7 @@
 
 #include <json-c/json.h>
 
+#include "blindtuner/io.h"
 #include "blindtuner/train.h"
 #include "blindtuner/vision.h"
 
@@ -14,6 +15,15 @@ int bt_cli_example(int argc, char **argv);
 int bt_cli_bench(int argc, char **argv);
 int bt_cli_extract(int argc, char **argv);
 int bt_cli_demo(int argc, char **argv);
+int bt_cli_keygen(int argc, char **argv);
+int bt_cli_encrypt(int argc, char **argv);
+int bt_cli_train(int argc, char **argv);
+int bt_cli_decide(int argc, char **argv);
+int bt_cli_decrypt(int argc, char **argv);
+int bt_cli_evaluate(int argc, char **argv);
+int bt_cli_predict(int argc, char **argv);
+int bt_cli_infer(int argc, char **argv);
+int bt_cli_inspect(int argc, char **argv);
 int bt_bench_vit(int argc, char **argv);
 int bt_bench_bootstrap(int argc, char **argv);
 int bt_bench_hemat(int argc, char **argv);
@@ -85,5 +95,53 @@ typedef struct bt_cli_json_field {
 } bt_cli_json_field;
 json_object *bt_cli_json_number(double v);
 void bt_cli_json_add_numbers(json_object *o, const bt_cli_json_field *f, size_t n);
+
+/* ---- the file-based subcommands (roles.c) ---- */
+typedef enum bt_cli_opt_type { BT_OPT_STR, BT_OPT_INT, BT_OPT_DBL, BT_OPT_FLAG } bt_cli_opt_type;
+typedef struct bt_cli_opt {
+  const char *name;
+  bt_cli_opt_type type;
+  void *ptr;      /* const char **, int *, double *, int * */
+  double lo, hi;  /* INT and DBL */
+} bt_cli_opt;
+/* opts ends with a zero entry.  0 to go on, 1 after --help (exit 0), 2 after
+ * an error message (exit 2). */
+int bt_cli_parse(const char *who, int argc, char **argv, const bt_cli_opt *opts, void (*help)(void));
+/* 1 (after a message) when a required option is missing. */
+int bt_cli_need(const char *who, const char *opt, const char *val);
+
+/* float32 n x dim features; int64/int32 labels in [0, classes).  Print a
+ * one-line error and return 1 on failure. */
+int bt_cli_load_features(const char *who, const char *path, float **x, size_t *n, size_t *dim);
+int bt_cli_load_labels(const char *who, const char *path, size_t n, int classes, int **y);
+
+/* The layout (and, if sa, the softmax approximation) of a key set. */
+bt_status bt_cli_layout(const bt_ckks_params *p, const bt_io_tag *tag, bt_hemat_layout *L,
+                        bt_softmax_approx *sa) BT_MUST_CHECK;
+
+/* The server's objects, built on an evaluation bundle (which must outlive them). */
+typedef struct bt_cli_server {
+  bt_bootstrapper *bs;
+  bt_trainer *trainer;
+  bt_evaluator *ev;
+  double setup_s;
+} bt_cli_server;
+bt_status bt_cli_server_new(const bt_ckks_params *p, const bt_hemat_layout *L, const bt_softmax_approx *sa,
+                            const bt_eval_bundle *eb, double lr, double momentum, bt_cli_server *s) BT_MUST_CHECK;
+void bt_cli_server_free(bt_cli_server *s);
+
+/* "who: what, E s elapsed, ETA R s": one rewritten line on a terminal, plain lines otherwise. */
+void bt_cli_progress(const char *who, int tty, double done, double total, double t0, const char *what);
+
+/* Client: encrypts L->slots real values at `level`; decrypts into real and
+ * imaginary parts (either may be NULL). */
+bt_status bt_cli_encrypt_slots(const bt_ckks_params *p, const bt_hemat_layout *L, const bt_secret_key *sk,
+                               bt_prng *g, const double *slots, int level, bt_ciphertext **out) BT_MUST_CHECK;
+bt_status bt_cli_decrypt_slots(const bt_secret_key *sk, const bt_ciphertext *ct, const bt_hemat_layout *L,
+                               double *re, double *im) BT_MUST_CHECK;
+
+/* DIR/NAME-EEE.bt (epoch > 0) or DIR/NAME.bt. */
+void bt_cli_path(char *out, size_t cap, const char *dir, const char *name, int epoch);
+int bt_cli_exists(const char *path);
 
 #endif

@@ -17,7 +17,20 @@ static void usage(FILE *f) {
           "  demo               the whole pipeline on Fashion-MNIST 5-9: features, encryption,\n"
           "                     encrypted training with bootstrapping, decryption, accuracy\n"
           "  example            worked CKKS example: encrypt, compute, decrypt, print precision\n"
-          "  extract            client: transformer features of a dataset, as .npy (see --help)\n"
+          "\n"
+          "client (holds the secret key and the plaintext data):\n"
+          "  extract            transformer features of a dataset, as .npy\n"
+          "  keygen             a key set: secret bundle (stays here) and evaluation bundle (server)\n"
+          "  encrypt            features and labels -> an encrypted training, validation or test set\n"
+          "  decide             decrypt the server's validation losses, answer continue or stop\n"
+          "  decrypt            an encrypted model -> a plaintext head; encrypted logits -> .npy\n"
+          "  evaluate           accuracy and loss of a decrypted model on labelled features\n"
+          "  predict            labels and probabilities of features with a decrypted model\n"
+          "server (evaluation keys and ciphertexts only):\n"
+          "  train              encrypted training with bootstrapping, checkpoints, early stopping\n"
+          "  infer              encrypted logits of an encrypted dataset under an encrypted model\n"
+          "either:\n"
+          "  inspect            what a file holds (kind, key set, layout), without secrets\n"
           "  bench ckks         time the CKKS engine at N = 2^16 (see 'blindtuner bench --help')\n"
           "  help               this text\n"
           "\n"
@@ -120,6 +133,14 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "bench")) return bt_cli_bench(argc - 1, argv + 1);
   if (!strcmp(cmd, "extract")) return bt_cli_extract(argc - 1, argv + 1);
   if (!strcmp(cmd, "demo")) return bt_cli_demo(argc - 1, argv + 1);
+  static const struct {
+    const char *name;
+    int (*run)(int, char **);
+  } cmds[] = {{"keygen", bt_cli_keygen},   {"encrypt", bt_cli_encrypt},   {"train", bt_cli_train},
+              {"decide", bt_cli_decide},   {"decrypt", bt_cli_decrypt},   {"evaluate", bt_cli_evaluate},
+              {"predict", bt_cli_predict}, {"infer", bt_cli_infer},       {"inspect", bt_cli_inspect}};
+  for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+    if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
   fprintf(stderr, "blindtuner: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

@@ -87,6 +87,16 @@ static const struct {
     {"public key", "a public key"},
     {"switching key", "a switching key"},
     {"evaluation keys", "evaluation keys"},
+    {"secret bundle", "a secret bundle (the client's keys)"},
+    {"evaluation bundle", "an evaluation-key bundle"},
+    {"encrypted dataset", "an encrypted dataset"},
+    {"encrypted model", "an encrypted model"},
+    {"training checkpoint", "a training checkpoint"},
+    {"encrypted validation loss", "an encrypted validation loss"},
+    {"early-stopping answer", "an early-stopping answer"},
+    {"decrypted model", "a decrypted model"},
+    {"encrypted logits", "encrypted logits"},
+    {"feature scaler", "a feature scaler"},
 };
 #define NKINDS (sizeof kinds / sizeof *kinds)
 
@@ -198,6 +208,10 @@ static bt_status check_kind(const char *src, const bt_io_info *info, bt_io_kind 
 
 static bt_status check_params(const char *src, const bt_io_info *info, const bt_ckks_params *p) {
   static const uint8_t zero[BT_PARAMS_HASH_BYTES];
+  /* bundles carry their parameters; their parser checks the hash */
+  if (!p && (info->kind == BT_IO_SECRET_BUNDLE || info->kind == BT_IO_EVAL_BUNDLE)) return BT_OK;
+  /* plaintext heads may be used without the key set's parameters */
+  if (!p && (info->kind == BT_IO_PLAIN_MODEL || info->kind == BT_IO_SCALER)) return BT_OK;
   if (info->kind == BT_IO_PARAMS) {
     if (memcmp(info->params_hash, zero, sizeof zero) != 0)
       return bt_io_fail(src, BT_E_FORMAT, "a parameter container must carry a zero parameter hash");
@@ -442,7 +456,28 @@ bt_status bt_io_reader_fail(bt_io_reader *r, bt_status s, const char *fmt, ...) 
   return r->st = bt_io_fail(r->src, s, "%s", msg);
 }
 
-uint64_t bt_io_remaining(const bt_io_reader *r) { return r->avail + r->unread; }
+uint64_t bt_io_remaining(const bt_io_reader *r) { return r->framed ? r->frame_left : r->avail + r->unread; }
+
+bt_status bt_io_frame_begin(bt_io_reader *r, uint64_t len, const char *what) {
+  if (r->st) return r->st;
+  if (r->framed) return bt_io_reader_fail(r, BT_E_ARG, "internal error: nested frames");
+  if (len > bt_io_remaining(r))
+    return bt_io_reader_fail(r, BT_E_FORMAT, "%s of %llu bytes runs past the payload (%llu bytes left)", what,
+                             (unsigned long long)len, (unsigned long long)bt_io_remaining(r));
+  r->framed = 1;
+  r->frame_left = len;
+  return BT_OK;
+}
+
+bt_status bt_io_frame_end(bt_io_reader *r, const char *what) {
+  const uint64_t left = r->frame_left;
+  r->framed = 0;
+  r->frame_left = 0;
+  if (!r->st && left)
+    return bt_io_reader_fail(r, BT_E_FORMAT, "%llu unexpected bytes at the end of %s", (unsigned long long)left,
+                             what);
+  return r->st;
+}
 
 const uint8_t *bt_io_take(bt_io_reader *r, size_t n) {
   if (r->st) return NULL;
@@ -486,6 +521,7 @@ const uint8_t *bt_io_take(bt_io_reader *r, size_t n) {
   const uint8_t *p = r->cur;
   r->cur += n;
   r->avail -= n;
+  if (r->framed) r->frame_left -= n;
   return p;
 }
 
@@ -698,6 +734,7 @@ bt_status bt_io_decode(const bt_io_codec *c, const uint8_t *buf, size_t len,
   if ((st = check_kind(NULL, &info, c->kind)) || (st = check_params(NULL, &info, p))) return st;
   bt_io_reader r = {.src = NULL, .cur = buf + BT_IO_HEADER_BYTES, .avail = (size_t)info.payload_bytes,
                     .fd = -1};
+  memcpy(r.params_hash, info.params_hash, sizeof r.params_hash);
   st = c->parse(&r, p, flags, out);
   if (!st) st = r.st;
   if (!st && bt_io_remaining(&r))
@@ -720,6 +757,7 @@ bt_status bt_io_load(const bt_io_codec *c, const char *path, const bt_ckks_param
     return st;
   }
   bt_io_reader r = {.src = path, .unread = info.payload_bytes, .fd = fd};
+  memcpy(r.params_hash, info.params_hash, sizeof r.params_hash);
   r.stage_cap = info.payload_bytes < STAGE_BYTES ? (size_t)info.payload_bytes + 1 : STAGE_BYTES;
   if (!(r.stage = bt_alloc(r.stage_cap))) {
     close(fd);

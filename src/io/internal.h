@@ -53,6 +53,9 @@ typedef struct bt_io_reader {
   size_t stage_cap;
   crypto_generichash_state hash;
   bt_status st;           /* first error; later calls do nothing */
+  uint8_t params_hash[BT_PARAMS_HASH_BYTES]; /* from the header */
+  int framed;             /* inside a frame: remaining counts its bytes only */
+  uint64_t frame_left;
 } bt_io_reader;
 
 /* n contiguous payload bytes, or NULL (payload too short, I/O error). */
@@ -62,7 +65,12 @@ uint64_t bt_io_get_u64(bt_io_reader *r);
 void bt_io_get_bytes(bt_io_reader *r, void *out, size_t n);
 /* Reads a u32 and fails with BT_E_FORMAT unless lo <= value <= hi. */
 int bt_io_get_int(bt_io_reader *r, int lo, int hi, const char *what);
-/* Payload bytes left to read. */
+/* A frame: the next `len` payload bytes hold one embedded object, which the
+ * codecs' parsers see as a whole payload (bt_io_remaining counts the frame
+ * only).  Frames do not nest.  frame_end fails unless it was all read. */
+bt_status bt_io_frame_begin(bt_io_reader *r, uint64_t len, const char *what);
+bt_status bt_io_frame_end(bt_io_reader *r, const char *what);
+/* Payload bytes left to read (in the frame, inside one). */
 uint64_t bt_io_remaining(const bt_io_reader *r);
 /* Fails with BT_E_FORMAT unless exactly `want` payload bytes are left. */
 bt_status bt_io_expect_remaining(bt_io_reader *r, uint64_t want, const char *what);
@@ -100,5 +108,16 @@ bt_status bt_io_decode(const bt_io_codec *c, const uint8_t *buf, size_t len,
                        const bt_ckks_params *p, unsigned flags, void *out);
 bt_status bt_io_load(const bt_io_codec *c, const char *path, const bt_ckks_params *p,
                      unsigned flags, void *out);
+
+/* The object codecs of serialize.c, for the pipeline's composite files
+ * (pipeline.c), which embed their payloads.  The ciphertext codec takes a
+ * bt_io_ct_view. */
+typedef struct bt_io_ct_view {
+  const bt_ciphertext *ct;
+  int seeded;
+} bt_io_ct_view;
+bt_status bt_io_ct_view_of(const bt_ciphertext *ct, bt_io_ct_view *v);
+extern const bt_io_codec bt_io_params_codec, bt_io_ciphertext_codec, bt_io_secret_key_codec,
+    bt_io_switch_key_codec, bt_io_eval_keys_codec;
 
 #endif

@@ -144,7 +144,7 @@ static void params_discard(void *out) {
   *p = NULL;
 }
 
-static const bt_io_codec params_codec = {BT_IO_PARAMS, 0, params_measure, params_emit,
+const bt_io_codec bt_io_params_codec = {BT_IO_PARAMS, 0, params_measure, params_emit,
                                          params_parse, params_discard};
 
 /* ---- plaintext ---- */
@@ -197,10 +197,7 @@ static const bt_io_codec plaintext_codec = {BT_IO_PLAINTEXT, 0, plaintext_measur
 /* ---- ciphertext ---- */
 
 /* A ciphertext with the decision, taken once, whether c1 travels as its seed. */
-typedef struct ct_view {
-  const bt_ciphertext *ct;
-  int seeded;
-} ct_view;
+typedef bt_io_ct_view ct_view;
 
 /* The seeded flag is trusted only when c1 really is the seed's expansion:
  * an operation that forgot to clear the flag must cost size, not
@@ -298,11 +295,11 @@ static void ciphertext_discard(void *out) {
   *ct = NULL;
 }
 
-static const bt_io_codec ciphertext_codec = {BT_IO_CIPHERTEXT, 0, ciphertext_measure,
+const bt_io_codec bt_io_ciphertext_codec = {BT_IO_CIPHERTEXT, 0, ciphertext_measure,
                                              ciphertext_emit, ciphertext_parse,
                                              ciphertext_discard};
 
-static bt_status ct_view_of(const bt_ciphertext *ct, ct_view *v) {
+bt_status bt_io_ct_view_of(const bt_ciphertext *ct, ct_view *v) {
   bt_status st = check_ciphertext(ct); /* before the level sizes anything */
   if (st) return st;
   int s = c1_is_seed_expansion(ct);
@@ -397,7 +394,7 @@ static void secret_key_discard(void *out) {
   *sk = NULL;
 }
 
-static const bt_io_codec secret_key_codec = {BT_IO_SECRET_KEY, 1, secret_key_measure,
+const bt_io_codec bt_io_secret_key_codec = {BT_IO_SECRET_KEY, 1, secret_key_measure,
                                              secret_key_emit, secret_key_parse,
                                              secret_key_discard};
 
@@ -521,7 +518,7 @@ static void switch_key_discard(void *out) {
   *k = NULL;
 }
 
-static const bt_io_codec switch_key_codec = {BT_IO_SWITCH_KEY, 0, switch_key_measure,
+const bt_io_codec bt_io_switch_key_codec = {BT_IO_SWITCH_KEY, 0, switch_key_measure,
                                              switch_key_emit, switch_key_parse,
                                              switch_key_discard};
 
@@ -595,23 +592,23 @@ static void eval_keys_discard(void *out) {
   *ek = NULL;
 }
 
-static const bt_io_codec eval_keys_codec = {BT_IO_EVAL_KEYS, 0, eval_keys_measure,
+const bt_io_codec bt_io_eval_keys_codec = {BT_IO_EVAL_KEYS, 0, eval_keys_measure,
                                             eval_keys_emit, eval_keys_parse, eval_keys_discard};
 
 /* ---- public entry points ---- */
 bt_status bt_io_write_params(const bt_ckks_params *p, uint8_t **buf, size_t *len) {
-  return bt_io_encode(&params_codec, p, NULL, buf, len);
+  return bt_io_encode(&bt_io_params_codec, p, NULL, buf, len);
 }
 bt_status bt_io_read_params(const uint8_t *buf, size_t len, unsigned flags, bt_ckks_params **out) {
   *out = NULL;
-  return bt_io_decode(&params_codec, buf, len, NULL, flags, out);
+  return bt_io_decode(&bt_io_params_codec, buf, len, NULL, flags, out);
 }
 bt_status bt_io_save_params(const char *path, const bt_ckks_params *p) {
-  return bt_io_save(&params_codec, path, p, NULL);
+  return bt_io_save(&bt_io_params_codec, path, p, NULL);
 }
 bt_status bt_io_load_params(const char *path, unsigned flags, bt_ckks_params **out) {
   *out = NULL;
-  return bt_io_load(&params_codec, path, NULL, flags, out);
+  return bt_io_load(&bt_io_params_codec, path, NULL, flags, out);
 }
 
 bt_status bt_io_write_plaintext(const bt_plaintext *pt, uint8_t **buf, size_t *len) {
@@ -634,40 +631,40 @@ bt_status bt_io_write_ciphertext(const bt_ciphertext *ct, uint8_t **buf, size_t 
   ct_view v;
   *buf = NULL;
   *len = 0;
-  bt_status st = ct_view_of(ct, &v);
+  bt_status st = bt_io_ct_view_of(ct, &v);
   if (st) return st;
-  return bt_io_encode(&ciphertext_codec, &v, bt_ckks_params_hash(ct->params), buf, len);
+  return bt_io_encode(&bt_io_ciphertext_codec, &v, bt_ckks_params_hash(ct->params), buf, len);
 }
 bt_status bt_io_read_ciphertext(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                 bt_ciphertext **out) {
   *out = NULL;
-  return bt_io_decode(&ciphertext_codec, buf, len, p, 0, out);
+  return bt_io_decode(&bt_io_ciphertext_codec, buf, len, p, 0, out);
 }
 bt_status bt_io_save_ciphertext(const char *path, const bt_ciphertext *ct) {
   ct_view v;
-  bt_status st = ct_view_of(ct, &v);
+  bt_status st = bt_io_ct_view_of(ct, &v);
   if (st) return bt_io_rewrap(path, st, NULL);
-  return bt_io_save(&ciphertext_codec, path, &v, bt_ckks_params_hash(ct->params));
+  return bt_io_save(&bt_io_ciphertext_codec, path, &v, bt_ckks_params_hash(ct->params));
 }
 bt_status bt_io_load_ciphertext(const char *path, const bt_ckks_params *p, bt_ciphertext **out) {
   *out = NULL;
-  return bt_io_load(&ciphertext_codec, path, p, 0, out);
+  return bt_io_load(&bt_io_ciphertext_codec, path, p, 0, out);
 }
 
 bt_status bt_io_write_secret_key(const bt_secret_key *sk, uint8_t **buf, size_t *len) {
-  return bt_io_encode(&secret_key_codec, sk, bt_ckks_params_hash(sk->params), buf, len);
+  return bt_io_encode(&bt_io_secret_key_codec, sk, bt_ckks_params_hash(sk->params), buf, len);
 }
 bt_status bt_io_read_secret_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                 bt_secret_key **out) {
   *out = NULL;
-  return bt_io_decode(&secret_key_codec, buf, len, p, 0, out);
+  return bt_io_decode(&bt_io_secret_key_codec, buf, len, p, 0, out);
 }
 bt_status bt_io_save_secret_key(const char *path, const bt_secret_key *sk) {
-  return bt_io_save(&secret_key_codec, path, sk, bt_ckks_params_hash(sk->params));
+  return bt_io_save(&bt_io_secret_key_codec, path, sk, bt_ckks_params_hash(sk->params));
 }
 bt_status bt_io_load_secret_key(const char *path, const bt_ckks_params *p, bt_secret_key **out) {
   *out = NULL;
-  return bt_io_load(&secret_key_codec, path, p, 0, out);
+  return bt_io_load(&bt_io_secret_key_codec, path, p, 0, out);
 }
 
 bt_status bt_io_write_public_key(const bt_public_key *pk, uint8_t **buf, size_t *len) {
@@ -687,33 +684,33 @@ bt_status bt_io_load_public_key(const char *path, const bt_ckks_params *p, bt_pu
 }
 
 bt_status bt_io_write_switch_key(const bt_switch_key *k, uint8_t **buf, size_t *len) {
-  return bt_io_encode(&switch_key_codec, k, bt_ckks_params_hash(k->params), buf, len);
+  return bt_io_encode(&bt_io_switch_key_codec, k, bt_ckks_params_hash(k->params), buf, len);
 }
 bt_status bt_io_read_switch_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                 bt_switch_key **out) {
   *out = NULL;
-  return bt_io_decode(&switch_key_codec, buf, len, p, 0, out);
+  return bt_io_decode(&bt_io_switch_key_codec, buf, len, p, 0, out);
 }
 bt_status bt_io_save_switch_key(const char *path, const bt_switch_key *k) {
-  return bt_io_save(&switch_key_codec, path, k, bt_ckks_params_hash(k->params));
+  return bt_io_save(&bt_io_switch_key_codec, path, k, bt_ckks_params_hash(k->params));
 }
 bt_status bt_io_load_switch_key(const char *path, const bt_ckks_params *p, bt_switch_key **out) {
   *out = NULL;
-  return bt_io_load(&switch_key_codec, path, p, 0, out);
+  return bt_io_load(&bt_io_switch_key_codec, path, p, 0, out);
 }
 
 bt_status bt_io_write_eval_keys(const bt_eval_keys *ek, uint8_t **buf, size_t *len) {
-  return bt_io_encode(&eval_keys_codec, ek, bt_ckks_params_hash(ek->params), buf, len);
+  return bt_io_encode(&bt_io_eval_keys_codec, ek, bt_ckks_params_hash(ek->params), buf, len);
 }
 bt_status bt_io_read_eval_keys(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                bt_eval_keys **out) {
   *out = NULL;
-  return bt_io_decode(&eval_keys_codec, buf, len, p, 0, out);
+  return bt_io_decode(&bt_io_eval_keys_codec, buf, len, p, 0, out);
 }
 bt_status bt_io_save_eval_keys(const char *path, const bt_eval_keys *ek) {
-  return bt_io_save(&eval_keys_codec, path, ek, bt_ckks_params_hash(ek->params));
+  return bt_io_save(&bt_io_eval_keys_codec, path, ek, bt_ckks_params_hash(ek->params));
 }
 bt_status bt_io_load_eval_keys(const char *path, const bt_ckks_params *p, bt_eval_keys **out) {
   *out = NULL;
-  return bt_io_load(&eval_keys_codec, path, p, 0, out);
+  return bt_io_load(&bt_io_eval_keys_codec, path, p, 0, out);
 }

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Every subcommand as a separate process, through files: the server's
+# commands (train, infer) run under watch_open, which fails them if the
+# client's secret bundle is opened by anyone while they run.
+# usage: e2e.sh BLINDTUNER WATCH_OPEN FIXTURE_DIR
+set -eu
+B=$1 WATCH=$2 F=$3
+D=$F/e2e
+rm -rf "$D"
+mkdir -p "$D"
+cd "$D"
+for f in client.key server.keys scaler.bt train.bt val.bt test.bt te.features.npy te.labels.npy; do ln -s "$F/$f" .; done
+# the watch itself works here: reading the bundle is caught
+rc=0
+"$WATCH" "$F/client.key" /bin/cat "$F/client.key" > /dev/null 2>&1 || rc=$?
+[ $rc -eq 100 ] || { echo "watch_open did not catch a read of the secret bundle ($rc)"; exit 1; }
+server() { echo "+ [server] $*"; "$WATCH" "$F/client.key" "$B" "$@"; }
+client() { echo "+ [client] $*"; "$B" "$@"; }
+T="--keys server.keys --train train.bt --val val.bt --workdir work --epochs 3 --lr 0.5 --momentum 0.7 --threads 2"
+rounds=0
+while :; do
+  rc=0
+  server train $T || rc=$?
+  [ $rc -eq 0 ] && break
+  [ $rc -eq 3 ] || { echo "train failed with status $rc"; exit 1; }
+  rounds=$((rounds + 1))
+  [ $rounds -le 3 ] || { echo "train keeps waiting"; exit 1; }
+  client decide --keys client.key --workdir work --patience 1
+done
+# the protocol left one loss and one answer per epoch run, and nothing else came back
+client inspect work/checkpoint.bt work/model-001.bt work/loss-001.bt work/answer-001.bt
+test -s work/report.json && test -s work/report.svg
+best=$(client decide --keys client.key --workdir work --patience 1 --json | sed -n 's/.*"best_epoch":\([0-9]*\).*/\1/p')
+[ -n "$best" ] || { echo "decide did not name a best epoch"; exit 1; }
+model=$(printf 'work/model-%03d.bt' "$best")
+client decrypt --keys client.key --model "$model" --scaler scaler.bt --out head.bt
+test "$(stat -c %a head.bt)" = 600
+client evaluate --model head.bt --features te.features.npy --labels te.labels.npy
+client predict --model head.bt --features te.features.npy --out predict.npy --probabilities probs.npy
+server infer --keys server.keys --model "$model" --data test.bt --out logits.bt --threads 2
+client decrypt --keys client.key --logits logits.bt --out logits.npy --predictions infer.npy
+# encrypted inference labels the test rows as the decrypted model does
+cmp predict.npy infer.npy
+ls work
+echo "e2e: ok"
