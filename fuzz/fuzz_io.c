@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   const uint8_t *buf = data + 1;
   const size_t len = size - 1;
-  switch (data[0] % 7) {
+  switch (data[0] % 8) {
   case 0: {
     bt_ckks_params *q = NULL;
     if (bt_io_read_params(buf, len, BT_ALLOW_INSECURE, &q) == BT_OK) bt_ckks_params_free(q);
@@ -60,6 +60,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (bt_io_read_switch_key(buf, len, p, &c) == BT_OK) bt_switch_key_free(c);
     break;
   }
+  case 7:
+    /* the pipeline's files: the second byte picks the kind */
+    if (len >= 1) (void)bt_io_validate_buffer((bt_io_kind)(BT_IO_SECRET_BUNDLE + buf[0] % 10), buf + 1, len - 1, p);
+    break;
   default: {
     bt_eval_keys *c = NULL;
     if (bt_io_read_eval_keys(buf, len, p, &c) == BT_OK) bt_eval_keys_free(c);

@@ -631,9 +631,9 @@ static void corrupt_ciphertexts(void **state) {
   expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "version 2", "version");
   printf("  refused: %s\n", bt_last_error());
   memcpy(c, buf, len);
-  put_le(c + H_KIND, 9, 2);
+  put_le(c + H_KIND, 18, 2); /* one past the last kind */
   fix_checksum(c, len);
-  expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "kind 9", "unknown kind");
+  expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "kind 18", "unknown kind");
   memcpy(c, buf, len);
   put_le(c + H_FLAGS, 1, 4);
   fix_checksum(c, len);
@@ -994,6 +994,117 @@ static void random_mutations(void **state) {
   free(v);
 }
 
+
+/* The pipeline's files: bundles carry their parameters and keys, datasets
+ * their ciphertexts; loaders check the tag (key set and layout), the
+ * frames and every embedded object. */
+static void pipeline_files(void **state) {
+  fixture *f = *state;
+  char sbp[512], ebp[512], dsp[512], anp[512];
+  path_in(f, "client.key", sbp, sizeof sbp);
+  path_in(f, "server.keys", ebp, sizeof ebp);
+  path_in(f, "train.bt", dsp, sizeof dsp);
+  path_in(f, "answer.bt", anp, sizeof anp);
+  bt_io_tag tag = {.batch = 4, .features = 3, .classes = 2};
+  bt_random_bytes(tag.keyset, sizeof tag.keyset);
+
+  /* secret bundle: mode 0600, the same key back */
+  bt_secret_bundle sb = {.tag = tag, .sk = f->sk}, sb2;
+  bt_ckks_params *p2 = NULL;
+  BT_CHECK(bt_io_save_secret_bundle(sbp, &sb));
+  struct stat stt;
+  assert_int_equal(stat(sbp, &stt), 0);
+  assert_int_equal(stt.st_mode & 0777, 0600);
+  BT_CHECK(bt_io_load_secret_bundle(sbp, BT_ALLOW_INSECURE, &p2, &sb2));
+  assert_memory_equal(bt_ckks_params_hash(p2), bt_ckks_params_hash(f->p), BT_PARAMS_HASH_BYTES);
+  assert_memory_equal(sb2.tag.keyset, tag.keyset, BT_KEYSET_ID_BYTES);
+  uint8_t *k1, *k2;
+  size_t l1, l2;
+  BT_CHECK(bt_io_write_secret_key(f->sk, &k1, &l1));
+  BT_CHECK(bt_io_write_secret_key(sb2.sk, &k2, &l2));
+  assert_int_equal(l1, l2);
+  assert_memory_equal(k1 + H_END, k2 + H_END, l1 - H_END);
+  bt_free_secret(k1, l1), bt_free_secret(k2, l2);
+  bt_secret_bundle_clear(&sb2);
+  bt_ckks_params_free(p2);
+
+  /* evaluation bundle: the keys come back */
+  bt_eval_bundle eb = {.tag = tag, .ek = f->ek}, eb2;
+  BT_CHECK(bt_io_save_eval_bundle(ebp, &eb));
+  BT_CHECK(bt_io_load_eval_bundle(ebp, BT_ALLOW_INSECURE, &p2, &eb2));
+  assert_int_equal(eb2.ek->ngalois, f->ek->ngalois);
+  assert_non_null(eb2.ek->relin);
+  assert_null(eb2.to_sparse);
+  bt_eval_bundle_clear(&eb2);
+  bt_ckks_params_free(p2);
+  /* one for the other */
+  expect_fail(bt_io_load_eval_bundle(sbp, BT_ALLOW_INSECURE, &p2, &eb2), BT_E_FORMAT,
+              "holds a secret bundle, expected an evaluation-key bundle", "secret bundle as evaluation keys");
+  assert_null(p2);
+
+  /* a dataset of two batches */
+  double complex *v = malloc(f->slots * sizeof *v);
+  random_values(&f->g, v, f->slots);
+  bt_enc_batch b[2];
+  bt_ciphertext *x0[1], *x1[1];
+  x0[0] = encrypt_values(f, v, 2, 0);
+  x1[0] = encrypt_values(f, v, 2, 0);
+  b[0] = (bt_enc_batch){.rows = 4, .x = x0, .y = encrypt_values(f, v, 3, 0)};
+  b[1] = (bt_enc_batch){.rows = 1, .x = x1, .y = encrypt_values(f, v, 3, 0)};
+  bt_enc_dataset d = {.tag = tag, .role = BT_SET_TRAIN, .rows = 5, .nx = 1, .nbatches = 2, .labelled = 1, .b = b},
+                 d2;
+  BT_CHECK(bt_io_save_dataset(dsp, &d));
+  BT_CHECK(bt_io_load_dataset(dsp, f->p, &tag, &d2));
+  assert_int_equal(d2.rows, 5);
+  assert_int_equal(d2.nbatches, 2);
+  assert_int_equal(d2.b[1].rows, 1);
+  for (int k = 0; k < 2; k++) {
+    assert_same_ct(b[k].x[0], d2.b[k].x[0]);
+    assert_same_ct(b[k].y, d2.b[k].y);
+  }
+  bt_enc_dataset_clear(&d2);
+  bt_io_tag other = tag;
+  other.keyset[0] ^= 1;
+  expect_fail(bt_io_load_dataset(dsp, f->p, &other, &d2), BT_E_PARAMS, "another keygen", "other key set");
+  other = tag;
+  other.classes = 3;
+  expect_fail(bt_io_load_dataset(dsp, f->p, &other, &d2), BT_E_PARAMS, "layout", "other layout");
+  expect_fail(bt_io_load_dataset(dsp, f->other, &tag, &d2), BT_E_PARAMS, "other parameters", "other parameters");
+  assert_null(d2.b);
+
+  /* bad fields behind a valid checksum */
+  size_t len;
+  uint8_t *buf = read_file(dsp, &len);
+  BT_CHECK(bt_io_validate_buffer(BT_IO_DATASET, buf, len, f->p));
+  uint8_t *bad = dup_buf(buf, len);
+  put_le(bad + H_END + 28, 9, 4); /* role */
+  fix_checksum(bad, len);
+  expect_fail(bt_io_validate_buffer(BT_IO_DATASET, bad, len, f->p), BT_E_FORMAT, "dataset role", "bad role");
+  memcpy(bad, buf, len);
+  put_le(bad + H_END + 28 + 20 + 4, (uint64_t)1 << 40, 8); /* the first frame's length */
+  fix_checksum(bad, len);
+  expect_fail(bt_io_validate_buffer(BT_IO_DATASET, bad, len, f->p), BT_E_FORMAT, "runs past the payload", "long frame");
+  memcpy(bad, buf, len);
+  put_le(bad + H_END + 28 + 4, 6, 4); /* rows: the batches hold 5 */
+  fix_checksum(bad, len);
+  expect_fail(bt_io_validate_buffer(BT_IO_DATASET, bad, len, f->p), BT_E_FORMAT, "the batches hold 5 rows",
+              "row count");
+  free(bad);
+  free(buf);
+
+  /* the one bit */
+  bt_answer a = {.tag = tag, .epoch = 3, .go_on = 0}, a2;
+  BT_CHECK(bt_io_save_answer(anp, f->p, &a));
+  BT_CHECK(bt_io_load_answer(anp, f->p, &tag, &a2));
+  assert_int_equal(a2.epoch, 3);
+  assert_int_equal(a2.go_on, 0);
+
+  for (int k = 0; k < 2; k++) bt_ciphertext_free(b[k].x[0]), bt_ciphertext_free(b[k].y);
+  free(v);
+  unlink(sbp), unlink(ebp), unlink(dsp), unlink(anp);
+  assert_int_equal(dir_entries(f->dir), 0);
+}
+
 static void kind_names(void **state) {
   (void)state;
   assert_string_equal(bt_io_kind_name(BT_IO_PARAMS), "parameters");
@@ -1020,6 +1131,7 @@ int main(void) {
       cmocka_unit_test(corrupt_files),
       cmocka_unit_test(atomic_saves),
       cmocka_unit_test(random_mutations),
+      cmocka_unit_test(pipeline_files),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -312,6 +312,12 @@ typedef struct bt_io_summary {
 } bt_io_summary;
 bt_status bt_io_summarize(const char *path, bt_io_summary *s) BT_MUST_CHECK BT_NONNULL(1, 2);
 
+/* Parses a pipeline container (kinds 8..17) from memory with every check a
+ * file load makes, then discards it: BT_OK when valid (fuzzing, tests).  p:
+ * the parameters other kinds than bundles must have been made for. */
+bt_status bt_io_validate_buffer(bt_io_kind kind, const uint8_t *buf, size_t len,
+                                const bt_ckks_params *p) BT_MUST_CHECK BT_NONNULL(2);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,7 @@ int bt_cli_evaluate(int argc, char **argv);
 int bt_cli_predict(int argc, char **argv);
 int bt_cli_infer(int argc, char **argv);
 int bt_cli_inspect(int argc, char **argv);
+int bt_cli_report(int argc, char **argv);
 int bt_bench_vit(int argc, char **argv);
 int bt_bench_bootstrap(int argc, char **argv);
 int bt_bench_hemat(int argc, char **argv);
@@ -139,6 +140,22 @@ bt_status bt_cli_encrypt_slots(const bt_ckks_params *p, const bt_hemat_layout *L
                                bt_prng *g, const double *slots, int level, bt_ciphertext **out) BT_MUST_CHECK;
 bt_status bt_cli_decrypt_slots(const bt_secret_key *sk, const bt_ciphertext *ct, const bt_hemat_layout *L,
                                double *re, double *im) BT_MUST_CHECK;
+
+/* ---- reports (report.c) ---- */
+typedef struct bt_cli_series {
+  const char *name, *colour;
+  const double *y; /* one value per epoch; NaN: none */
+} bt_cli_series;
+/* SVG documents (free them): curves over epochs 1..n with tick labels in
+ * `fmt`; stacked bars per epoch. */
+char *bt_cli_svg_lines(const char *title, int n, const bt_cli_series *s, int ns, const char *fmt);
+char *bt_cli_svg_bars(const char *title, int n, const bt_cli_series *s, int ns);
+/* The server's time split: phase[e * BT_CLI_PHASES + k] for the keys below. */
+#define BT_CLI_PHASES 5
+extern const char *const bt_cli_phase_keys[BT_CLI_PHASES];
+char *bt_cli_svg_phases(int n, const double *phase);
+/* Writes through a temporary file and a rename; 0 or -1. */
+int bt_cli_write_text(const char *path, const char *text);
 
 /* DIR/NAME-EEE.bt (epoch > 0) or DIR/NAME.bt. */
 void bt_cli_path(char *out, size_t cap, const char *dir, const char *name, int epoch);

@@ -171,13 +171,15 @@ static void encrypt_help(void) {
          "  --scaler FILE    the standardisation (written for train, read otherwise)\n"
          "  --out FILE       the encrypted dataset, for the server\n"
          "  --seed S         shuffle seed for train (default: random)\n"
-         "  --threads N      threads (default BT_THREADS or all cores)\n");
+         "  --threads N      threads (default BT_THREADS or all cores)\n"
+         "  --json           print what was written as JSON\n");
 }
 
 int bt_cli_encrypt(int argc, char **argv) {
   const char *who = "encrypt", *keys = NULL, *role_s = NULL, *fpath = NULL, *lpath = NULL, *scp = NULL, *outp = NULL;
-  int seed = -1, threads = 0;
+  int seed = -1, threads = 0, json = 0;
   const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},      {"--role", BT_OPT_STR, &role_s, 0, 0},
+                             {"--json", BT_OPT_FLAG, &json, 0, 0},
                              {"--features", BT_OPT_STR, &fpath, 0, 0}, {"--labels", BT_OPT_STR, &lpath, 0, 0},
                              {"--scaler", BT_OPT_STR, &scp, 0, 0},     {"--out", BT_OPT_STR, &outp, 0, 0},
                              {"--seed", BT_OPT_INT, &seed, 0, 2147483647.0},
@@ -310,9 +312,21 @@ int bt_cli_encrypt(int argc, char **argv) {
       TRY(who, st);
     }
   }
-  printf("encrypt: %s set of %zu rows%s in %d batch%s of %d -> %s (%.1f s)%s%s\n", bt_set_role_name(role), n,
-         y ? " with labels" : "", d.nbatches, d.nbatches > 1 ? "es" : "", B, outp, bt_seconds() - t0,
-         role == BT_SET_TRAIN ? "; standardisation -> " : "", role == BT_SET_TRAIN ? scp : "");
+  if (json) {
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "role", json_object_new_string(bt_set_role_name(role)));
+    json_object_object_add(o, "out", json_object_new_string(outp));
+    if (role == BT_SET_TRAIN) json_object_object_add(o, "scaler", json_object_new_string(scp));
+    const bt_cli_json_field fl[] = {{"rows", (double)n}, {"batches", d.nbatches}, {"labelled", y != NULL},
+                                    {"seconds", bt_seconds() - t0}};
+    bt_cli_json_add_numbers(o, fl, sizeof fl / sizeof *fl);
+    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+    json_object_put(o);
+  } else {
+    printf("encrypt: %s set of %zu rows%s in %d batch%s of %d -> %s (%.1f s)%s%s\n", bt_set_role_name(role), n,
+           y ? " with labels" : "", d.nbatches, d.nbatches > 1 ? "es" : "", B, outp, bt_seconds() - t0,
+           role == BT_SET_TRAIN ? "; standardisation -> " : "", role == BT_SET_TRAIN ? scp : "");
+  }
   rc = 0;
 out:
   bt_enc_dataset_clear(&d);

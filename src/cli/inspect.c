@@ -75,9 +75,9 @@ int bt_cli_inspect(int argc, char **argv) {
     if (s.has_tag)
       printf("  key set %s, layout %d rows x %d features x %d classes\n", id, s.tag.batch, s.tag.features, s.tag.classes);
     if (s.role >= 0)
-      printf("  %s set: %d rows in %d batches%s\n", bt_set_role_name((bt_set_role)s.role), s.rows, s.batches,
-             s.flag ? ", with labels" : ", no labels");
-    if (s.info.kind == BT_IO_LOGITS) printf("  %d rows in %d batches\n", s.rows, s.batches);
+      printf("  %s set: %d rows in %d batch%s%s\n", bt_set_role_name((bt_set_role)s.role), s.rows, s.batches,
+             s.batches == 1 ? "" : "es", s.flag ? ", with labels" : ", no labels");
+    if (s.info.kind == BT_IO_LOGITS) printf("  %d rows in %d batch%s\n", s.rows, s.batches, s.batches == 1 ? "" : "es");
     if (s.info.kind == BT_IO_CHECKPOINT)
       printf("  after epoch %d%s\n", s.epoch, s.flag ? ", stopped by the client" : "");
     else if (s.info.kind == BT_IO_ANSWER)

@@ -26,6 +26,7 @@ static void usage(FILE *f) {
           "  decrypt            an encrypted model -> a plaintext head; encrypted logits -> .npy\n"
           "  evaluate           accuracy and loss of a decrypted model on labelled features\n"
           "  predict            labels and probabilities of features with a decrypted model\n"
+          "  report             a training run's losses, accuracy and time per epoch (JSON + HTML)\n"
           "server (evaluation keys and ciphertexts only):\n"
           "  train              encrypted training with bootstrapping, checkpoints, early stopping\n"
           "  infer              encrypted logits of an encrypted dataset under an encrypted model\n"
@@ -138,7 +139,8 @@ int main(int argc, char **argv) {
     int (*run)(int, char **);
   } cmds[] = {{"keygen", bt_cli_keygen},   {"encrypt", bt_cli_encrypt},   {"train", bt_cli_train},
               {"decide", bt_cli_decide},   {"decrypt", bt_cli_decrypt},   {"evaluate", bt_cli_evaluate},
-              {"predict", bt_cli_predict}, {"infer", bt_cli_infer},       {"inspect", bt_cli_inspect}};
+              {"predict", bt_cli_predict}, {"infer", bt_cli_infer},       {"inspect", bt_cli_inspect},
+              {"report", bt_cli_report}};
   for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
     if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
   fprintf(stderr, "blindtuner: unknown command '%s'\n\n", cmd);

@@ -107,79 +107,26 @@ static json_object *report_load(const char *dir) {
   return o;
 }
 
-static int write_atomic(const char *path, const char *text) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) return -1;
-  const int bad = fputs(text, f) < 0;
-  if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-    remove(tmp);
-    return -1;
-  }
-  return 0;
-}
-
-/* A stacked bar per epoch: training time split by phase, then validation. */
+/* report.json and report.svg: time per epoch and phase. */
 static int report_save(const char *dir, json_object *rep) {
   char path[4096];
   snprintf(path, sizeof path, "%s/report.json", dir);
-  if (write_atomic(path, json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PRETTY))) return -1;
+  if (bt_cli_write_text(path, json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PRETTY))) return -1;
   json_object *ep;
   json_object_object_get_ex(rep, "epochs", &ep);
-  const size_t n = json_object_array_length(ep);
-  static const char *keys[] = {"matmul_s", "softmax_s", "bootstrap_s", "other_s", "validation_s"};
-  static const char *names[] = {"matrix products", "softmax", "bootstrapping", "other", "validation"};
-  static const char *colours[] = {"#4e79a7", "#f28e2b", "#e15759", "#bab0ac", "#59a14f"};
-  double top = 1;
-  for (size_t i = 0; i < n; i++) {
-    double s = 0;
-    for (int k = 0; k < 5; k++) {
+  const int n = (int)json_object_array_length(ep);
+  double *phase = calloc((size_t)(n ? n : 1) * BT_CLI_PHASES, sizeof *phase);
+  if (!phase) return -1;
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < BT_CLI_PHASES; k++) {
       json_object *v;
-      if (json_object_object_get_ex(json_object_array_get_idx(ep, i), keys[k], &v)) s += json_object_get_double(v);
+      if (json_object_object_get_ex(json_object_array_get_idx(ep, (size_t)i), bt_cli_phase_keys[k], &v))
+        phase[i * BT_CLI_PHASES + k] = json_object_get_double(v);
     }
-    if (s > top) top = s;
-  }
-  const int W = 640, H = 360, x0 = 60, y0 = 30, pw = 440, ph = 280;
-  size_t cap = 4096 + n * 1200, len = 0;
-  char *svg = malloc(cap);
-  if (!svg) return -1;
-#define OUT(...) len += (size_t)snprintf(svg + len, cap - len, __VA_ARGS__)
-  OUT("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
-      "font-size=\"12\">\n<text x=\"%d\" y=\"18\" font-size=\"14\">blindtuner train: seconds per epoch</text>\n",
-      W, H, x0);
-  OUT("<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", x0, y0 + ph, x0 + pw, y0 + ph);
-  OUT("<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", x0, y0, x0, y0 + ph);
-  for (int t = 0; t <= 4; t++) {
-    const double v = top * t / 4;
-    const int y = y0 + ph - (int)(ph * t / 4);
-    OUT("<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.0f</text>\n", x0 - 4, y + 4, v);
-  }
-  const double bw = n ? (double)pw / (double)n : pw;
-  for (size_t i = 0; i < n; i++) {
-    json_object *e = json_object_array_get_idx(ep, i);
-    double y = y0 + ph;
-    for (int k = 0; k < 5; k++) {
-      json_object *v;
-      const double s = json_object_object_get_ex(e, keys[k], &v) ? json_object_get_double(v) : 0;
-      const double h = ph * s / top;
-      y -= h;
-      OUT("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>epoch %zu %s: %.1f s"
-          "</title></rect>\n",
-          x0 + bw * (double)i + bw * 0.15, y, bw * 0.7, h, colours[k], i + 1, names[k], s);
-    }
-    OUT("<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%zu</text>\n", x0 + bw * ((double)i + 0.5), y0 + ph + 16,
-        i + 1);
-  }
-  OUT("<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">epoch</text>\n", x0 + pw / 2, y0 + ph + 32);
-  for (int k = 0; k < 5; k++) {
-    OUT("<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>\n", x0 + pw + 20, y0 + 20 * k, colours[k]);
-    OUT("<text x=\"%d\" y=\"%d\">%s</text>\n", x0 + pw + 38, y0 + 20 * k + 11, names[k]);
-  }
-  OUT("</svg>\n");
-#undef OUT
+  char *svg = bt_cli_svg_phases(n, phase);
+  free(phase);
   snprintf(path, sizeof path, "%s/report.svg", dir);
-  const int rc = len < cap ? write_atomic(path, svg) : -1;
+  const int rc = svg ? bt_cli_write_text(path, svg) : -1;
   free(svg);
   return rc;
 }

@@ -87,7 +87,7 @@ static const struct {
     {"public key", "a public key"},
     {"switching key", "a switching key"},
     {"evaluation keys", "evaluation keys"},
-    {"secret bundle", "a secret bundle (the client's keys)"},
+    {"secret bundle", "a secret bundle"},
     {"evaluation bundle", "an evaluation-key bundle"},
     {"encrypted dataset", "an encrypted dataset"},
     {"encrypted model", "an encrypted model"},

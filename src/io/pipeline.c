@@ -826,3 +826,37 @@ bt_status bt_io_summarize(const char *path, bt_io_summary *s) {
   }
   return BT_OK;
 }
+
+/* ---- validation in memory (fuzzing, tests) ---- */
+bt_status bt_io_validate_buffer(bt_io_kind kind, const uint8_t *buf, size_t len, const bt_ckks_params *p) {
+  union {
+    bt_secret_bundle sb;
+    bt_eval_bundle eb;
+    bt_enc_dataset d;
+    bt_enc_epoch e;
+    bt_checkpoint c;
+    bt_answer a;
+    bt_enc_logits l;
+    bt_plain_head h;
+  } u;
+  memset(&u, 0, sizeof u);
+  bundle_load bl = {NULL, &u};
+  const bt_io_codec *c;
+  void *out = &u;
+  switch (kind) {
+    case BT_IO_SECRET_BUNDLE: c = &sb_codec, out = &bl, p = NULL; break;
+    case BT_IO_EVAL_BUNDLE: c = &eb_codec, out = &bl, p = NULL; break;
+    case BT_IO_DATASET: c = &ds_codec; break;
+    case BT_IO_MODEL: c = &model_codec; break;
+    case BT_IO_LOSS: c = &loss_codec; break;
+    case BT_IO_CHECKPOINT: c = &cp_codec; break;
+    case BT_IO_ANSWER: c = &an_codec; break;
+    case BT_IO_LOGITS: c = &lg_codec; break;
+    case BT_IO_PLAIN_MODEL: c = &hm_codec; break;
+    case BT_IO_SCALER: c = &sc_codec; break;
+    default: return bt_fail(BT_E_ARG, "kind %d is not one of the pipeline's", (int)kind);
+  }
+  bt_status st = bt_io_decode(c, buf, len, p, BT_ALLOW_INSECURE, out);
+  if (!st) c->discard(out);
+  return st;
+}

@@ -9,12 +9,15 @@ D=$F/e2e
 rm -rf "$D"
 mkdir -p "$D"
 cd "$D"
-for f in client.key server.keys scaler.bt train.bt val.bt test.bt te.features.npy te.labels.npy; do ln -s "$F/$f" .; done
+for f in server.keys scaler.bt train.bt val.bt test.bt te.features.npy te.labels.npy va.features.npy va.labels.npy; do ln -s "$F/$f" .; done
+# this test's own copy of the secret bundle: other tests, maybe running in
+# parallel, read the fixture's, and this one watches its copy
+cp "$F/client.key" client.key
 # the watch itself works here: reading the bundle is caught
 rc=0
-"$WATCH" "$F/client.key" /bin/cat "$F/client.key" > /dev/null 2>&1 || rc=$?
+"$WATCH" "$D/client.key" /bin/cat "$D/client.key" > /dev/null 2>&1 || rc=$?
 [ $rc -eq 100 ] || { echo "watch_open did not catch a read of the secret bundle ($rc)"; exit 1; }
-server() { echo "+ [server] $*"; "$WATCH" "$F/client.key" "$B" "$@"; }
+server() { echo "+ [server] $*"; "$WATCH" "$D/client.key" "$B" "$@"; }
 client() { echo "+ [client] $*"; "$B" "$@"; }
 T="--keys server.keys --train train.bt --val val.bt --workdir work --epochs 3 --lr 0.5 --momentum 0.7 --threads 2"
 rounds=0
@@ -41,5 +44,10 @@ server infer --keys server.keys --model "$model" --data test.bt --out logits.bt 
 client decrypt --keys client.key --logits logits.bt --out logits.npy --predictions infer.npy
 # encrypted inference labels the test rows as the decrypted model does
 cmp predict.npy infer.npy
+# the client's report: decrypted losses, each epoch's accuracy, the server's time split
+client report --keys client.key --workdir work --scaler scaler.bt --features va.features.npy \
+  --labels va.labels.npy --out report
+[ "$(grep -c '<svg' report.html)" -eq 3 ] || { echo "report.html lacks its three charts"; exit 1; }
+grep -q '"accuracy"' report.json
 ls work
 echo "e2e: ok"
