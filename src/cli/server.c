@@ -206,17 +206,13 @@ int bt_cli_train(int argc, char **argv) {
       memset(cp.a->c[c], 0, (size_t)(cp.a->level + 1) * ((size_t)1 << bt_ckks_logn(p)) * sizeof(uint64_t));
   }
   rep = report_load(dir);
-  TRY(bt_cli_server_new(p, &L, &sa, &eb, lr, mu, &sv));
   TRY(bt_ciphertext_new(p, &loss));
   TRY(bt_ciphertext_new(p, &lpart));
   order = malloc((size_t)tr.nbatches * sizeof *order);
   if (!order) FAIL("out of memory");
-  fprintf(stderr, "%s: %d training batches%s%d validation, layout %d x %d x %d, server setup %.1f s\n", who,
-          tr.nbatches, valp ? ", " : " (no validation set", valp ? va.nbatches : 0, L.batch, L.features, L.classes,
-          sv.setup_s);
 
   long steps_here = 0;
-  const double t_train0 = bt_seconds();
+  double t_train0 = bt_seconds();
   const int first_epoch = cp.epochs_done;
   for (;;) {
     const int e = cp.epochs_done;
@@ -246,6 +242,12 @@ int bt_cli_train(int argc, char **argv) {
     for (int k = tr.nbatches - 1; k > 0; k--) {
       const int j = (int)(bt_prng_u64(&sg) % (uint64_t)(k + 1)), tmp = order[k];
       order[k] = order[j], order[j] = tmp;
+    }
+    if (!sv.trainer) { /* built only when there is an epoch to train */
+      TRY(bt_cli_server_new(p, &L, &sa, &eb, lr, mu, &sv));
+      fprintf(stderr, "%s: %d training batches, %d validation, layout %d x %d x %d, server setup %.1f s\n", who,
+              tr.nbatches, valp ? va.nbatches : 0, L.batch, L.features, L.classes, sv.setup_s);
+      t_train0 = bt_seconds();
     }
     bt_train_stats st = {0}, vst = {0};
     double ts = bt_seconds();
@@ -381,6 +383,7 @@ int bt_cli_infer(int argc, char **argv) {
   TRY(bt_cli_layout(p, &eb.tag, &L, &sa));
   if (d.nx != L.nb) FAIL("%s has %d feature blocks per batch, the layout %d", datap, d.nx, L.nb);
   TRY(bt_cli_server_new(p, &L, &sa, &eb, 0.1, 0, &sv));
+  const double t1 = bt_seconds(); /* progress: inference only */
   lg.tag = eb.tag;
   lg.rows = d.rows;
   lg.nbatches = d.nbatches;
@@ -394,10 +397,11 @@ int bt_cli_infer(int argc, char **argv) {
     TRY(bt_trainer_logits(sv.trainer, sv.ev, d.b[k].x, m.ct, lg.z[k], NULL));
     char what[64];
     snprintf(what, sizeof what, "batch %d/%d", k + 1, d.nbatches);
-    bt_cli_progress(who, tty, k + 1, d.nbatches, t0, what);
+    bt_cli_progress(who, tty, k + 1, d.nbatches, t1, what);
   }
   TRY(bt_io_save_logits(outp, &lg));
-  printf("infer: logits of %d rows (model of epoch %d) -> %s (%.1f s)\n", d.rows, m.epoch, outp, bt_seconds() - t0);
+  printf("infer: logits of %d rows (model of epoch %d) -> %s (%.1f s; loading and setup %.1f s, inference %.1f s)\n",
+         d.rows, m.epoch, outp, bt_seconds() - t0, t1 - t0, bt_seconds() - t1);
   rc = 0;
 out:
   bt_enc_logits_clear(&lg);
