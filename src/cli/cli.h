@@ -88,6 +88,12 @@ typedef struct bt_cli_session {
 bt_status bt_cli_session_new(const bt_ckks_params *p, const bt_hemat_layout *L, const bt_softmax_approx *sa,
                              double lr, double momentum, bt_cli_session *s) BT_MUST_CHECK;
 void bt_cli_session_free(bt_cli_session *s);
+/* The client's key set for training with `bs` and `t` (whose rotations the
+ * evaluation keys cover): secret key, evaluation keys and, when encaps_hw is
+ * not 0, the encapsulation keys of dense-secret bootstrapping. */
+bt_status bt_cli_training_keys(const bt_ckks_params *p, const bt_bootstrapper *bs, const bt_trainer *t,
+                                int encaps_hw, bt_prng *g, bt_secret_key **sk, bt_eval_keys **ek,
+                                bt_encaps_key **to_sparse, bt_switch_key **to_dense) BT_MUST_CHECK;
 
 /* JSON numbers: integral values as integers. */
 typedef struct bt_cli_json_field {

@@ -87,10 +87,8 @@ int bt_cli_keygen(int argc, char **argv) {
   bt_prng g;
   bt_secret_bundle sb = {0};
   bt_eval_bundle eb = {0};
-  int *steps = malloc((4096 + 512) * sizeof *steps);
   bt_prng_init_random(&g);
   const double t0 = bt_seconds();
-  if (!steps) FAIL(who, "out of memory");
   bt_ckks_literal lit;
   TRY(who, bt_ckks_preset(preset, &lit));
   TRY(who, bt_ckks_params_new(&lit, insecure ? BT_ALLOW_INSECURE : 0, &p));
@@ -103,14 +101,9 @@ int bt_cli_keygen(int argc, char **argv) {
   TRY(who, bt_bootstrap_config_default(p, &cfg));
   TRY(who, bt_bootstrapper_new(p, &cfg, bt_ckks_default_scale(p), &bs));
   TRY(who, bt_trainer_new(p, &L, &sa, bs, 0.1, 0, &t));
-  size_t ns = bt_bootstrap_steps(bs, steps);
-  ns += bt_trainer_steps(t, steps + ns);
   sb.tag = eb.tag = tag;
-  TRY(who, bt_keygen_secret(p, &g, &sb.sk));
-  TRY(who, bt_eval_keys_new(p, &eb.ek));
-  TRY(who, bt_keygen_eval(sb.sk, &g, 1, steps, ns, 1, eb.ek));
-  if (cfg.encaps_hamming_weight)
-    TRY(who, bt_keygen_encapsulation(sb.sk, cfg.encaps_hamming_weight, &g, &eb.to_sparse, &eb.to_dense));
+  TRY(who, bt_cli_training_keys(p, bs, t, cfg.encaps_hamming_weight, &g, &sb.sk, &eb.ek, &eb.to_sparse,
+                                &eb.to_dense));
   TRY(who, bt_io_save_eval_bundle(evalp, &eb));
   wrote_eval = 1;
   TRY(who, bt_io_save_secret_bundle(secret, &sb));
@@ -146,7 +139,6 @@ out:
   bt_softmax_approx_free(&sa);
   bt_prng_wipe(&g);
   bt_ckks_params_free(p);
-  free(steps);
   return rc;
 }
 
@@ -438,6 +430,15 @@ out:
 }
 
 /* ================================================================ decrypt */
+static void print_json(const char *kind, const char *out, const bt_cli_json_field *f, size_t n) {
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "kind", json_object_new_string(kind));
+  json_object_object_add(o, "out", json_object_new_string(out));
+  bt_cli_json_add_numbers(o, f, n);
+  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+  json_object_put(o);
+}
+
 static void decrypt_help(void) {
   printf("usage: blindtuner decrypt --keys SECRET --model FILE --scaler FILE --out HEAD\n"
          "       blindtuner decrypt --keys SECRET --logits FILE --out LOGITS.npy [--predictions P.npy]\n"
@@ -453,13 +454,15 @@ static void decrypt_help(void) {
          "  --scaler FILE      the standardisation written by `encrypt --role train`\n"
          "  --logits FILE      encrypted logits\n"
          "  --out FILE         the output\n"
-         "  --predictions FILE predicted labels (with --logits)\n");
+         "  --predictions FILE predicted labels (with --logits)\n"
+         "  --json             print what was written as JSON\n");
 }
 
 int bt_cli_decrypt(int argc, char **argv) {
   const char *who = "decrypt", *keys = NULL, *model = NULL, *scp = NULL, *logits = NULL, *outp = NULL,
              *preds = NULL;
-  const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},   {"--model", BT_OPT_STR, &model, 0, 0},
+  int json = 0;
+  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},{"--keys", BT_OPT_STR, &keys, 0, 0},   {"--model", BT_OPT_STR, &model, 0, 0},
                              {"--scaler", BT_OPT_STR, &scp, 0, 0},  {"--logits", BT_OPT_STR, &logits, 0, 0},
                              {"--out", BT_OPT_STR, &outp, 0, 0},    {"--predictions", BT_OPT_STR, &preds, 0, 0},
                              {0}};
@@ -494,7 +497,11 @@ int bt_cli_decrypt(int argc, char **argv) {
     bt_hemat_unpack_w(&L, slots, h.w);
     h.epoch = e.epoch;
     TRY(who, bt_io_save_head(outp, BT_IO_PLAIN_MODEL, p, &h));
-    printf("decrypt: model of epoch %d (%d classes x %d features) -> %s\n", e.epoch, C, sb.tag.features, outp);
+    if (json) {
+      const bt_cli_json_field fl[] = {{"epoch", e.epoch}, {"classes", C}, {"features", sb.tag.features}};
+      print_json("model", outp, fl, sizeof fl / sizeof *fl);
+    } else
+      printf("decrypt: model of epoch %d (%d classes x %d features) -> %s\n", e.epoch, C, sb.tag.features, outp);
   } else {
     TRY(who, bt_io_load_logits(logits, p, &sb.tag, &lg));
     z = malloc((size_t)B * C * sizeof *z);
@@ -523,8 +530,12 @@ int bt_cli_decrypt(int argc, char **argv) {
         TRY(who, st);
       }
     }
-    printf("decrypt: logits of %d rows x %d classes -> %s%s%s\n", lg.rows, C, outp, preds ? ", predictions -> " : "",
-           preds ? preds : "");
+    if (json) {
+      const bt_cli_json_field fl[] = {{"rows", lg.rows}, {"classes", C}};
+      print_json("logits", outp, fl, sizeof fl / sizeof *fl);
+    } else
+      printf("decrypt: logits of %d rows x %d classes -> %s%s%s\n", lg.rows, C, outp,
+             preds ? ", predictions -> " : "", preds ? preds : "");
   }
   rc = 0;
 out:
@@ -666,12 +677,14 @@ static void predict_help(void) {
   printf("usage: blindtuner predict --model HEAD --features F.npy --out P.npy [--probabilities Q.npy]\n"
          "\n"
          "Client.  Labels plaintext features with a decrypted model: P.npy gets the predicted\n"
-         "labels (int64, n), Q.npy the softmax probabilities (float32, n x C).\n");
+         "labels (int64, n), Q.npy the softmax probabilities (float32, n x C).  --json prints\n"
+         "the number of rows predicted per class as JSON.\n");
 }
 
 int bt_cli_predict(int argc, char **argv) {
   const char *who = "predict", *model = NULL, *fpath = NULL, *outp = NULL, *probp = NULL;
-  const bt_cli_opt opts[] = {{"--model", BT_OPT_STR, &model, 0, 0},
+  int json = 0;
+  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},{"--model", BT_OPT_STR, &model, 0, 0},
                              {"--features", BT_OPT_STR, &fpath, 0, 0},
                              {"--out", BT_OPT_STR, &outp, 0, 0},
                              {"--probabilities", BT_OPT_STR, &probp, 0, 0},
@@ -712,7 +725,20 @@ int bt_cli_predict(int argc, char **argv) {
       TRY(who, st);
     }
   }
-  printf("predict: %zu rows -> %s%s%s\n", n, outp, probp ? ", probabilities -> " : "", probp ? probp : "");
+  if (json) {
+    json_object *o = json_object_new_object(), *per = json_object_new_array();
+    for (int c = 0; c < C; c++) {
+      long k = 0;
+      for (size_t i = 0; i < n; i++) k += pred[i] == c;
+      json_object_array_add(per, json_object_new_int64(k));
+    }
+    json_object_object_add(o, "rows", json_object_new_int64((int64_t)n));
+    json_object_object_add(o, "predicted_per_class", per);
+    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+    json_object_put(o);
+  } else {
+    printf("predict: %zu rows -> %s%s%s\n", n, outp, probp ? ", probabilities -> " : "", probp ? probp : "");
+  }
   rc = 0;
 out:
   bt_plain_head_clear(&h);

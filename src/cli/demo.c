@@ -158,12 +158,6 @@ static double *standardise(const float *f, size_t n, size_t dim, const double *m
   return x;
 }
 
-static void progress(int tty, const char *fmt, double done, double total, double t0, const char *what) {
-  const double el = bt_seconds() - t0, eta = done > 0 ? el / done * (total - done) : 0;
-  fprintf(stderr, tty ? "\rdemo: %s %s, %.0f s elapsed, ETA %.0f s   " : "demo: %s %s, %.0f s elapsed, ETA %.0f s\n",
-          fmt, what, el, eta);
-}
-
 int bt_cli_demo(int argc, char **argv) {
   int ntrain = 2048, nval = 512, ntest = 0, B = 1024, epochs = 2, patience = 3, threads = 0, json = 0;
   unsigned flags = 0;
@@ -383,7 +377,7 @@ int bt_cli_demo(int argc, char **argv) {
       TRY(bt_plain_step(NULL, b->rows, F, C, xtr + (size_t)b->first * F, ytr + b->first, lr, mu, ex_v, ex_w));
       char what[64];
       snprintf(what, sizeof what, "epoch %d/%d step %d/%d", e + 1, epochs, k + 1, ntb);
-      progress(tty, what, (double)(e * ntb + k + 1), total_steps, t_train0, "trained");
+      bt_cli_progress("demo", tty, (double)(e * ntb + k + 1), total_steps, t_train0, what);
     }
     t_train += bt_seconds() - ts;
     /* server: encrypted validation loss, the sum of the batches' shares */
@@ -408,7 +402,7 @@ int bt_cli_demo(int argc, char **argv) {
     TRY(bt_plain_evaluate(NULL, B, nval, F, C, xval, yval, ex_w, &ex_loss, NULL));
     const int go_on = bt_early_stop_update(&es, vloss);
     ran = e + 1;
-    if (tty) fputc('\n', stderr);
+    if (tty && (double)(e + 1) * ntb < total_steps) fputc('\n', stderr); /* end the progress line */
     fprintf(stderr, "demo: epoch %d: validation loss %.5f encrypted, %.5f twin, %.5f exact; client says %s\n", e + 1,
             vloss, tw_loss, ex_loss, go_on ? "continue" : "stop");
     json_object *je = json_object_new_object();

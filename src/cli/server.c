@@ -261,6 +261,7 @@ int bt_cli_train(int argc, char **argv) {
                    total = (double)(epochs - first_epoch) * tr.nbatches;
       bt_cli_progress(who, tty, done, total, t_train0, what);
     }
+    if (tty && e + 1 < epochs) fputc('\n', stderr); /* end the progress line */
     const double train_s = bt_seconds() - ts;
     ts = bt_seconds();
     bt_enc_epoch out_e = {.tag = *tag, .epoch = e + 1};
@@ -352,13 +353,14 @@ static void infer_help(void) {
          "  --model FILE   an encrypted model (train's DIR/model-EEE.bt)\n"
          "  --data FILE    an encrypted dataset (blindtuner encrypt)\n"
          "  --out FILE     the encrypted logits\n"
-         "  --threads N    threads (default BT_THREADS or all cores)\n");
+         "  --threads N    threads (default BT_THREADS or all cores)\n"
+         "  --json         print the result as JSON\n");
 }
 
 int bt_cli_infer(int argc, char **argv) {
   const char *who = "infer", *keys = NULL, *model = NULL, *datap = NULL, *outp = NULL;
-  int threads = 0;
-  const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},  {"--model", BT_OPT_STR, &model, 0, 0},
+  int threads = 0, json = 0;
+  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},{"--keys", BT_OPT_STR, &keys, 0, 0},  {"--model", BT_OPT_STR, &model, 0, 0},
                              {"--data", BT_OPT_STR, &datap, 0, 0}, {"--out", BT_OPT_STR, &outp, 0, 0},
                              {"--threads", BT_OPT_INT, &threads, 1, 1024}, {0}};
   int r = bt_cli_parse(who, argc, argv, opts, infer_help);
@@ -400,8 +402,17 @@ int bt_cli_infer(int argc, char **argv) {
     bt_cli_progress(who, tty, k + 1, d.nbatches, t1, what);
   }
   TRY(bt_io_save_logits(outp, &lg));
-  printf("infer: logits of %d rows (model of epoch %d) -> %s (%.1f s; loading and setup %.1f s, inference %.1f s)\n",
-         d.rows, m.epoch, outp, bt_seconds() - t0, t1 - t0, bt_seconds() - t1);
+  if (json) {
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "out", json_object_new_string(outp));
+    const bt_cli_json_field f[] = {{"rows", d.rows},           {"batches", d.nbatches}, {"epoch", m.epoch},
+                                   {"seconds", bt_seconds() - t0}, {"setup_s", t1 - t0}, {"infer_s", bt_seconds() - t1}};
+    bt_cli_json_add_numbers(o, f, sizeof f / sizeof *f);
+    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+    json_object_put(o);
+  } else
+    printf("infer: logits of %d rows (model of epoch %d) -> %s (%.1f s; loading and setup %.1f s, inference %.1f s)\n",
+           d.rows, m.epoch, outp, bt_seconds() - t0, t1 - t0, bt_seconds() - t1);
   rc = 0;
 out:
   bt_enc_logits_clear(&lg);
