@@ -47,6 +47,17 @@ static void put(sbuf *b, const char *fmt, ...) {
   }
 }
 
+/* Text for HTML: & < > " escaped (paths are the user's, but still text). */
+static void put_text(sbuf *b, const char *t) {
+  for (; *t; t++) switch (*t) {
+      case '&': put(b, "&amp;"); break;
+      case '<': put(b, "&lt;"); break;
+      case '>': put(b, "&gt;"); break;
+      case '"': put(b, "&quot;"); break;
+      default: put(b, "%c", *t);
+    }
+}
+
 static char *done(sbuf *b) {
   if (b->bad) {
     free(b->s);
@@ -307,10 +318,15 @@ int bt_cli_report(int argc, char **argv) {
   s3 = server ? bt_cli_svg_phases(n, phase) : NULL;
   if (!s1 || (xs && !s2) || (server && !s3)) goto nomem;
   put(&html, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>blindtuner report</title></head>\n"
-             "<body style=\"font-family:sans-serif\">\n<h1>Encrypted training: %s</h1>\n<p>%d epochs. "
-             "Losses are decrypted by the client; the server never saw them.%s%s%s</p>\n%s%s%s",
-      dir, n, xs ? " Accuracy: each epoch's decrypted model on " : "", xs ? fpath : "", xs ? "." : "", s1,
-      s2 ? s2 : "", s3 ? s3 : "");
+             "<body style=\"font-family:sans-serif\">\n<h1>Encrypted training: ");
+  put_text(&html, dir);
+  put(&html, "</h1>\n<p>%d epochs. Losses are decrypted by the client; the server never saw them.", n);
+  if (xs) {
+    put(&html, " Accuracy: each epoch's decrypted model on ");
+    put_text(&html, fpath);
+    put(&html, ".");
+  }
+  put(&html, "</p>\n%s%s%s", s1, s2 ? s2 : "", s3 ? s3 : "");
   put(&html, "<table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">\n<tr><th>epoch</th>"
              "<th>validation loss</th><th>accuracy</th><th>seconds</th></tr>\n");
   for (int e = 0; e < n; e++) {
