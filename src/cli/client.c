@@ -462,7 +462,8 @@ int bt_cli_decrypt(int argc, char **argv) {
   const char *who = "decrypt", *keys = NULL, *model = NULL, *scp = NULL, *logits = NULL, *outp = NULL,
              *preds = NULL;
   int json = 0;
-  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},{"--keys", BT_OPT_STR, &keys, 0, 0},   {"--model", BT_OPT_STR, &model, 0, 0},
+  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},
+                             {"--keys", BT_OPT_STR, &keys, 0, 0},   {"--model", BT_OPT_STR, &model, 0, 0},
                              {"--scaler", BT_OPT_STR, &scp, 0, 0},  {"--logits", BT_OPT_STR, &logits, 0, 0},
                              {"--out", BT_OPT_STR, &outp, 0, 0},    {"--predictions", BT_OPT_STR, &preds, 0, 0},
                              {0}};
@@ -684,7 +685,8 @@ static void predict_help(void) {
 int bt_cli_predict(int argc, char **argv) {
   const char *who = "predict", *model = NULL, *fpath = NULL, *outp = NULL, *probp = NULL;
   int json = 0;
-  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},{"--model", BT_OPT_STR, &model, 0, 0},
+  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},
+                             {"--model", BT_OPT_STR, &model, 0, 0},
                              {"--features", BT_OPT_STR, &fpath, 0, 0},
                              {"--out", BT_OPT_STR, &outp, 0, 0},
                              {"--probabilities", BT_OPT_STR, &probp, 0, 0},

@@ -360,7 +360,8 @@ static void infer_help(void) {
 int bt_cli_infer(int argc, char **argv) {
   const char *who = "infer", *keys = NULL, *model = NULL, *datap = NULL, *outp = NULL;
   int threads = 0, json = 0;
-  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},{"--keys", BT_OPT_STR, &keys, 0, 0},  {"--model", BT_OPT_STR, &model, 0, 0},
+  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},
+                             {"--keys", BT_OPT_STR, &keys, 0, 0},  {"--model", BT_OPT_STR, &model, 0, 0},
                              {"--data", BT_OPT_STR, &datap, 0, 0}, {"--out", BT_OPT_STR, &outp, 0, 0},
                              {"--threads", BT_OPT_INT, &threads, 1, 1024}, {0}};
   int r = bt_cli_parse(who, argc, argv, opts, infer_help);

@@ -374,6 +374,12 @@ void bt_io_put_u64(bt_io_writer *w, uint64_t v) {
   if (b) put64(b, v);
 }
 
+void bt_io_put_f64(bt_io_writer *w, double v) {
+  uint64_t u;
+  memcpy(&u, &v, sizeof u);
+  bt_io_put_u64(w, u);
+}
+
 void bt_io_put_bytes(bt_io_writer *w, const void *src, size_t n) {
   uint8_t *b = bt_io_reserve(w, n);
   if (b && n) memcpy(b, src, n);
@@ -533,6 +539,13 @@ uint32_t bt_io_get_u32(bt_io_reader *r) {
 uint64_t bt_io_get_u64(bt_io_reader *r) {
   const uint8_t *b = bt_io_take(r, 8);
   return b ? get64(b) : 0;
+}
+
+double bt_io_get_f64(bt_io_reader *r) {
+  const uint64_t u = bt_io_get_u64(r);
+  double d;
+  memcpy(&d, &u, sizeof d);
+  return d;
 }
 
 void bt_io_get_bytes(bt_io_reader *r, void *out, size_t n) {

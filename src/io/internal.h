@@ -34,6 +34,8 @@ uint8_t *bt_io_reserve(bt_io_writer *w, size_t n);
 void bt_io_put_u32(bt_io_writer *w, uint32_t v);
 void bt_io_put_u64(bt_io_writer *w, uint64_t v);
 void bt_io_put_bytes(bt_io_writer *w, const void *b, size_t n);
+/* An IEEE-754 binary64 as the u64 of its bits. */
+void bt_io_put_f64(bt_io_writer *w, double v);
 /* Polynomial limbs first..first+count-1 (NTT form), each coefficient packed
  * at its prime's bit width.  A coefficient not below its prime is a broken
  * object and fails with BT_E_ARG. */
@@ -63,6 +65,7 @@ const uint8_t *bt_io_take(bt_io_reader *r, size_t n);
 uint32_t bt_io_get_u32(bt_io_reader *r);
 uint64_t bt_io_get_u64(bt_io_reader *r);
 void bt_io_get_bytes(bt_io_reader *r, void *out, size_t n);
+double bt_io_get_f64(bt_io_reader *r);
 /* Reads a u32 and fails with BT_E_FORMAT unless lo <= value <= hi. */
 int bt_io_get_int(bt_io_reader *r, int lo, int hi, const char *what);
 /* A frame: the next `len` payload bytes hold one embedded object, which the

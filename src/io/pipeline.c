@@ -21,19 +21,6 @@
 #define MAX_BLOCKS 4096
 
 /* ---- building blocks ---- */
-static uint64_t f64_bits(double d) {
-  uint64_t u;
-  memcpy(&u, &d, sizeof u);
-  return u;
-}
-
-static double get_f64(bt_io_reader *r) {
-  uint64_t u = bt_io_get_u64(r);
-  double d;
-  memcpy(&d, &u, sizeof d);
-  return d;
-}
-
 #define TAG_BYTES (BT_KEYSET_ID_BYTES + 3 * 4)
 
 static void put_tag(bt_io_writer *w, const bt_io_tag *t) {
@@ -487,11 +474,11 @@ static bt_status cp_emit(bt_io_writer *w, const void *obj) {
   put_tag(w, &c->tag);
   bt_io_put_u32(w, (uint32_t)c->epochs_done);
   bt_io_put_u32(w, c->stopped ? 1u : 0u);
-  bt_io_put_u64(w, f64_bits(c->lr));
-  bt_io_put_u64(w, f64_bits(c->momentum));
+  bt_io_put_f64(w, c->lr);
+  bt_io_put_f64(w, c->momentum);
   bt_io_put_u64(w, c->seed);
-  bt_io_put_u64(w, f64_bits(c->train_s));
-  bt_io_put_u64(w, f64_bits(c->val_s));
+  bt_io_put_f64(w, c->train_s);
+  bt_io_put_f64(w, c->val_s);
   bt_io_put_u64(w, (uint64_t)c->steps);
   bt_io_put_u64(w, (uint64_t)c->bootstraps);
   put_ct(w, c->a);
@@ -504,11 +491,11 @@ static bt_status cp_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned fla
   get_tag(r, &c->tag);
   c->epochs_done = bt_io_get_int(r, 0, 1 << 20, "epochs done");
   c->stopped = bt_io_get_int(r, 0, 1, "stopped flag");
-  c->lr = get_f64(r);
-  c->momentum = get_f64(r);
+  c->lr = bt_io_get_f64(r);
+  c->momentum = bt_io_get_f64(r);
   c->seed = bt_io_get_u64(r);
-  c->train_s = get_f64(r);
-  c->val_s = get_f64(r);
+  c->train_s = bt_io_get_f64(r);
+  c->val_s = bt_io_get_f64(r);
   c->steps = (long)(bt_io_get_u64(r) & 0x7fffffffffffffffULL);
   c->bootstraps = (long)(bt_io_get_u64(r) & 0x7fffffffffffffffULL);
   if (!r->st && !(isfinite(c->lr) && isfinite(c->momentum) && isfinite(c->train_s) && isfinite(c->val_s)))
@@ -671,7 +658,7 @@ static bt_status hd_measure(const void *obj, uint64_t *payload) {
 }
 
 static void put_f64s(bt_io_writer *w, const double *v, size_t n) {
-  for (size_t i = 0; i < n && !w->st; i++) bt_io_put_u64(w, f64_bits(v[i]));
+  for (size_t i = 0; i < n && !w->st; i++) bt_io_put_f64(w, v[i]);
 }
 
 static bt_status hd_emit(bt_io_writer *w, const void *obj) {
@@ -699,7 +686,7 @@ static double *get_f64s(bt_io_reader *r, size_t n, int positive, const char *wha
     return NULL;
   }
   for (size_t i = 0; i < n && !r->st; i++) {
-    v[i] = get_f64(r);
+    v[i] = bt_io_get_f64(r);
     if (!r->st && (!isfinite(v[i]) || (positive && !(v[i] > 0))))
       bt_io_reader_fail(r, BT_E_FORMAT, "%s value %zu is %g", what, i, v[i]);
   }

@@ -28,16 +28,8 @@
 
 _Static_assert(sizeof(double) == 8, "scales are stored as IEEE-754 binary64");
 
-static uint64_t double_bits(double d) {
-  uint64_t u;
-  memcpy(&u, &d, sizeof u);
-  return u;
-}
-
 static double get_scale(bt_io_reader *r) {
-  uint64_t u = bt_io_get_u64(r);
-  double d;
-  memcpy(&d, &u, sizeof d);
+  const double d = bt_io_get_f64(r);
   if (!r->st && !(isfinite(d) && d > 0))
     bt_io_reader_fail(r, BT_E_FORMAT, "scale %g is not a finite positive number", d);
   return d;
@@ -163,7 +155,7 @@ static bt_status plaintext_emit(bt_io_writer *w, const void *obj) {
   const bt_plaintext *pt = obj;
   bt_io_put_u32(w, (uint32_t)pt->level);
   bt_io_put_u32(w, (uint32_t)pt->logslots);
-  bt_io_put_u64(w, double_bits(pt->scale));
+  bt_io_put_f64(w, pt->scale);
   bt_io_put_poly(w, pt->params, pt->c, 0, pt->level + 1, "plaintext");
   return w->st;
 }
@@ -245,7 +237,7 @@ static bt_status ciphertext_emit(bt_io_writer *w, const void *obj) {
   bt_io_put_u32(w, (uint32_t)ct->level);
   bt_io_put_u32(w, (uint32_t)ct->degree);
   bt_io_put_u32(w, (uint32_t)ct->logslots);
-  bt_io_put_u64(w, double_bits(ct->scale));
+  bt_io_put_f64(w, ct->scale);
   bt_io_put_u32(w, v->seeded ? 1u : 0u);
   bt_io_put_poly(w, p, ct->c[0], 0, limbs, "ciphertext c0");
   if (v->seeded) bt_io_put_bytes(w, ct->seed, BT_SEED_BYTES);
