@@ -25,7 +25,8 @@ static void help(void) {
          "  --preset NAME   parameters (default train-n16: N = 2^16, 128-bit secure, dense\n"
          "                  secret bootstrapped through sparse-secret encapsulation;\n"
          "                  INSECURE-boot-n16: sparse secret, for comparison)\n"
-         "  --slots S       slot count; only full slots (N/2) are supported so far\n"
+         "  --slots S       slots bootstrapped, a power of two up to N/2 (default N/2, full;\n"
+         "                  fewer run a partial trace first and EvalMod once)\n"
          "  --runs R        bootstraps to time (default 3)\n"
          "  --threads N     threads (default BT_THREADS or all cores)\n");
 }
@@ -70,6 +71,7 @@ int bt_bench_bootstrap(int argc, char **argv) {
   bt_ciphertext *ct = NULL, *out_ct = NULL;
   double complex *v = NULL, *got = NULL;
   double *times = calloc((size_t)runs, sizeof *times);
+  double split[4] = {0}, (*splits)[4] = NULL;
   int *steps = malloc(4096 * sizeof *steps);
   bt_prng g;
   bt_prng_init_random(&g);
@@ -78,12 +80,17 @@ int bt_bench_bootstrap(int argc, char **argv) {
   TRY(bt_ckks_preset(preset, &lit));
   TRY(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p));
   bt_ckks_set_threads(p, threads);
-  const int ls = bt_ckks_logn(p) - 1;
+  int ls = bt_ckks_logn(p) - 1;
+  if (slots) {
+    if (slots & (slots - 1) || slots > 1 << ls)
+      TRY(bt_fail(BT_E_ARG, "--slots %d: a power of two up to %d", slots, 1 << ls));
+    ls = 0;
+    while ((1 << ls) < slots) ls++;
+  }
   const size_t n = (size_t)1 << ls;
-  if (slots && (size_t)slots != n)
-    TRY(bt_fail(BT_E_UNSUPPORTED, "only full-slot bootstrapping (%zu slots) is built so far", n));
   bt_bootstrap_config cfg;
   TRY(bt_bootstrap_config_default(p, &cfg));
+  cfg.logslots = ls;
   double t0 = bt_seconds();
   TRY(bt_bootstrapper_new(p, &cfg, bt_ckks_default_scale(p), &bs));
   const double prep_s = bt_seconds() - t0;
@@ -120,17 +127,27 @@ int bt_bench_bootstrap(int argc, char **argv) {
   TRY(bt_ckks_encode(p, v, n, ls, 0, bt_ckks_default_scale(p), pt));
   TRY(bt_encrypt_sk(sk, pt, &g, ct));
   bt_precision worst = {64, 64, 0, 0};
+  splits = calloc((size_t)runs, sizeof *splits);
+  if (!splits) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   for (int r = 0; r < runs; r++) {
     t0 = bt_seconds();
     TRY(bt_bootstrap(bs, ev, ct, out_ct));
     times[r] = bt_seconds() - t0;
+    bt_bootstrap_last_split(bs, splits[r]);
     TRY(bt_decrypt(sk, out_ct, pt));
     TRY(bt_ckks_decode(pt, got));
     bt_precision pr = bt_precision_measure(v, got, n);
     if (pr.min_bits < worst.min_bits) worst = pr;
-    if (!json) printf("  run %d: %.2f s, precision mean %.2f bits, min %.2f bits\n", r + 1, times[r], pr.mean_bits, pr.min_bits);
+    if (!json)
+      printf("  run %d: %.2f s (ModRaise+trace %.2f, CtS %.2f, EvalMod %.2f, StC %.2f), precision mean %.2f bits, "
+             "min %.2f bits\n",
+             r + 1, times[r], splits[r][0], splits[r][1], splits[r][2], splits[r][3], pr.mean_bits, pr.min_bits);
   }
   const double med = bt_cli_median(times, runs);
+  for (int k = 0; k < 4; k++) {
+    for (int r = 0; r < runs; r++) times[r] = splits[r][k];
+    split[k] = bt_cli_median(times, runs);
+  }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   const double peak_gb = ru.ru_maxrss / 1048576.0;
@@ -142,6 +159,10 @@ int bt_bench_bootstrap(int argc, char **argv) {
     json_object_object_add(o, "slots", json_object_new_int64((int64_t)n));
     json_object_object_add(o, "threads", json_object_new_int(bt_ckks_threads(p)));
     json_object_object_add(o, "seconds", json_object_new_double(med));
+    json_object_object_add(o, "modraise_s", json_object_new_double(split[0]));
+    json_object_object_add(o, "cts_s", json_object_new_double(split[1]));
+    json_object_object_add(o, "evalmod_s", json_object_new_double(split[2]));
+    json_object_object_add(o, "stc_s", json_object_new_double(split[3]));
     json_object_object_add(o, "mean_bits", json_object_new_double(worst.mean_bits));
     json_object_object_add(o, "min_bits", json_object_new_double(worst.min_bits));
     json_object_object_add(o, "levels_after", json_object_new_int(out_ct->level));
@@ -153,6 +174,8 @@ int bt_bench_bootstrap(int argc, char **argv) {
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);
   } else {
+    printf("phases (medians): ModRaise+trace %.2f s, CtS %.2f s, EvalMod %.2f s, StC %.2f s\n", split[0],
+           split[1], split[2], split[3]);
     printf("median %.2f s over %d runs; worst run: mean %.2f bits, min %.2f bits; levels after %d of %d; "
            "peak memory %.2f GiB\n",
            med, runs, worst.mean_bits, worst.min_bits, out_ct->level, bt_ckks_max_level(p), peak_gb);
@@ -161,6 +184,7 @@ int bt_bench_bootstrap(int argc, char **argv) {
 out:
   bt_prng_wipe(&g);
   free(times);
+  free(splits);
   free(steps);
   free(v);
   free(got);

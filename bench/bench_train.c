@@ -17,7 +17,7 @@
 
 static void help(void) {
   printf("usage: blindtuner bench train [--shape B,F,C] [--preset NAME] [--threads N] [--runs R]\n"
-         "                              [--json]\n"
+         "                              [--plain] [--json]\n"
          "\n"
          "Generates keys (bootstrapping, products, softmax), encrypts a random batch (B rows of\n"
          "F features, the last one the bias 1, labels of a random linear teacher) and runs R + 1\n"
@@ -29,6 +29,8 @@ static void help(void) {
          "  --shape B,F,C   batch, features (bias included), classes (default 1024,769,8)\n"
          "  --preset NAME   bootstrappable parameters (default train-n16)\n"
          "  --runs R        timed steps (default 1)\n"
+         "  --plain         keep the plain layout (by default the softmax runs folded on\n"
+         "                  sparse slots where the shape allows it; docs/TRAINING.md)\n"
          "  --threads N     threads (default BT_THREADS or all cores)\n");
 }
 
@@ -57,6 +59,13 @@ static int cmp(const void *a, const void *b) {
 int bt_bench_train(int argc, char **argv) {
   bt_cli_bench_opts opt = {.who = "bench train", .runs_max = 100, .runs = 1, .preset = "train-n16",
                          .shape = {1024, 769, 8}};
+  int plain = 0, kept = 0;
+  for (int i = 0; i < argc; i++) /* --plain is this bench's own */
+    if (strcmp(argv[i], "--plain") == 0)
+      plain = 1;
+    else
+      argv[kept++] = argv[i];
+  argc = kept;
   const int parsed = bt_cli_bench_parse(&opt, argc, argv, help);
   if (parsed) return parsed == 1 ? 0 : 2;
   const int B = opt.shape[0], F = opt.shape[1], C = opt.shape[2];
@@ -86,6 +95,7 @@ int bt_bench_train(int argc, char **argv) {
   TRY(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p));
   bt_ckks_set_threads(p, threads);
   TRY(bt_hemat_layout_init(bt_ckks_logn(p) - 1, B, F, C, &L));
+  bt_hemat_layout_fold(&L, !plain);
   TRY(bt_softmax_approx_init(C, NULL, &sa));
   const double lr = 1.0, mu = 0.9;
   TRY(bt_cli_session_new(p, &L, &sa, lr, mu, &ss));
@@ -97,10 +107,10 @@ int bt_bench_train(int argc, char **argv) {
   double t0;
   if (!json)
     printf("bench train: preset %s%s, N = 2^%d, %d threads; shape (%d, %d, %d): C' = %d, blocks %d x %d, "
-           "%d X blocks; softmax depth %d (relu %d, exp %d, inverse %d + %d Newton); %zu Galois keys; "
+           "%d X blocks%s; softmax depth %d (relu %d, exp %d, inverse %d + %d Newton); %zu Galois keys; "
            "setup %.1f s\n",
            preset, lit.insecure ? " (INSECURE)" : "", bt_ckks_logn(p), bt_ckks_threads(p), B, F, C, L.cpad,
-           L.s0, L.s1, L.nb, bt_softmax_approx_depth(&sa), sa.relu.degree, sa.exp.degree, sa.inv.degree,
+           L.s0, L.s1, L.nb, L.fold ? ", folded (sparse-slot bootstrapping)" : "", bt_softmax_approx_depth(&sa), sa.relu.degree, sa.exp.degree, sa.inv.degree,
            sa.newton, ek->ngalois, setup_s);
 
   x = malloc((size_t)B * F * sizeof *x);

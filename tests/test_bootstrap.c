@@ -53,7 +53,7 @@ typedef struct fixture {
   bt_prng g;
 } fixture;
 
-static int setup_preset(void **state, const char *preset) {
+static int setup_preset_slots(void **state, const char *preset, int logslots) {
   fixture *f = calloc(1, sizeof *f);
   bt_ckks_literal lit;
   if (bt_ckks_preset(preset, &lit) || bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p))
@@ -62,6 +62,8 @@ static int setup_preset(void **state, const char *preset) {
   bt_test_prng(&f->g, "bootstrap");
   bt_bootstrap_config cfg;
   if (bt_bootstrap_config_default(f->p, &cfg)) return -1;
+  cfg.logslots = logslots;
+  if (logslots) printf("  sparse slots: 2^%d of 2^%d\n", logslots, bt_ckks_logn(f->p) - 1);
   printf("  config: K = %g, Chebyshev degree %d, %d double angles, CtS %d, StC %d levels\n", cfg.k_range,
          cfg.cheby_degree, cfg.double_angle, cfg.cts_levels, cfg.stc_levels);
   if (bt_bootstrapper_new(f->p, &cfg, bt_ckks_default_scale(f->p), &f->bs)) {
@@ -83,7 +85,11 @@ static int setup_preset(void **state, const char *preset) {
   return 0;
 }
 
+static int setup_preset(void **state, const char *preset) { return setup_preset_slots(state, preset, 0); }
 static int setup(void **state) { return setup_preset(state, "INSECURE-boot-n12"); }
+static int setup_sparse7(void **state) { return setup_preset_slots(state, "INSECURE-boot-n12-dense", 7); }
+static int setup_sparse10(void **state) { return setup_preset_slots(state, "INSECURE-boot-n12-dense", 10); }
+static int setup_sparse3(void **state) { return setup_preset_slots(state, "INSECURE-boot-n12", 3); }
 static int setup_dense(void **state) { return setup_preset(state, "INSECURE-boot-n12-dense"); }
 
 static int teardown(void **state) {
@@ -146,6 +152,65 @@ static void bootstrap_once(void **state) {
   bt_test_report("bootstrap, all slots 1 (worst case): min bits", pr.min_bits, "bits", 16);
   assert_true(pr.min_bits >= 16);
   free(v);
+  bt_plaintext_free(pt);
+  bt_ciphertext_free(ct);
+  bt_ciphertext_free(out);
+}
+
+/* Sparse slots: an n-slot ciphertext comes back with its n slots; a
+ * full-slot ciphertext comes back holding the mean of its n-periodic folds
+ * (the partial trace), which is how a caller gathers data spread over the
+ * slots into one period. */
+static void sparse_slots(void **state) {
+  fixture *f = *state;
+  const int ls = bt_bootstrap_logslots(f->bs), lm = bt_ckks_logn(f->p) - 1;
+  const size_t n = (size_t)1 << ls, m = (size_t)1 << lm;
+  double complex *v = malloc(m * sizeof *v), *want = malloc(m * sizeof *want);
+  for (size_t i = 0; i < m; i++)
+    v[i] = ((double)(bt_prng_u64(&f->g) % 2001) - 1000) / 1000.0 +
+           I * (((double)(bt_prng_u64(&f->g) % 2001) - 1000) / 1000.0);
+  bt_plaintext *pt;
+  bt_ciphertext *ct, *out;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ciphertext_new(f->p, &ct));
+  BT_CHECK(bt_ciphertext_new(f->p, &out));
+  BT_CHECK(bt_ckks_encode(f->p, v, n, ls, 0, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  double t0 = bt_seconds();
+  BT_CHECK(bt_bootstrap(f->bs, f->ev, ct, out));
+  const double t = bt_seconds() - t0;
+  assert_int_equal(out->logslots, ls);
+  assert_int_equal(out->level, bt_ckks_max_level(f->p) - bt_bootstrap_depth(f->bs));
+  bt_precision pr = decrypt_compare(f, out, v);
+  printf("  2^%d slots: level 0 -> %d in %.2f s; precision mean %.2f, min %.2f bits\n", ls, out->level, t,
+         pr.mean_bits, pr.min_bits);
+  bt_test_report("sparse-slot bootstrap: min bits", pr.min_bits, "bits", 16);
+  assert_true(pr.min_bits >= 16);
+  /* the worst case of the sine: every slot 1 */
+  for (size_t i = 0; i < n; i++) want[i] = 1;
+  BT_CHECK(bt_ckks_encode(f->p, want, n, ls, 0, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  BT_CHECK(bt_bootstrap(f->bs, f->ev, ct, out));
+  pr = decrypt_compare(f, out, want);
+  bt_test_report("sparse-slot bootstrap, all slots 1: min bits", pr.min_bits, "bits", 16);
+  assert_true(pr.min_bits >= 16);
+  /* a full-slot ciphertext: the mean of its folds, in every period */
+  for (size_t i = 0; i < m; i++) {
+    want[i] = 0;
+    for (size_t j = 0; j < m; j += n) want[i] += v[(i + j) % m];
+    want[i] /= (double)(m / n);
+  }
+  BT_CHECK(bt_ckks_encode(f->p, v, m, lm, 0, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  BT_CHECK(bt_bootstrap(f->bs, f->ev, ct, out));
+  assert_int_equal(out->logslots, lm);
+  pr = decrypt_compare(f, out, want);
+  printf("  2^%d slots folded to 2^%d: precision mean %.2f, min %.2f bits\n", lm, ls, pr.mean_bits,
+         pr.min_bits);
+  bt_test_report("sparse-slot bootstrap of a full-slot input (folds): min bits", pr.min_bits, "bits", 16);
+  assert_true(pr.min_bits >= 16);
+  free(v);
+  free(want);
   bt_plaintext_free(pt);
   bt_ciphertext_free(ct);
   bt_ciphertext_free(out);
@@ -233,6 +298,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(bootstrap_once, setup, teardown),
       cmocka_unit_test_setup_teardown(bootstrap_once, setup_dense, teardown),
       cmocka_unit_test_setup_teardown(twenty_rounds, setup_dense, teardown),
+      cmocka_unit_test_setup_teardown(sparse_slots, setup_sparse7, teardown),
+      cmocka_unit_test_setup_teardown(sparse_slots, setup_sparse10, teardown),
+      cmocka_unit_test_setup_teardown(sparse_slots, setup_sparse3, teardown),
       cmocka_unit_test_setup_teardown(refuses_bad_input, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

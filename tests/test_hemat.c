@@ -71,13 +71,18 @@ static void expect_counts(const char *what, bt_hemat_counts got, bt_hemat_counts
   assert_int_equal(got.rescale, want.rescale);
 }
 
-static void one_shape(fixture *f, int logslots, int B, int F, int C) {
+/* fold: the folded layout (Z gathered, D and W periodic; hemat.h) */
+static void one_shape_fold(fixture *f, int logslots, int B, int F, int C, int fold) {
   bt_hemat_layout L;
   BT_CHECK(bt_hemat_layout_init(logslots, B, F, C, &L));
-  printf("  shape B=%d F=%d C=%d: C'=%d, blocks %d x %d, %d X blocks\n", B, F, C, L.cpad, L.s0, L.s1, L.nb);
+  assert_int_equal(bt_hemat_layout_fold(&L, fold), fold);
+  printf("  shape B=%d F=%d C=%d: C'=%d, blocks %d x %d, %d X blocks%s\n", B, F, C, L.cpad, L.s0, L.s1, L.nb,
+         fold ? ", folded" : "");
+  if (fold) printf("    folded: %d groups of %d rows, 2^%d slots\n", L.groups, L.fold_rows, L.fold_logslots);
   bt_hemat *h;
   BT_CHECK(bt_hemat_new(f->p, &L, &h));
   int steps[256];
+  const int G = fold ? L.groups : 1, R = fold ? L.fold_rows : L.s0;
   size_t nsteps = bt_hemat_steps(h, steps);
   bt_eval_keys *ek;
   bt_evaluator *ev;
@@ -113,7 +118,10 @@ static void one_shape(fixture *f, int logslots, int B, int F, int C) {
   expect_counts("roll", bt_hemat_get_counts(h), proll);
   bt_hemat_reset_counts(h);
   const double wscale = 0.75;
-  BT_CHECK(bt_hemat_abt(h, ev, rolled, wc, wscale, z));
+  if (fold)
+    BT_CHECK(bt_hemat_abt_gathered(h, ev, rolled, wc, wscale, z));
+  else
+    BT_CHECK(bt_hemat_abt(h, ev, rolled, wc, wscale, z));
   expect_counts("ABT", bt_hemat_get_counts(h), pabt);
   bt_hemat_reset_counts(h);
   const double complex coef[2] = {-0.5, 0.25 * I};
@@ -132,7 +140,17 @@ static void one_shape(fixture *f, int logslots, int B, int F, int C) {
       zw[(size_t)r * C + c] = wscale * s;
     }
   decrypt(f, &L, z, slots);
-  bt_hemat_unpack_diag(&L, slots, zg);
+  /* gathered: row r at (r, (r / R) C' + a), times G */
+  char *used = calloc(L.slots, 1);
+  for (int r = 0; r < B; r++)
+    for (int a = 0; a < L.cpad; a++) {
+      const int c = (r + a) % L.cpad;
+      const size_t i = (size_t)r * L.s1 + (size_t)(r / R) * L.cpad * (G > 1) + a;
+      if (c < C) {
+        zg[(size_t)r * C + c] = slots[i] / G;
+        used[i] = 1;
+      }
+    }
   double err = 0, mag = 0;
   for (int i = 0; i < B * C; i++) {
     err = fmax(err, fabs(zg[i] - zw[i]));
@@ -140,11 +158,9 @@ static void one_shape(fixture *f, int logslots, int B, int F, int C) {
   }
   /* padding slots of the diagonal layout must be zero */
   double pad = 0;
-  for (int r = 0; r < L.s0; r++)
-    for (int t = 0; t < L.s1; t++) {
-      const int c = (r + t) % L.cpad;
-      if (r >= B || t >= L.cpad || c >= C) pad = fmax(pad, fabs(slots[(size_t)r * L.s1 + t]));
-    }
+  for (size_t i = 0; i < L.slots; i++)
+    if (!used[i]) pad = fmax(pad, fabs(slots[i]));
+  free(used);
   printf("    ABT: max |Z| %.2f, max error %.3g (%.1f bits), padding %.3g\n", mag, err, -log2(err), pad);
   assert_true(err < 1e-6 * fmax(mag, 1));
   assert_true(pad < 1e-6);
@@ -175,7 +191,7 @@ static void one_shape(fixture *f, int logslots, int B, int F, int C) {
     /* everything outside the compact weight slots is zero */
     double outside = 0;
     for (size_t i = 0; i < L.slots; i++) {
-      const size_t row = i / (size_t)L.s1;
+      const size_t row = i / (size_t)L.s1 % (size_t)R;
       const int j = (int)(row / (size_t)L.cpad), c = (int)(row % (size_t)L.cpad), t = (int)(i % (size_t)L.s1);
       if (j >= L.nb || c >= C || j * L.s1 + t >= F) outside = fmax(outside, cabs(cv[i]));
     }
@@ -209,12 +225,21 @@ static void one_shape(fixture *f, int logslots, int B, int F, int C) {
   bt_hemat_free(h);
 }
 
+static void one_shape(fixture *f, int logslots, int B, int F, int C) { one_shape_fold(f, logslots, B, F, C, 0); }
+
 static void products_match_plaintext(void **state) {
   fixture *f = *state;
   one_shape(f, 11, 37, 45, 5);   /* odd everything, 3 padded classes */
   one_shape(f, 11, 100, 20, 3);  /* C' = 4 */
   one_shape(f, 11, 256, 9, 8);   /* full block of rows, 1 padded feature block */
   one_shape(f, 10, 5, 130, 2);   /* tiny batch, wide features, fewer slots */
+  one_shape_fold(f, 11, 37, 45, 5, 1);  /* folded: 4 groups of 16 rows */
+  one_shape_fold(f, 11, 100, 20, 3, 1); /* folded: 4 groups of 32 rows */
+  bt_hemat_layout L;
+  BT_CHECK(bt_hemat_layout_init(10, 5, 130, 2, &L));
+  assert_int_equal(bt_hemat_layout_fold(&L, 1), 0); /* 64 groups of 8 rows: no whole row per group */
+  BT_CHECK(bt_hemat_layout_init(11, 256, 9, 8, &L));
+  assert_int_equal(bt_hemat_layout_fold(&L, 1), 0); /* Z already fills every slot */
 }
 
 static void layout_refuses_what_does_not_fit(void **state) {

@@ -124,13 +124,10 @@ static int setup(void **state) {
   if (bt_ckks_preset("INSECURE-boot-n12-dense", &lit) || bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &f->p))
     return -1;
   bt_test_prng(&f->g, "train");
-  bt_bootstrap_config cfg;
-  if (bt_bootstrap_config_default(f->p, &cfg) ||
-      bt_bootstrapper_new(f->p, &cfg, bt_ckks_default_scale(f->p), &f->bs))
-    return -1;
-  if (bt_keygen_secret(f->p, &f->g, &f->sk) || bt_eval_keys_new(f->p, &f->ek) ||
-      bt_keygen_encapsulation(f->sk, cfg.encaps_hamming_weight, &f->g, &f->to_sparse, &f->to_dense) ||
-      bt_bootstrapper_set_encapsulation(f->bs, f->to_sparse, f->to_dense))
+  bt_bootstrap_config cfg; /* the bootstrapper itself depends on the layout: encrypted_steps */
+  if (bt_bootstrap_config_default(f->p, &cfg) || bt_keygen_secret(f->p, &f->g, &f->sk) ||
+      bt_eval_keys_new(f->p, &f->ek) ||
+      bt_keygen_encapsulation(f->sk, cfg.encaps_hamming_weight, &f->g, &f->to_sparse, &f->to_dense))
     return -1;
   *state = f;
   return 0;
@@ -166,12 +163,19 @@ static void decrypt_vals(fixture *f, const bt_ciphertext *ct, double complex *v)
   bt_plaintext_free(pt);
 }
 
-static void encrypted_steps(fixture *f, const int B, const int F, const int C) {
+/* fold: the folded layout, its softmax on sparse slots (hemat.h) */
+static void encrypted_steps(fixture *f, const int B, const int F, const int C, int fold) {
   const int nsteps = 2;
   const double lr = 2.0, mu = 0.5;
-  printf("  shape (%d, %d, %d)\n", B, F, C);
   bt_hemat_layout L;
   BT_CHECK(bt_hemat_layout_init(bt_ckks_logn(f->p) - 1, B, F, C, &L));
+  assert_int_equal(bt_hemat_layout_fold(&L, fold), fold);
+  printf("  shape (%d, %d, %d)%s\n", B, F, C, fold ? ", folded" : "");
+  bt_bootstrap_config cfg;
+  BT_CHECK(bt_trainer_bootstrap_config(f->p, &L, &cfg));
+  BT_CHECK(bt_bootstrapper_new(f->p, &cfg, bt_ckks_default_scale(f->p), &f->bs));
+  BT_CHECK(bt_bootstrapper_set_encapsulation(f->bs, f->to_sparse, f->to_dense));
+  printf("  bootstrapping 2^%d slots\n", bt_bootstrap_logslots(f->bs));
   bt_softmax_approx sa;
   BT_CHECK(bt_softmax_approx_init(C, NULL, &sa));
   bt_trainer *t;
@@ -256,7 +260,7 @@ static void encrypted_steps(fixture *f, const int B, const int F, const int C) {
   BT_CHECK(bt_trainer_logits(t, f->ev, xc, a, z, NULL));
   decrypt_vals(f, z, cv);
   for (size_t i = 0; i < L.slots; i++) slots[i] = creal(cv[i]);
-  bt_hemat_unpack_diag(&L, slots, yv);
+  bt_hemat_unpack_logits(&L, slots, yv);
   double zerr = 0;
   for (int r = 0; r < B; r++)
     for (int c = 0; c < C; c++) {
@@ -297,10 +301,13 @@ static void encrypted_steps(fixture *f, const int B, const int F, const int C) {
   bt_softmax_approx_free(&sa);
 }
 
-static void test_encrypted_steps(void **state) { encrypted_steps(*state, 50, 45, 3); }
+static void test_encrypted_steps(void **state) { encrypted_steps(*state, 50, 45, 3, 0); }
 /* 16 padded classes: the inverse takes Newton steps and 1/S is large (the
  * case that once lost 10 bits when 1/S itself was bootstrapped) */
-static void test_encrypted_steps_16(void **state) { encrypted_steps(*state, 40, 30, 10); }
+static void test_encrypted_steps_16(void **state) { encrypted_steps(*state, 40, 30, 10, 0); }
+/* the same, folded: 8 groups of 8 rows (2^8 slots) and 2 groups of 32 rows (2^10) */
+static void test_encrypted_steps_folded(void **state) { encrypted_steps(*state, 50, 45, 3, 1); }
+static void test_encrypted_steps_16_folded(void **state) { encrypted_steps(*state, 40, 30, 10, 1); }
 
 int main(void) {
   bt_test_seed();
@@ -309,6 +316,8 @@ int main(void) {
       cmocka_unit_test(test_softmax_config),
       cmocka_unit_test_setup_teardown(test_encrypted_steps, setup, teardown),
       cmocka_unit_test_setup_teardown(test_encrypted_steps_16, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_encrypted_steps_folded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_encrypted_steps_16_folded, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

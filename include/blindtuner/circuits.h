@@ -77,7 +77,7 @@ size_t bt_lintrans_steps(const bt_lintrans *lt, int *steps);
 bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_lintrans *lt,
                            bt_ciphertext *out) BT_MUST_CHECK;
 
-/* ---- bootstrapping (full slots) ----
+/* ---- bootstrapping (full or sparse slots) ----
  * Cheon-Han-Kim-Kim-Song 2018 with the homomorphic special FFT split into
  * level-budgeted groups (Chen-Chillotti-Song 2019, Han-Ki 2020):
  *   ModRaise -> CoeffsToSlots (inverse special FFT, no bit reversal; one
@@ -95,6 +95,9 @@ typedef struct bt_bootstrap_config {
   double k_range;     /* |t / q_0| < K: bound on the ModRaise overflow I plus margin */
   int encaps_hamming_weight; /* dense secrets: weight of the ephemeral sparse
                               * secret of sparse-secret encapsulation (0: none) */
+  int logslots;          /* log2 of the slots bootstrapped (0: full, N/2).
+                          * Sparse slots (n < N/2) add a partial trace of
+                          * log2(N/2n) rotations and run EvalMod once */
   int log_evalmod_scale; /* scale during EvalMod (0: 60); its absolute error is
                           * multiplied by q_0 / (2 pi scale) in the output, so
                           * CoeffsToSlots raises the scale and SlotsToCoeffs
@@ -114,8 +117,8 @@ bt_status bt_bootstrap_config_default(const bt_ckks_params *p, bt_bootstrap_conf
  * pointers, which must outlive it). */
 bt_status bt_bootstrapper_set_encapsulation(bt_bootstrapper *b, const bt_encaps_key *to_sparse,
                                             const bt_switch_key *to_dense) BT_MUST_CHECK;
-/* Prepares the transforms for full slots (2^(logN - 1)) of ciphertexts whose
- * scale is `scale`. */
+/* Prepares the transforms for 2^cfg.logslots slots (full slots, 2^(logN - 1),
+ * when 0) of ciphertexts whose scale is `scale`. */
 bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config *cfg, double scale,
                               bt_bootstrapper **out) BT_MUST_CHECK;
 void bt_bootstrapper_free(bt_bootstrapper *b);
@@ -125,7 +128,18 @@ size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps);
 /* Levels bootstrapping consumes from the top; the output sits at
  * max level - depth. */
 int bt_bootstrap_depth(const bt_bootstrapper *b);
-/* Refreshes `in` (any level, full slots, at the configured scale). */
+/* log2 of the slots the bootstrapper handles. */
+int bt_bootstrap_logslots(const bt_bootstrapper *b);
+/* Wall-clock seconds of the last bt_bootstrap by phase: ModRaise (with the
+ * encapsulation switches and the partial trace), CoeffsToSlots (with the
+ * real/imaginary split), EvalMod, SlotsToCoeffs. */
+void bt_bootstrap_last_split(const bt_bootstrapper *b, double seconds[4]);
+/* Refreshes `in` (any level, at the configured scale).  `in` has the
+ * bootstrapper's slot count n, or more: a ciphertext of m > n slots comes back
+ * with m slots holding the mean of its n-periodic folds, out[i] =
+ * (n/m) sum_j in[(i + j n) mod m] (the partial trace) -- the input itself when
+ * it is n-periodic, and a way to gather data spread over m slots (with zeros
+ * where the folds overlap) into every period of n. */
 bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext *in,
                        bt_ciphertext *out) BT_MUST_CHECK;
 

@@ -45,7 +45,21 @@ typedef struct bt_hemat_layout {
   int s0, s1;                   /* block rows and columns */
   int nb;                       /* feature blocks of X */
   int period_rows;              /* T: W is replicated with this row period before expansion */
+  /* The folded layout (bt_hemat_layout_fold): Z, D use C'/s1 of the slots,
+   * so the softmax runs on n = s0 C' slots with G = s1 / C' row groups of
+   * R = s0 / G rows side by side: row r = qR + r' sits at row r', columns
+   * qC' .. qC'+C'-1, repeated in every period of R rows (slot period n), and
+   * W is repeated in every period of R rows.  Bootstrapping then refreshes
+   * 2^fold_logslots sparse slots instead of N/2. */
+  int fold;                     /* 1: folded */
+  int groups, fold_rows;        /* G, R */
+  int fold_logslots;            /* log2(s0 C') */
 } bt_hemat_layout;
+
+/* Turns the folded layout on (when `on` and the shape allows it: G > 1 and
+ * the compact weights within R rows) or off; returns whether it is on.  The
+ * packing functions, DiagATB and the weight replication follow it. */
+int bt_hemat_layout_fold(bt_hemat_layout *L, int on);
 
 /* Refuses shapes that do not fit: a batch larger than slots / C', or a
  * compact weight matrix (nb * C' block rows) larger than one ciphertext. */
@@ -60,6 +74,9 @@ void bt_hemat_unpack_w(const bt_hemat_layout *L, const double *slots, double *w)
 /* B x C matrix <-> diagonal layout; padded classes are 0 when packing. */
 void bt_hemat_pack_diag(const bt_hemat_layout *L, const double *z, double *slots);
 void bt_hemat_unpack_diag(const bt_hemat_layout *L, const double *slots, double *z);
+/* Logits from bt_hemat_abt (and bt_trainer_logits): always the plain
+ * diagonal layout, folded or not. */
+void bt_hemat_unpack_logits(const bt_hemat_layout *L, const double *slots, double *z);
 
 /* ---- operation counts ---- */
 typedef struct bt_hemat_counts {
@@ -106,7 +123,14 @@ bt_status bt_hemat_roll_x(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *x
 bt_status bt_hemat_abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,
                        const bt_ciphertext *w, double wscale, bt_ciphertext *z) BT_MUST_CHECK;
 
-/* G = D^T X in the compact weight layout, once per coefficient:
+/* Folded layouts: Z "gathered" -- row r = qR + r' at its own row r, columns
+ * qC' + a, times G, zero elsewhere -- which bootstrapping with 2^fold_logslots
+ * slots (the mean of the folds) turns into the folded layout. */
+bt_status bt_hemat_abt_gathered(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,
+                                const bt_ciphertext *w, double wscale, bt_ciphertext *z) BT_MUST_CHECK;
+
+/* (D in the layout's diagonal form: folded when the layout is.)
+ * G = D^T X in the compact weight layout, once per coefficient:
  * outs[i] = coef[i] * G (complex coefficients allowed, folded into the
  * final mask: e.g. the learning rate, or i to pack two results). */
 bt_status bt_hemat_atb(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,

@@ -103,8 +103,13 @@ typedef struct bt_train_stats {
   long cmult, mult, rot; /* plaintext products, tensor products, rotations (incl. conjugations) */
 } bt_train_stats;
 
-/* `bs` (with its encapsulation keys set for dense secrets) refreshes
- * ciphertexts; it must outlive the trainer.  lr and momentum are the
+/* The bootstrapping configuration a layout needs: the presets' default, on
+ * 2^fold_logslots sparse slots when the layout is folded. */
+bt_status bt_trainer_bootstrap_config(const bt_ckks_params *p, const bt_hemat_layout *L,
+                                      bt_bootstrap_config *cfg) BT_MUST_CHECK;
+/* `bs` (with its encapsulation keys set for dense secrets; made with
+ * bt_trainer_bootstrap_config's configuration) refreshes ciphertexts; it
+ * must outlive the trainer.  lr and momentum are the
  * Nesterov parameters. */
 bt_status bt_trainer_new(const bt_ckks_params *p, const bt_hemat_layout *L, const bt_softmax_approx *sa,
                          bt_bootstrapper *bs, double lr, double momentum,

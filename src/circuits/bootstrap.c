@@ -25,6 +25,7 @@ struct bt_bootstrapper {
   bt_cheby cheb;
   const bt_encaps_key *to_sparse;
   const bt_switch_key *to_dense;
+  double split[4]; /* seconds of the last bootstrap, by phase */
 };
 
 /* ---- sparse diagonal matrices over n slots ---- */
@@ -159,18 +160,56 @@ void bt_special_fft_reference(double complex *v, int logslots, int inverse) {
   }
 }
 
+/* Sparse slots (n < N/2) run EvalMod once on a ciphertext of 2n real slots:
+ * the last CoeffsToSlots group writes its n outputs into the first half of
+ * each 2n period and zeros into the second (an n-periodic input read as
+ * 2n-periodic), the real and imaginary parts are then laid side by side
+ * ([re | im], one rotation by n), and the first SlotsToCoeffs group reads
+ * w_j = re_j + i im_j from that layout.  Both stay one matrix each: the
+ * widened matrices have at most twice the diagonals, and no level is spent. */
+static smat *widen(const smat *M, int stc) {
+  const int n = M->n, n2 = 2 * n;
+  smat *W = smat_new(n2);
+  if (!W) return NULL;
+  for (int k = 0; k < n; k++) {
+    if (!M->d[k]) continue;
+    for (int i = 0; i < n2; i++) {
+      const double complex c = M->d[k][i % n];
+      if (c == 0) continue;
+      if (!stc) {
+        if (i >= n) continue; /* second half of each period: zero */
+        double complex *d = smat_diag(W, k); /* the input is n-periodic */
+        if (!d) goto oom;
+        d[i] += c;
+      } else {
+        const int j = (i % n + k) % n; /* input index of row i on diagonal k */
+        double complex *da = smat_diag(W, ((j - i) % n2 + n2) % n2);
+        double complex *db = smat_diag(W, ((j + n - i) % n2 + n2) % n2);
+        if (!da || !db) goto oom;
+        da[i] += c;
+        db[i] += I * c;
+      }
+    }
+  }
+  return W;
+oom:
+  smat_free(W);
+  return NULL;
+}
+
 /* Builds the lintrans for groups of stages; `level` of the first group. */
 /* Each group's diagonals are encoded at q_level * scale_step, so the
  * ciphertext's scale is multiplied by scale_step per group. */
 static bt_status build_transforms(bt_bootstrapper *b, int inverse, int groups, int level,
                                   double total_const, double scale_step, bt_lintrans **out) {
   const int ls = b->logslots, n = 1 << ls;
+  const int sparse = ls < bt_ckks_logn(b->p) - 1;
   int lens[32];
   for (int s = 0; s < ls; s++) lens[s] = inverse ? n >> s : 2 << s;
   const double per_group = pow(total_const, 1.0 / groups);
   bt_status st = BT_OK;
-  int *idx = malloc((size_t)n * sizeof *idx);
-  const double complex **diags = malloc((size_t)n * sizeof *diags);
+  int *idx = malloc((size_t)2 * n * sizeof *idx);
+  const double complex **diags = malloc((size_t)2 * n * sizeof *diags);
   if (!idx || !diags) st = bt_fail(BT_E_NOMEM, "out of memory building bootstrapping transforms");
   for (int gi = 0; gi < groups && !st; gi++) {
     /* stages split as evenly as possible, earlier groups taking the extra */
@@ -181,14 +220,23 @@ static bt_status build_transforms(bt_bootstrapper *b, int inverse, int groups, i
       break;
     }
     smat_scale(M, per_group);
+    const int wide = sparse && (inverse ? gi == groups - 1 : gi == 0);
+    if (wide) {
+      smat *W = widen(M, !inverse);
+      smat_free(M);
+      if (!(M = W)) {
+        st = bt_fail(BT_E_NOMEM, "out of memory building bootstrapping transforms");
+        break;
+      }
+    }
     size_t nd = 0;
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < M->n; k++)
       if (M->d[k]) {
         idx[nd] = k;
         diags[nd++] = M->d[k];
       }
     const int lv = level - gi;
-    st = bt_lintrans_new(b->p, ls, idx, diags, nd, lv, (double)bt_ckks_q(b->p, lv) * scale_step,
+    st = bt_lintrans_new(b->p, ls + wide, idx, diags, nd, lv, (double)bt_ckks_q(b->p, lv) * scale_step,
                          &out[gi]);
     smat_free(M);
   }
@@ -241,11 +289,15 @@ bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config
       cfg->stc_levels > MAX_GROUPS || cfg->cheby_degree < 2 || cfg->double_angle < 0 ||
       !(cfg->k_range >= 1) || !(scale > 0))
     return bt_fail(BT_E_ARG, "invalid bootstrapping configuration");
+  if (cfg->logslots < 0 || cfg->logslots > bt_ckks_logn(p) - 1 ||
+      (cfg->logslots && cfg->logslots < cfg->cts_levels) || (cfg->logslots && cfg->logslots < cfg->stc_levels))
+    return bt_fail(BT_E_ARG, "cannot bootstrap 2^%d slots at N = 2^%d with %d + %d transform levels",
+                   cfg->logslots, bt_ckks_logn(p), cfg->cts_levels, cfg->stc_levels);
   bt_bootstrapper *b = calloc(1, sizeof *b);
   if (!b) return bt_fail(BT_E_NOMEM, "out of memory");
   b->p = p;
   b->cfg = *cfg;
-  b->logslots = bt_ckks_logn(p) - 1;
+  b->logslots = cfg->logslots ? cfg->logslots : bt_ckks_logn(p) - 1;
   b->scale = scale;
   b->evalmod_scale = ldexp(1.0, cfg->log_evalmod_scale ? cfg->log_evalmod_scale : 60);
   bt_status st = bt_cheby_interpolate(eval_mod_fn, &b->cfg, -1, 1, cfg->cheby_degree, &b->cheb);
@@ -258,10 +310,12 @@ bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config
   }
   const int top = bt_ckks_max_level(p);
   const double q0 = (double)bt_ckks_q(p, 0);
-  /* CtS: slots t / (q0 K), halved for the real/imaginary split */
+  /* CtS: slots t / (q0 K), halved for the real/imaginary split, and for
+   * sparse slots divided by the N / 2n copies the partial trace adds up */
   const double up = pow(b->evalmod_scale / scale, 1.0 / cfg->cts_levels);
   const double down = pow(scale / b->evalmod_scale, 1.0 / cfg->stc_levels);
-  st = build_transforms(b, 1, cfg->cts_levels, top, scale / (q0 * cfg->k_range) / 2, up, b->cts);
+  const double copies = ldexp(1.0, bt_ckks_logn(p) - 1 - b->logslots);
+  st = build_transforms(b, 1, cfg->cts_levels, top, scale / (q0 * cfg->k_range) / 2 / copies, up, b->cts);
   /* StC: EvalMod yields sin(2 pi t / q0) ~ 2 pi m / q0; scale back to m / scale */
   const int stc_top = top - cfg->cts_levels - bt_cheby_depth(&b->cheb) - cfg->double_angle;
   if (!st)
@@ -288,9 +342,18 @@ int bt_bootstrap_depth(const bt_bootstrapper *b) {
   return b->cfg.cts_levels + bt_cheby_depth(&b->cheb) + b->cfg.double_angle + b->cfg.stc_levels;
 }
 
+int bt_bootstrap_logslots(const bt_bootstrapper *b) { return b->logslots; }
+
+void bt_bootstrap_last_split(const bt_bootstrapper *b, double seconds[4]) {
+  memcpy(seconds, b->split, sizeof b->split);
+}
+
 size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps) {
   size_t cnt = 0;
   int tmp[4096];
+  /* sparse slots: the partial trace rotates by n, 2n, ..., N/4 (and the
+   * real and imaginary halves are put side by side with the first) */
+  for (int j = b->logslots; j < bt_ckks_logn(b->p) - 1; j++) steps[cnt++] = 1 << j;
   for (int pass = 0; pass < 2; pass++) {
     bt_lintrans *const *lts = pass ? b->stc : b->cts;
     int groups = pass ? b->cfg.stc_levels : b->cfg.cts_levels;
@@ -323,9 +386,10 @@ static bt_status double_angle(bt_evaluator *ev, bt_ciphertext *c) {
 bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext *in, bt_ciphertext *out) {
   const bt_ckks_params *p = b->p;
   if (in->params != p || out->params != p) return bt_fail(BT_E_PARAMS, "cannot bootstrap: other parameters");
-  if (in->logslots != b->logslots)
+  if (in->logslots < b->logslots)
     return bt_fail(BT_E_ARG, "cannot bootstrap 2^%d slots: this bootstrapper handles 2^%d", in->logslots,
                    b->logslots);
+  const int logn = bt_ckks_logn(p), ls = b->logslots, sparse = ls < logn - 1;
   if (fabs(in->scale / b->scale - 1) > 1e-9)
     return bt_fail(BT_E_SCALE, "cannot bootstrap a ciphertext at scale 2^%.2f (configured 2^%.2f)",
                    log2(in->scale), log2(b->scale));
@@ -338,11 +402,23 @@ bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext
   const int dense = bt_ckks_literal_of(p)->secret != BT_SECRET_SPARSE;
   if (dense && (!b->to_sparse || !b->to_dense))
     TRY(bt_fail(BT_E_KEY, "cannot bootstrap under a dense secret without encapsulation keys"));
+  double t = bt_seconds();
   TRY(bt_eval_drop_level(ev, in, in->level, u));
   if (dense) TRY(bt_eval_encapsulate(ev, u, b->to_sparse, u)); /* to s' */
   TRY(bt_eval_mod_raise(ev, u, u));
   if (dense) TRY(bt_eval_keyswitch(ev, u, b->to_dense, u)); /* back to s, top level */
+  /* sparse slots: the partial trace sum_j rot(u, j n) keeps the part of t in
+   * Z[X^(N/2n)], N/2n times (the 1/(N/2n) is in CtS): of an n-periodic input
+   * that is the input; of any other, the mean of its n-periodic folds */
+  for (int j = ls; j < logn - 1; j++) {
+    TRY(bt_eval_rotate(ev, u, 1 << j, conj));
+    TRY(bt_eval_add(ev, u, conj, u));
+  }
+  u->logslots = ls;
+  b->split[0] = bt_seconds() - t;
+  t = bt_seconds();
   for (int gi = 0; gi < b->cfg.cts_levels; gi++) {
+    if (sparse && gi == b->cfg.cts_levels - 1) u->logslots = ls + 1; /* the widened last group */
     TRY(bt_eval_lintrans(ev, u, b->cts[gi], u));
     TRY(bt_eval_rescale(ev, u, u));
   }
@@ -351,6 +427,12 @@ bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext
   TRY(bt_eval_add(ev, u, conj, re));
   TRY(bt_eval_sub(ev, u, conj, im));
   TRY(bt_eval_mul_const_scaled(ev, im, 0, -1, 1.0, im));
+  if (sparse) { /* [re | im] in one ciphertext of 2n real slots */
+    TRY(bt_eval_rotate(ev, im, 1 << ls, conj));
+    TRY(bt_eval_add(ev, re, conj, re));
+  }
+  b->split[1] = bt_seconds() - t;
+  t = bt_seconds();
   /* EvalMod: choose the Chebyshev output scale so that after the double
    * angles (S -> S^2 / q) the scale is exactly the configured one */
   const int r = b->cfg.double_angle;
@@ -358,19 +440,28 @@ bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext
   double s = b->evalmod_scale;
   for (int i = r; i >= 1; i--) s = sqrt(s * (double)bt_ckks_q(p, l_cheb - i + 1));
   bt_ciphertext *halves[2] = {re, im};
-  for (int h = 0; h < 2; h++) {
+  for (int h = 0; h < 2 - sparse; h++) {
     TRY(bt_eval_cheby(ev, halves[h], &b->cheb, s, halves[h]));
     for (int i = 0; i < r; i++) TRY(double_angle(ev, halves[h]));
   }
-  TRY(bt_eval_mul_const_scaled(ev, im, 0, 1, 1.0, im));
-  TRY(bt_eval_add(ev, re, im, u));
+  if (sparse) {
+    TRY(bt_ciphertext_copy(u, re)); /* the first StC group reads [re | im] */
+  } else {
+    TRY(bt_eval_mul_const_scaled(ev, im, 0, 1, 1.0, im));
+    TRY(bt_eval_add(ev, re, im, u));
+  }
+  b->split[2] = bt_seconds() - t;
+  t = bt_seconds();
   u->scale = b->evalmod_scale; /* equal up to the rounding of the square roots above */
   for (int gi = 0; gi < b->cfg.stc_levels; gi++) {
     TRY(bt_eval_lintrans(ev, u, b->stc[gi], u));
     TRY(bt_eval_rescale(ev, u, u));
+    u->logslots = ls;
   }
   TRY(bt_ciphertext_copy(out, u));
   out->scale = b->scale;
+  out->logslots = in->logslots;
+  b->split[3] = bt_seconds() - t;
 done:
   bt_ciphertext_free(u);
   bt_ciphertext_free(conj);

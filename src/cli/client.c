@@ -98,7 +98,7 @@ int bt_cli_keygen(int argc, char **argv) {
   TRY(who, bt_cli_layout(p, &tag, &L, &sa));
   /* the rotations bootstrapping and training need */
   bt_bootstrap_config cfg;
-  TRY(who, bt_bootstrap_config_default(p, &cfg));
+  TRY(who, bt_trainer_bootstrap_config(p, &L, &cfg));
   TRY(who, bt_bootstrapper_new(p, &cfg, bt_ckks_default_scale(p), &bs));
   TRY(who, bt_trainer_new(p, &L, &sa, bs, 0.1, 0, &t));
   sb.tag = eb.tag = tag;
@@ -118,16 +118,20 @@ int bt_cli_keygen(int argc, char **argv) {
     json_object_object_add(o, "secret", json_object_new_string(secret));
     json_object_object_add(o, "eval", json_object_new_string(evalp));
     const bt_cli_json_field f[] = {{"batch", batch}, {"features", dim + 1}, {"classes", classes},
-                                   {"galois_keys", (double)eb.ek->ngalois}, {"seconds", secs}};
+                                   {"galois_keys", (double)eb.ek->ngalois},
+                                   {"bootstrap_logslots", bt_bootstrap_logslots(bs)}, {"folded", L.fold},
+                                   {"seconds", secs}};
     bt_cli_json_add_numbers(o, f, sizeof f / sizeof *f);
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);
   } else {
-    printf("keygen: key set %s, preset %s%s (N = 2^%d), layout %d rows x %d features x %d classes\n"
+    printf("keygen: key set %s, preset %s%s (N = 2^%d), layout %d rows x %d features x %d classes%s\n"
            "        %s: secret bundle (mode 0600, keep it here)\n"
-           "        %s: evaluation bundle for the server (%zu rotation keys%s), %.1f s\n",
-           id, preset, lit.insecure ? " (INSECURE)" : "", bt_ckks_logn(p), batch, dim + 1, classes, secret, evalp,
-           eb.ek->ngalois, eb.to_sparse ? ", encapsulation keys" : "", secs);
+           "        %s: evaluation bundle for the server (%zu rotation keys%s; bootstrapping 2^%d slots), "
+           "%.1f s\n",
+           id, preset, lit.insecure ? " (INSECURE)" : "", bt_ckks_logn(p), batch, dim + 1, classes,
+           L.fold ? ", folded softmax" : "", secret, evalp, eb.ek->ngalois,
+           eb.to_sparse ? ", encapsulation keys" : "", bt_bootstrap_logslots(bs), secs);
   }
   rc = 0;
 out:
@@ -512,7 +516,7 @@ int bt_cli_decrypt(int argc, char **argv) {
     size_t row = 0;
     for (int k = 0; k < lg.nbatches; k++) {
       TRY(who, bt_cli_decrypt_slots(sb.sk, lg.z[k], &L, slots, NULL));
-      bt_hemat_unpack_diag(&L, slots, z);
+      bt_hemat_unpack_logits(&L, slots, z);
       for (int i = 0; i < lg.batch_rows[k]; i++, row++) {
         int best = 0;
         for (int c = 0; c < C; c++) {

@@ -301,6 +301,7 @@ int bt_cli_demo(int argc, char **argv) {
   /* ---- parameters, keys (client), server objects ---- */
   t0 = bt_seconds();
   TRY(bt_hemat_layout_init(bt_ckks_logn(p) - 1, B, F, C, &L));
+  bt_hemat_layout_fold(&L, 1);
   TRY(bt_softmax_approx_init(C, NULL, &sa));
   TRY(bt_cli_session_new(p, &L, &sa, lr, mu, &ss));
   bt_trainer *const t = ss.trainer;
@@ -444,7 +445,7 @@ int bt_cli_demo(int argc, char **argv) {
   zbuf = malloc((size_t)B * C * sizeof *zbuf);
   if (!zbuf) FAIL("out of memory");
   for (size_t i = 0; i < L.slots; i++) wre[i] = creal(cl.cv[i]);
-  bt_hemat_unpack_diag(&L, wre, zbuf);
+  bt_hemat_unpack_logits(&L, wre, zbuf);
   int right = 0, agree = 0;
   for (int r = 0; r < irows; r++) {
     int be = 0, bc = 0;

@@ -140,6 +140,7 @@ int bt_cli_load_labels(const char *who, const char *path, size_t n, int classes,
 /* ---- the layout and softmax of a key set ---- */
 bt_status bt_cli_layout(const bt_ckks_params *p, const bt_io_tag *tag, bt_hemat_layout *L, bt_softmax_approx *sa) {
   bt_status st = bt_hemat_layout_init(bt_ckks_logn(p) - 1, tag->batch, tag->features, tag->classes, L);
+  if (!st) bt_hemat_layout_fold(L, 1); /* the folded softmax wherever the shape allows it */
   if (!st && sa) st = bt_softmax_approx_init(tag->classes, NULL, sa);
   return st;
 }
@@ -158,7 +159,7 @@ bt_status bt_cli_server_new(const bt_ckks_params *p, const bt_hemat_layout *L, c
   memset(s, 0, sizeof *s);
   const double t0 = bt_seconds();
   bt_bootstrap_config cfg;
-  bt_status st = bt_bootstrap_config_default(p, &cfg);
+  bt_status st = bt_trainer_bootstrap_config(p, L, &cfg);
   if (!st && !!cfg.encaps_hamming_weight != !!eb->to_sparse)
     st = bt_fail(BT_E_FORMAT, "the evaluation bundle %s encapsulation keys, the parameters %s them",
                  eb->to_sparse ? "has" : "lacks", cfg.encaps_hamming_weight ? "need" : "do not use");

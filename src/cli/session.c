@@ -48,7 +48,7 @@ bt_status bt_cli_session_new(const bt_ckks_params *p, const bt_hemat_layout *L, 
   bt_bootstrap_config cfg;
   bt_prng_init_random(&s->g);
   /* server side: what bootstrapping and training need */
-  bt_status st = bt_bootstrap_config_default(p, &cfg);
+  bt_status st = bt_trainer_bootstrap_config(p, L, &cfg);
   if (!st) st = bt_bootstrapper_new(p, &cfg, bt_ckks_default_scale(p), &s->bs);
   if (!st) st = bt_trainer_new(p, L, sa, s->bs, lr, momentum, &s->trainer);
   /* client side: the secret key and the evaluation keys for those steps */

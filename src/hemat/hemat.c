@@ -58,8 +58,20 @@ bt_status bt_hemat_layout_init(int logslots, int batch, int features, int classe
   out->s1 = s1;
   out->nb = nb;
   out->period_rows = t < s0 ? t : s0;
+  out->groups = s1 / cpad;
+  out->fold_rows = s0 / out->groups;
+  out->fold_logslots = ilog2((size_t)s0 * (size_t)cpad);
   return BT_OK;
 }
+
+int bt_hemat_layout_fold(bt_hemat_layout *L, int on) {
+  L->fold = on && L->groups > 1 && (long)L->nb * L->cpad <= L->fold_rows;
+  return L->fold;
+}
+
+/* Rows of a weight or pattern: every period of R rows when folded. */
+static int w_periods(const bt_hemat_layout *L) { return L->fold ? L->groups : 1; }
+static int w_period_rows(const bt_hemat_layout *L) { return L->fold ? L->fold_rows : L->s0; }
 
 void bt_hemat_pack_x(const bt_hemat_layout *L, const double *x, int j, double *slots) {
   memset(slots, 0, L->slots * sizeof *slots);
@@ -72,11 +84,13 @@ void bt_hemat_pack_x(const bt_hemat_layout *L, const double *x, int j, double *s
 
 void bt_hemat_pack_w(const bt_hemat_layout *L, const double *w, double *slots) {
   memset(slots, 0, L->slots * sizeof *slots);
-  for (int c = 0; c < L->classes; c++)
-    for (int f = 0; f < L->features; f++) {
-      const int j = f / L->s1, t = f % L->s1;
-      slots[((size_t)j * L->cpad + c) * L->s1 + t] = w[(size_t)c * L->features + f];
-    }
+  for (int q = 0; q < w_periods(L); q++)
+    for (int c = 0; c < L->classes; c++)
+      for (int f = 0; f < L->features; f++) {
+        const int j = f / L->s1, t = f % L->s1;
+        const size_t row = (size_t)q * w_period_rows(L) + (size_t)j * L->cpad + c;
+        slots[row * L->s1 + t] = w[(size_t)c * L->features + f];
+      }
 }
 
 void bt_hemat_unpack_w(const bt_hemat_layout *L, const double *slots, double *w) {
@@ -87,12 +101,21 @@ void bt_hemat_unpack_w(const bt_hemat_layout *L, const double *slots, double *w)
     }
 }
 
+/* Slot of (row r, diagonal a) in the first period: the plain layout puts
+ * it at (r, a); the folded one at (r mod R, (r / R) C' + a). */
+static size_t diag_slot(const bt_hemat_layout *L, int r, int a) {
+  if (!L->fold) return (size_t)r * L->s1 + a;
+  return (size_t)(r % L->fold_rows) * L->s1 + (size_t)(r / L->fold_rows) * L->cpad + a;
+}
+
 void bt_hemat_pack_diag(const bt_hemat_layout *L, const double *z, double *slots) {
   memset(slots, 0, L->slots * sizeof *slots);
+  const size_t period = L->fold ? (size_t)L->fold_rows * L->s1 : L->slots;
   for (int r = 0; r < L->batch; r++)
     for (int a = 0; a < L->cpad; a++) {
       const int c = (r + a) % L->cpad;
-      if (c < L->classes) slots[(size_t)r * L->s1 + a] = z[(size_t)r * L->classes + c];
+      if (c < L->classes)
+        for (size_t q = 0; q < L->slots; q += period) slots[q + diag_slot(L, r, a)] = z[(size_t)r * L->classes + c];
     }
 }
 
@@ -100,8 +123,14 @@ void bt_hemat_unpack_diag(const bt_hemat_layout *L, const double *slots, double 
   for (int r = 0; r < L->batch; r++)
     for (int a = 0; a < L->cpad; a++) {
       const int c = (r + a) % L->cpad;
-      if (c < L->classes) z[(size_t)r * L->classes + c] = slots[(size_t)r * L->s1 + a];
+      if (c < L->classes) z[(size_t)r * L->classes + c] = slots[diag_slot(L, r, a)];
     }
+}
+
+void bt_hemat_unpack_logits(const bt_hemat_layout *L, const double *slots, double *z) {
+  bt_hemat_layout plain = *L;
+  plain.fold = 0;
+  bt_hemat_unpack_diag(&plain, slots, z);
 }
 
 void bt_hetal_reference_counts(int logslots, int batch, int features, int classes,
@@ -129,16 +158,21 @@ void bt_hemat_predict_counts(const bt_hemat_layout *L, int ncoef, bt_hemat_count
   memset(abt, 0, sizeof *abt);
   memset(atb, 0, sizeof *atb);
   roll->rot = roll->rot_hoisted = nb * (c - 1);
-  abt->rot = ilog2((size_t)(L->s0 / L->period_rows)) + nb * ilog2((size_t)(L->period_rows / L->cpad)) +
-             c * ls1 + (c - 1);
+  /* folded: W is R-periodic (fewer replication steps), Z is assembled per
+   * row group (G C' masks and rotations), D is unfolded by G - 1 hoisted
+   * rotations and G masks per pattern (summed before one rescale) */
+  const long g = L->fold ? L->groups : 1;
+  abt->rot = ilog2((size_t)(w_period_rows(L) / L->period_rows)) + nb * ilog2((size_t)(L->period_rows / L->cpad)) +
+             c * ls1 + g * (c - 1) + (g - 1);
   abt->tensor = nb * c;
   abt->relin = c;
-  abt->cmult = nb + c;
-  abt->rescale = nb + 2 * c;
-  atb->rot = c * ls1 + (c - 1) + nb * ilog2((size_t)(L->s0 / L->cpad));
+  abt->cmult = nb + g * c;
+  abt->rescale = nb + c + g * c;
+  atb->rot = c * ls1 + (c - 1) + nb * ilog2((size_t)(L->s0 / L->cpad)) + (g - 1);
+  atb->rot_hoisted = g - 1;
   atb->tensor = nb * c;
   atb->relin = nb;
-  atb->cmult = c + nb * ncoef;
+  atb->cmult = g * c + nb * ncoef;
   atb->rescale = c + nb + nb * ncoef;
 }
 
@@ -183,13 +217,16 @@ size_t bt_hemat_steps(const bt_hemat *h, int *steps) {
   const bt_hemat_layout *L = &h->L;
   const int c = L->cpad, s0 = L->s0, s1 = L->s1, t = L->period_rows;
   const int slots = (int)L->slots;
-  int tmp[512];
+  int tmp[1024];
   size_t n = 0;
   for (int k = 1; k < c; k++) tmp[n++] = k * s1;                            /* rolls */
-  n += sum_steps(t * s1, s0 / t, 1, tmp + n);                                /* W period */
+  n += sum_steps(t * s1, (L->fold ? L->fold_rows : s0) / t, 1, tmp + n);     /* W period */
   n += sum_steps(c * s1, t / c, 1, tmp + n);                                 /* W expansion */
   n += sum_steps(1, s1, 1, tmp + n);                                         /* column sums */
+  const int g = L->fold ? L->groups : 1;
   for (int k = 0; k < c; k++) tmp[n++] = -(k * s1 + (c - k) % c);            /* Z assembly */
+  for (int q = 1; q < g; q++) tmp[n++] = -q * c;                             /* Z gathering */
+  for (int q = 1; q < g; q++) tmp[n++] = q * c;                              /* unfolding D */
   for (int k = 0; k < c; k++) tmp[n++] = (c - k) % c + k * s1;               /* D patterns */
   n += sum_steps(1, s1, -1, tmp + n);                                        /* D broadcast */
   n += sum_steps(c * s1, s0 / c, 1, tmp + n);                                /* row sums */
@@ -283,20 +320,35 @@ bt_status bt_hemat_roll_x(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *x
   return BT_OK;
 }
 
+static bt_status abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled, const bt_ciphertext *w,
+                     double wscale, int fold, bt_ciphertext *z);
+
 bt_status bt_hemat_abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled, const bt_ciphertext *w,
                        double wscale, bt_ciphertext *z) {
+  return abt(h, ev, rolled, w, wscale, 0, z);
+}
+
+bt_status bt_hemat_abt_gathered(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,
+                                const bt_ciphertext *w, double wscale, bt_ciphertext *z) {
+  if (!h->L.fold) return bt_fail(BT_E_ARG, "DiagABT: the gathered output needs a folded layout");
+  return abt(h, ev, rolled, w, wscale, 1, z);
+}
+
+static bt_status abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled, const bt_ciphertext *w,
+                     double wscale, int fold, bt_ciphertext *z) {
   const bt_hemat_layout *L = &h->L;
   const int c = L->cpad, s1 = L->s1, t = L->period_rows;
   if (w->logslots != L->logslots) return bt_fail(BT_E_ARG, "weights have 2^%d slots, the layout 2^%d", w->logslots, L->logslots);
   if (w->level < 3) return bt_fail(BT_E_LEVEL, "DiagABT needs the weights at level >= 3 (got %d)", w->level);
   if (!isfinite(wscale)) return bt_fail(BT_E_ARG, "non-finite weight scale");
-  bt_ciphertext **acc = NULL, *w4 = NULL, *wrep = NULL, *tmp = NULL;
+  bt_ciphertext **acc = NULL, *w4 = NULL, *wrep = NULL, *tmp = NULL, *part = NULL;
   bt_status st = new_all(h->p, &acc, (size_t)c);
+  if (!st) st = bt_ciphertext_new(h->p, &part);
   if (!st) st = bt_ciphertext_new(h->p, &w4);
   if (!st) st = bt_ciphertext_new(h->p, &wrep);
   if (!st) st = bt_ciphertext_new(h->p, &tmp);
   if (!st) st = bt_ciphertext_copy(w4, w);
-  if (!st) st = dsum(h, ev, w4, t * s1, L->s0 / t, 1, tmp);
+  if (!st) st = dsum(h, ev, w4, t * s1, w_period_rows(L) / t, 1, tmp);
   for (int j = 0; j < L->nb && !st; j++) {
     set_rows_mask(h, j * c, c, t, wscale);
     if ((st = mask_mul(h, ev, w4, wrep)) || (st = dsum(h, ev, wrep, c * s1, t / c, 1, tmp))) break;
@@ -311,12 +363,37 @@ bt_status bt_hemat_abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *roll
     if ((st = bt_eval_relin(ev, acc[k], acc[k])) || (st = bt_eval_rescale(ev, acc[k], acc[k]))) break;
     h->cnt.relin++;
     h->cnt.rescale++;
-    if ((st = dsum(h, ev, acc[k], 1, s1, 1, tmp))) break;
-    set_col_mask(h, 0, 1);
-    if ((st = mask_mul(h, ev, acc[k], acc[k]))) break;
-    if ((st = rot(h, ev, acc[k], -(k * s1 + (c - k) % c), k == 0 ? z : tmp))) break;
-    if (k > 0) st = bt_eval_add(ev, z, tmp, z);
+    st = dsum(h, ev, acc[k], 1, s1, 1, tmp);
   }
+  /* column 0 of acc_k, rotated by k rows (and to its diagonal), is Z's.
+   * Gathered: the rows that land in group q = ((r + k) mod s0) / R, times G
+   * so that the folds' mean is the value, are assembled per group and
+   * shifted right by q C' once per group (the same rotation steps as the
+   * plain assembly plus G - 1: every step is a Galois key) */
+  const int groups = fold ? L->groups : 1;
+  bt_ciphertext *grp = NULL;
+  if (!st && fold) st = bt_ciphertext_new(h->p, &grp);
+  for (int q = 0; q < groups && !st; q++) {
+    bt_ciphertext *dst = fold ? grp : z;
+    for (int k = 0; k < c && !st; k++) {
+      if (!fold) {
+        set_col_mask(h, 0, 1);
+      } else {
+        for (size_t i = 0; i < L->slots; i++) {
+          const int r = (int)(i / (size_t)s1), col = (int)(i % (size_t)s1);
+          h->vals[i] = col == 0 && ((r + k) % L->s0) / L->fold_rows == q ? L->groups : 0;
+        }
+      }
+      if ((st = mask_mul(h, ev, acc[k], part))) break;
+      if ((st = rot(h, ev, part, -(k * s1 + (c - k) % c), k == 0 ? dst : tmp))) break;
+      if (k > 0) st = bt_eval_add(ev, dst, tmp, dst);
+    }
+    if (st || !fold) break;
+    if ((st = rot(h, ev, grp, -q * c, q == 0 ? z : tmp))) break;
+    if (q > 0) st = bt_eval_add(ev, z, tmp, z);
+  }
+  bt_ciphertext_free(grp);
+  bt_ciphertext_free(part);
   free_all(acc, (size_t)c);
   bt_ciphertext_free(w4);
   bt_ciphertext_free(wrep);
@@ -338,13 +415,47 @@ bt_status bt_hemat_atb(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *roll
   if (!st) st = bt_ciphertext_new(h->p, &acc);
   if (!st) st = bt_ciphertext_new(h->p, &tmp);
   if (!st) st = bt_ciphertext_new(h->p, &part);
+  /* folded D (periodic: row r holds row group q's diagonals at columns
+   * q C' + a): dq[q] = rot(D, q C') brings group q's to columns a, and the
+   * pattern masks below pick each group's rows from its own dq */
+  const int g = L->fold ? L->groups : 1;
+  bt_ciphertext **dq = NULL;
+  int qsteps[64];
+  if (!st && g > 1) st = new_all(h->p, &dq, (size_t)g);
+  if (!st && g > 1) {
+    for (int q = 1; q < g; q++) qsteps[q - 1] = q * c;
+    st = bt_ciphertext_copy(dq[0], d);
+    if (!st) st = bt_eval_rotate_hoisted(ev, d, qsteps, (size_t)(g - 1), dq + 1);
+    h->cnt.rot += g - 1;
+    h->cnt.rot_hoisted += g - 1;
+  }
   /* patterns rot(Pi_k, k s1): column (C' - k) mod C' of D broadcast along rows */
   for (int k = 0; k < c && !st; k++) {
     const int a = (c - k) % c;
-    set_col_mask(h, a, 1);
-    if ((st = mask_mul(h, ev, d, pat[k])) || (st = rot(h, ev, pat[k], a + k * s1, pat[k]))) break;
+    if (g == 1) {
+      set_col_mask(h, a, 1);
+      if ((st = mask_mul(h, ev, d, pat[k]))) break;
+    } else {
+      for (int q = 0; q < g && !st; q++) {
+        for (size_t i = 0; i < L->slots; i++) {
+          const int r = (int)(i / (size_t)s1), col = (int)(i % (size_t)s1);
+          h->vals[i] = col == a && r / L->fold_rows == q ? 1 : 0;
+        }
+        if ((st = bt_ckks_encode(h->p, h->vals, L->slots, L->logslots, d->level, (double)bt_ckks_q(h->p, d->level),
+                                 h->pt)))
+          break;
+        if ((st = bt_eval_mul_plain(ev, dq[q], h->pt, q == 0 ? pat[k] : tmp))) break;
+        h->cnt.cmult++;
+        if (q > 0) st = bt_eval_add(ev, pat[k], tmp, pat[k]);
+      }
+      if (!st) st = bt_eval_rescale(ev, pat[k], pat[k]);
+      h->cnt.rescale++;
+      if (st) break;
+    }
+    if ((st = rot(h, ev, pat[k], a + k * s1, pat[k]))) break;
     st = dsum(h, ev, pat[k], 1, s1, -1, tmp);
   }
+  if (dq) free_all(dq, (size_t)g);
   for (int j = 0; j < L->nb && !st; j++) {
     for (int k = 0; k < c && !st; k++) {
       bt_ciphertext *dst = k == 0 ? acc : tmp;
@@ -357,7 +468,7 @@ bt_status bt_hemat_atb(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *roll
     h->cnt.rescale++;
     if ((st = dsum(h, ev, acc, c * s1, L->s0 / c, 1, tmp))) break;
     for (size_t i = 0; i < ncoef && !st; i++) {
-      set_rows_mask(h, j * c, c, L->s0, coef[i]);
+      set_rows_mask(h, j * c, c, w_period_rows(L), coef[i]);
       if ((st = mask_mul(h, ev, acc, j == 0 ? outs[i] : part))) break;
       if (j > 0) st = bt_eval_add(ev, outs[i], part, outs[i]);
     }

@@ -60,6 +60,10 @@ bt_status bt_trainer_new(const bt_ckks_params *p, const bt_hemat_layout *L, cons
     return bt_fail(BT_E_ARG, "trainer: softmax for %d classes, layout for %d", sa->classes, L->classes);
   if (L->logslots != bt_ckks_logn(p) - 1)
     return bt_fail(BT_E_ARG, "trainer: the layout must use full slots (2^%d)", bt_ckks_logn(p) - 1);
+  if (bs && bt_bootstrap_logslots(bs) != (L->fold ? L->fold_logslots : L->logslots))
+    return bt_fail(BT_E_ARG, "trainer: the bootstrapper refreshes 2^%d slots, the %s layout needs 2^%d",
+                   bt_bootstrap_logslots(bs), L->fold ? "folded" : "plain",
+                   L->fold ? L->fold_logslots : L->logslots);
   if (!(lr > 0 && lr < 1e6) || !(momentum >= 0 && momentum < 1))
     return bt_fail(BT_E_ARG, "trainer: learning rate %g / momentum %g out of range", lr, momentum);
   bt_trainer *t = calloc(1, sizeof *t);
@@ -87,12 +91,22 @@ done:
   return st;
 }
 
+bt_status bt_trainer_bootstrap_config(const bt_ckks_params *p, const bt_hemat_layout *L,
+                                      bt_bootstrap_config *cfg) {
+  bt_status st = bt_bootstrap_config_default(p, cfg);
+  if (!st && L->fold) cfg->logslots = L->fold_logslots;
+  return st;
+}
+
 size_t bt_trainer_steps(const bt_trainer *t, int *steps) {
   size_t n = bt_hemat_steps(t->h, steps);
   for (int w = t->L.cpad / 2; w >= 1; w /= 2) steps[n++] = w;
   n += bt_inner_sum_steps(1, t->L.cpad, 0, steps + n);
   n += bt_inner_sum_steps(1, t->L.cpad, 1, steps + n);
-  n += bt_inner_sum_steps(t->L.s1, t->L.s0, 0, steps + n);
+  if (t->L.fold)
+    n += bt_inner_sum_steps(t->L.cpad, (int)(t->L.slots / (size_t)t->L.cpad), 0, steps + n);
+  else
+    n += bt_inner_sum_steps(t->L.s1, t->L.s0, 0, steps + n);
   /* drop repeats */
   size_t m = 0;
   for (size_t i = 0; i < n; i++) {
@@ -112,18 +126,26 @@ int bt_trainer_y_level(const bt_trainer *t) {
   return 3;
 }
 
-/* ---- plaintext patterns on the diagonal layout ---- */
+/* ---- plaintext patterns on the diagonal layout ----
+ * Plain: row r, diagonal a at slot (r, a), a < C'.  Folded (hemat.h): row
+ * qR + r' at (r', qC' + a) in every period of R rows; the patterns are
+ * periodic too, except PAT_ROWS, which keeps the first period only. */
 enum { PAT_COL0, PAT_PAD, PAT_OUTSIDE, PAT_ROWS };
 /* PAT_ROWS: column 0 of the first `rows` rows */
 static void pattern_rows(bt_trainer *t, int kind, double v, int rows) {
   const bt_hemat_layout *L = &t->L;
   for (size_t i = 0; i < L->slots; i++) {
-    const int r = (int)(i / (size_t)L->s1), a = (int)(i % (size_t)L->s1);
+    int r = (int)(i / (size_t)L->s1), a = (int)(i % (size_t)L->s1), first = 1;
+    if (L->fold) {
+      first = r < L->fold_rows;
+      r = (a / L->cpad) * L->fold_rows + r % L->fold_rows;
+      a %= L->cpad;
+    }
     int on = 0;
     if (kind == PAT_COL0) on = a == 0;
     if (kind == PAT_PAD) on = a < L->cpad && (r + a) % L->cpad >= L->classes;
     if (kind == PAT_OUTSIDE) on = a >= L->cpad;
-    if (kind == PAT_ROWS) on = a == 0 && r < rows;
+    if (kind == PAT_ROWS) on = a == 0 && r < rows && first;
     t->vals[i] = on ? v : 0;
   }
 }
@@ -225,6 +247,8 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
   bt_status st;
   pattern(t, PAT_PAD, -(sa->bound + sa->gap) / sa->unit_t);
   TRY(add_pattern(t, ev, z, z));
+  /* folded: z arrives gathered; the bootstrap (mean of the folds) folds it */
+  if (t->L.fold && z->level > 0) TRY(bt_eval_drop_level(ev, z, z->level, z));
   TRY(refresh(t, ev, z, relu_depth > 1 ? relu_depth : 1));
   TRY(bt_eval_mul_const(ev, z, sa->unit_t / sa->unit_e, 0, zs));
   TRY(bt_eval_rescale(ev, zs, zs));
@@ -275,7 +299,10 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
     TRY(refresh(t, ev, y, 1));
     pattern_rows(t, PAT_ROWS, lr->weight * sa->unit_e, lr->rows);
     TRY(mask_mul(t, ev, y, y));
-    TRY(bt_eval_inner_sum(ev, y, t->L.s1, t->L.s0, lr->out));
+    if (t->L.fold) /* column 0 of every group, first period */
+      TRY(bt_eval_inner_sum(ev, y, cp, (int)(t->L.slots / (size_t)cp), lr->out));
+    else
+      TRY(bt_eval_inner_sum(ev, y, t->L.s1, t->L.s0, lr->out));
     goto done;
   }
   TRY(refresh(t, ev, u, bt_cheby_depth(&sa->inv) + 2 * sa->newton));
@@ -363,7 +390,10 @@ bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const 
 
   PHASE_BEGIN(matmul_s);
   TRY(bt_hemat_roll_x(t->h, ev, x, t->rolled));
-  TRY(bt_hemat_abt(t->h, ev, t->rolled, w2, 0.5 / sa_unit, z));
+  if (t->L.fold)
+    TRY(bt_hemat_abt_gathered(t->h, ev, t->rolled, w2, 0.5 / sa_unit, z));
+  else
+    TRY(bt_hemat_abt(t->h, ev, t->rolled, w2, 0.5 / sa_unit, z));
   PHASE_END(matmul_s);
 
   PHASE_BEGIN(softmax_s);
@@ -397,7 +427,7 @@ done:
 
 /* z = X W^T * wscale for W = Im(a) */
 static bt_status logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, bt_ciphertext *a,
-                        double wscale, bt_ciphertext *z) {
+                        double wscale, int gathered, bt_ciphertext *z) {
   bt_ciphertext *w = t->s[6], *ac = t->s[7];
   bt_op_counts c0;
   double t0, b0;
@@ -413,7 +443,10 @@ static bt_status logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x
   PHASE_END(other_s);
   PHASE_BEGIN(matmul_s);
   TRY(bt_hemat_roll_x(t->h, ev, x, t->rolled));
-  TRY(bt_hemat_abt(t->h, ev, t->rolled, w, wscale, z));
+  if (gathered)
+    TRY(bt_hemat_abt_gathered(t->h, ev, t->rolled, w, wscale, z));
+  else
+    TRY(bt_hemat_abt(t->h, ev, t->rolled, w, wscale, z));
   PHASE_END(matmul_s);
 done:
   return st;
@@ -424,7 +457,7 @@ bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *cons
   if (!t || !ev || !x || !a || !z) return bt_fail(BT_E_ARG, "trainer logits: missing argument");
   bt_train_stats local = {0};
   t->stats = stats ? stats : &local;
-  bt_status st = logits(t, ev, x, a, 1, z);
+  bt_status st = logits(t, ev, x, a, 1, 0, z);
   t->stats = NULL;
   return st;
 }
@@ -444,7 +477,7 @@ bt_status bt_trainer_loss(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const 
   bt_op_counts c0;
   double t0, b0;
   bt_status st;
-  TRY(logits(t, ev, x, a, 1 / t->sa->unit_t, z));
+  TRY(logits(t, ev, x, a, 1 / t->sa->unit_t, t->L.fold, z));
   PHASE_BEGIN(softmax_s);
   TRY(softmax(t, ev, z, NULL, &req));
   PHASE_END(softmax_s);
