@@ -138,8 +138,8 @@ void bt_bootstrap_last_split(const bt_bootstrapper *b, double seconds[4]);
  * bootstrapper's slot count n, or more: a ciphertext of m > n slots comes back
  * with m slots holding the mean of its n-periodic folds, out[i] =
  * (n/m) sum_j in[(i + j n) mod m] (the partial trace) -- the input itself when
- * it is n-periodic, and a way to gather data spread over m slots (with zeros
- * where the folds overlap) into every period of n. */
+ * it is n-periodic, and a way to gather data spread over m slots into every
+ * period of n when each slot of a period is non-zero in at most one fold. */
 bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext *in,
                        bt_ciphertext *out) BT_MUST_CHECK;
 

@@ -220,7 +220,7 @@ size_t bt_hemat_steps(const bt_hemat *h, int *steps) {
   int tmp[1024];
   size_t n = 0;
   for (int k = 1; k < c; k++) tmp[n++] = k * s1;                            /* rolls */
-  n += sum_steps(t * s1, (L->fold ? L->fold_rows : s0) / t, 1, tmp + n);     /* W period */
+  n += sum_steps(t * s1, w_period_rows(L) / t, 1, tmp + n);                  /* W period */
   n += sum_steps(c * s1, t / c, 1, tmp + n);                                 /* W expansion */
   n += sum_steps(1, s1, 1, tmp + n);                                         /* column sums */
   const int g = L->fold ? L->groups : 1;
