@@ -19,8 +19,9 @@ static void help(void) {
          "Generates the keys bootstrapping needs, encrypts random complex values at level 0,\n"
          "bootstraps R times (median time) and prints the precision of the result over all\n"
          "slots (mean and minimum bits), the levels left, log2 QP, key generation time,\n"
-         "evaluation-key bytes and peak memory.  --json prints one object with seconds,\n"
-         "mean_bits, min_bits, levels_after, log_qp (and the rest).\n"
+         "evaluation-key bytes and peak memory, then (untimed) the precision of a vector\n"
+         "with every slot 1, the worst case of EvalMod's sine.  --json prints one object\n"
+         "with seconds, mean_bits, min_bits, levels_after, log_qp (and the rest).\n"
          "\n"
          "  --preset NAME   parameters (default train-n16: N = 2^16, 128-bit secure, dense\n"
          "                  secret bootstrapped through sparse-secret encapsulation;\n"
@@ -109,11 +110,15 @@ int bt_bench_bootstrap(int argc, char **argv) {
   if (!json)
     printf("bench bootstrap: preset %s%s, N = 2^%d, %zu slots, log2 QP = %.0f, %d threads\n"
            "  config: K = %g, Chebyshev degree %d, %d double angles, CtS %d / StC %d levels, depth %d%s\n"
+           "  message lift %d: q0 / (lift scale) = 2^%.2f\n"
            "  transforms prepared in %.1f s; keys (relin, conjugation, %zu rotations) in %.1f s, %.2f GB\n",
            preset, lit.insecure ? " (INSECURE)" : "", bt_ckks_logn(p), n, bt_ckks_log_qp(p),
            bt_ckks_threads(p), cfg.k_range, cfg.cheby_degree, cfg.double_angle, cfg.cts_levels,
            cfg.stc_levels, bt_bootstrap_depth(bs),
-           cfg.encaps_hamming_weight ? ", sparse-secret encapsulation (h = 32)" : "", prep_s, ns, keygen_s,
+           cfg.encaps_hamming_weight ? ", sparse-secret encapsulation (h = 32)" : "",
+           cfg.message_lift ? cfg.message_lift : 1,
+           log2((double)bt_ckks_q(p, 0) / ((cfg.message_lift ? cfg.message_lift : 1) * bt_ckks_default_scale(p))),
+           prep_s, ns, keygen_s,
            key_bytes / 1e9);
   TRY(bt_evaluator_new(p, ek, &ev));
   TRY(bt_plaintext_new(p, &pt));
@@ -143,6 +148,18 @@ int bt_bench_bootstrap(int argc, char **argv) {
              "min %.2f bits\n",
              r + 1, times[r], splits[r][0], splits[r][1], splits[r][2], splits[r][3], pr.mean_bits, pr.min_bits);
   }
+  /* the worst case of the sine's cubic term: every slot equal, the whole
+   * message in one coefficient (untimed) */
+  for (size_t i = 0; i < n; i++) got[i] = 1;
+  TRY(bt_ckks_encode(p, got, n, ls, 0, bt_ckks_default_scale(p), pt));
+  TRY(bt_encrypt_sk(sk, pt, &g, ct));
+  TRY(bt_bootstrap(bs, ev, ct, out_ct));
+  TRY(bt_decrypt(sk, out_ct, pt));
+  TRY(bt_ckks_decode(pt, v));
+  for (size_t i = 0; i < n; i++) got[i] = 1;
+  const bt_precision ones = bt_precision_measure(got, v, n);
+  if (!json) printf("  every slot 1 (worst case of the sine): precision mean %.2f bits, min %.2f bits\n",
+                    ones.mean_bits, ones.min_bits);
   const double med = bt_cli_median(times, runs);
   for (int k = 0; k < 4; k++) {
     for (int r = 0; r < runs; r++) times[r] = splits[r][k];
@@ -165,6 +182,9 @@ int bt_bench_bootstrap(int argc, char **argv) {
     json_object_object_add(o, "stc_s", json_object_new_double(split[3]));
     json_object_object_add(o, "mean_bits", json_object_new_double(worst.mean_bits));
     json_object_object_add(o, "min_bits", json_object_new_double(worst.min_bits));
+    json_object_object_add(o, "ones_mean_bits", json_object_new_double(ones.mean_bits));
+    json_object_object_add(o, "ones_min_bits", json_object_new_double(ones.min_bits));
+    json_object_object_add(o, "message_lift", json_object_new_int(cfg.message_lift ? cfg.message_lift : 1));
     json_object_object_add(o, "levels_after", json_object_new_int(out_ct->level));
     json_object_object_add(o, "log_qp", json_object_new_double(bt_ckks_log_qp(p)));
     json_object_object_add(o, "keygen_s", json_object_new_double(keygen_s));

@@ -253,6 +253,11 @@ static void refuses_bad_input(void **state) {
   bt_bootstrapper *b;
   assert_int_equal(bt_bootstrapper_new(f->p, &cfg, bt_ckks_default_scale(f->p), &b), BT_E_LEVEL);
   printf("  refused as expected: %s\n", bt_last_error());
+  /* a message lift that leaves the message no room below q_0 */
+  BT_CHECK(bt_bootstrap_config_default(f->p, &cfg));
+  cfg.message_lift = 1 << 10;
+  assert_int_equal(bt_bootstrapper_new(f->p, &cfg, bt_ckks_default_scale(f->p), &b), BT_E_ARG);
+  printf("  refused as expected: %s\n", bt_last_error());
 }
 
 int main(void) {

@@ -102,6 +102,14 @@ typedef struct bt_bootstrap_config {
                           * multiplied by q_0 / (2 pi scale) in the output, so
                           * CoeffsToSlots raises the scale and SlotsToCoeffs
                           * brings it back */
+  int message_lift;      /* integer gamma >= 1 (0: 1) the level-0 ciphertext is
+                          * multiplied by before ModRaise: the message then
+                          * fills q_0 / (gamma scale) of q_0 instead of
+                          * q_0 / scale, so the noise of CoeffsToSlots and
+                          * EvalMod weighs 1/gamma as much; the price is the
+                          * sine's error x^3 (2 pi)^2 / 6 on large coefficients
+                          * (every slot equal: 21.2 -> 19.3 bits at gamma = 2,
+                          * q_0 / scale = 2^12).  Lattigo's LogMessageRatio */
 } bt_bootstrap_config;
 
 typedef struct bt_bootstrapper bt_bootstrapper;
@@ -109,7 +117,8 @@ typedef struct bt_bootstrapper bt_bootstrapper;
 /* The configuration that goes with the bootstrapping presets (train-n16,
  * INSECURE-boot-*): K covers the ModRaise overflow of a Hamming-weight-h
  * secret (h = 32 with encapsulation for dense secrets) to about 7 standard
- * deviations (sqrt(h / 12) each). */
+ * deviations (sqrt(h / 12) each); the message lift brings q_0 / (gamma scale)
+ * to about 2^11. */
 bt_status bt_bootstrap_config_default(const bt_ckks_params *p, bt_bootstrap_config *cfg) BT_MUST_CHECK;
 
 /* Dense-secret parameters: the encapsulation keys from

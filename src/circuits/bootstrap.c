@@ -21,6 +21,7 @@ struct bt_bootstrapper {
   bt_bootstrap_config cfg;
   int logslots;
   double scale, evalmod_scale;
+  int lift; /* message lift gamma */
   bt_lintrans *cts[MAX_GROUPS], *stc[MAX_GROUPS];
   bt_cheby cheb;
   const bt_encaps_key *to_sparse;
@@ -265,6 +266,11 @@ bt_status bt_bootstrap_config_default(const bt_ckks_params *p, bt_bootstrap_conf
   /* EvalMod at the scale of the top primes (60 bits at most) */
   const int top_bits = lit->q_bits[lit->nq - 1];
   cfg->log_evalmod_scale = top_bits < 60 ? top_bits : 60;
+  /* q_0 / (gamma scale) of about 2^11: +1 bit on random full-slot data at
+   * N = 2^16 (19.97 -> 20.95 mean bits), -2 bits on the worst case (every
+   * slot equal), where the sine's cubic term takes over */
+  const double ratio = (double)bt_ckks_q(p, 0) / bt_ckks_default_scale(p);
+  cfg->message_lift = ratio > 0x1p11 ? (int)floor(ratio / 0x1p11 + 0.5) : 1;
   return BT_OK;
 }
 
@@ -287,8 +293,12 @@ bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config
   *out = NULL;
   if (cfg->cts_levels < 1 || cfg->cts_levels > MAX_GROUPS || cfg->stc_levels < 1 ||
       cfg->stc_levels > MAX_GROUPS || cfg->cheby_degree < 2 || cfg->double_angle < 0 ||
-      !(cfg->k_range >= 1) || !(scale > 0))
+      !(cfg->k_range >= 1) || !(scale > 0) || cfg->message_lift < 0)
     return bt_fail(BT_E_ARG, "invalid bootstrapping configuration");
+  const int lift = cfg->message_lift ? cfg->message_lift : 1;
+  if ((double)lift * scale * 16 > (double)bt_ckks_q(p, 0))
+    return bt_fail(BT_E_ARG, "message lift %d leaves q_0 / (lift scale) = 2^%.1f, below 2^4", lift,
+                   log2((double)bt_ckks_q(p, 0) / (lift * scale)));
   if (cfg->logslots < 0 || cfg->logslots > bt_ckks_logn(p) - 1 ||
       (cfg->logslots && cfg->logslots < cfg->cts_levels) || (cfg->logslots && cfg->logslots < cfg->stc_levels))
     return bt_fail(BT_E_ARG, "cannot bootstrap 2^%d slots at N = 2^%d with %d + %d transform levels",
@@ -299,6 +309,7 @@ bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config
   b->cfg = *cfg;
   b->logslots = cfg->logslots ? cfg->logslots : bt_ckks_logn(p) - 1;
   b->scale = scale;
+  b->lift = lift;
   b->evalmod_scale = ldexp(1.0, cfg->log_evalmod_scale ? cfg->log_evalmod_scale : 60);
   bt_status st = bt_cheby_interpolate(eval_mod_fn, &b->cfg, -1, 1, cfg->cheby_degree, &b->cheb);
   if (!st && bt_bootstrap_depth(b) > bt_ckks_max_level(p))
@@ -319,7 +330,7 @@ bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config
   /* StC: EvalMod yields sin(2 pi t / q0) ~ 2 pi m / q0; scale back to m / scale */
   const int stc_top = top - cfg->cts_levels - bt_cheby_depth(&b->cheb) - cfg->double_angle;
   if (!st)
-    st = build_transforms(b, 0, cfg->stc_levels, stc_top, q0 / (2 * M_PI * scale), down, b->stc);
+    st = build_transforms(b, 0, cfg->stc_levels, stc_top, q0 / (2 * M_PI * scale * b->lift), down, b->stc);
   if (st) {
     bt_bootstrapper_free(b);
     return st;
@@ -404,6 +415,9 @@ bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext
     TRY(bt_fail(BT_E_KEY, "cannot bootstrap under a dense secret without encapsulation keys"));
   double t = bt_seconds();
   TRY(bt_eval_drop_level(ev, in, in->level, u));
+  /* the message lift: an exact integer product, the scale kept nominal (the
+   * 1/gamma is in SlotsToCoeffs) */
+  if (b->lift > 1) TRY(bt_eval_mul_const_scaled(ev, u, b->lift, 0, 1.0, u));
   if (dense) TRY(bt_eval_encapsulate(ev, u, b->to_sparse, u)); /* to s' */
   TRY(bt_eval_mod_raise(ev, u, u));
   if (dense) TRY(bt_eval_keyswitch(ev, u, b->to_dense, u)); /* back to s, top level */
