@@ -52,8 +52,11 @@ bt_status bt_eval_cheby(bt_evaluator *ev, const bt_ciphertext *x, const bt_cheby
  * (indices mod the slot count), so M v = sum_k d_k * rot(v, k).  Evaluated
  * by baby-step/giant-step: k = g j + b and
  *   M v = sum_j rot( sum_b rot(d_{gj+b}, -gj) * rot(v, b), gj ),
- * the baby rotations sharing one decomposition (hoisting).  The giant step g
- * is the power of two minimising the rotation count. */
+ * with double hoisting (bt_eval_bsgs): the baby rotations share one
+ * decomposition and stay over Q_l P, the diagonals (encoded modulo P too)
+ * multiply them there, and each giant step is one key switch.  The giant
+ * step g is the power of two minimising babies + 3 giants (a giant step
+ * costs about three baby steps). */
 typedef struct bt_lintrans {
   const bt_ckks_params *params;
   int logslots, level;
@@ -61,7 +64,7 @@ typedef struct bt_lintrans {
   int giant;             /* g */
   size_t ndiag;
   int *index;            /* diagonal indices in [0, slots) */
-  bt_plaintext **diag;   /* rot(d_k, -g j), encoded at `level`, `scale` */
+  bt_plaintext **diag;   /* rot(d_k, -g j), encoded at `level`, `scale`, over Q P */
 } bt_lintrans;
 
 /* diags[t] holds the 2^logslots entries of diagonal index[t].  Diagonals are

@@ -100,6 +100,7 @@ typedef struct bt_plaintext {
   int logslots;
   double scale;
   uint64_t *c;     /* (max level + 1) * N words, NTT form */
+  uint64_t *cp;    /* NULL, or the special primes' limbs (bt_ckks_encode_qp) */
 } bt_plaintext;
 
 typedef struct bt_ciphertext {
@@ -124,6 +125,10 @@ bt_status bt_ciphertext_copy(bt_ciphertext *dst, const bt_ciphertext *src) BT_MU
  * `scale`.  logslots in [0, logN - 1]. */
 bt_status bt_ckks_encode(const bt_ckks_params *p, const double complex *values, size_t count,
                          int logslots, int level, double scale, bt_plaintext *out) BT_MUST_CHECK;
+/* The same, and also modulo the special primes P: the plaintext can then
+ * multiply a ciphertext held over Q_l P, which bt_eval_bsgs needs. */
+bt_status bt_ckks_encode_qp(const bt_ckks_params *p, const double complex *values, size_t count,
+                            int logslots, int level, double scale, bt_plaintext *out) BT_MUST_CHECK;
 bt_status bt_ckks_encode_real(const bt_ckks_params *p, const double *values, size_t count,
                               int logslots, int level, double scale,
                               bt_plaintext *out) BT_MUST_CHECK;
@@ -296,6 +301,16 @@ bt_status bt_eval_conjugate(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphert
  * outs[i] = rotate(a, steps[i]).  outs[i] must not alias a. */
 bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const int *steps,
                                  size_t nsteps, bt_ciphertext **outs) BT_MUST_CHECK;
+/* A baby-step/giant-step linear transform with double hoisting:
+ *   out = sum_j rot( sum_u diag[j nbaby + u] * rot(x, baby[u]), giant[j] )
+ * (diag entries NULL where zero).  The diagonals must come from
+ * bt_ckks_encode_qp at x's level or above and share one scale; out is at
+ * x's level and scale x.scale * diag scale, to be rescaled.  The baby
+ * rotations share one decomposition and skip their ModDown; each giant step
+ * costs one key switch; out may alias x. */
+bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
+                       const int *giant, size_t ngiant, const bt_plaintext *const *diag,
+                       bt_ciphertext *out) BT_MUST_CHECK;
 /* Applies a switching key (any automorphism 0 = identity). */
 bt_status bt_eval_keyswitch(bt_evaluator *ev, const bt_ciphertext *a, const bt_switch_key *k,
                             bt_ciphertext *out) BT_MUST_CHECK;

@@ -54,6 +54,7 @@ void bt_plaintext_free(bt_plaintext *pt) {
   if (!pt) return;
   /* plaintexts hold decrypted client data */
   bt_free_secret(pt->c, (size_t)pt->params->nq * pt->params->n * sizeof(uint64_t));
+  if (pt->cp) bt_free_secret(pt->cp, (size_t)pt->params->np * pt->params->n * sizeof(uint64_t));
   bt_free(pt);
 }
 

@@ -23,37 +23,34 @@ static bt_status check_slots(const bt_ckks_params *p, int logslots, size_t count
   return BT_OK;
 }
 
-/* Writes round(x) mod q for every prime of the limb range at position pos. */
-static void put_coeff(const bt_ckks_params *p, uint64_t *c, int limbs, size_t pos, double x) {
+/* Writes round(x) mod q for the primes first .. first + limbs - 1 at
+ * position pos of consecutive limbs c. */
+static void put_coeff(const bt_ckks_params *p, uint64_t *c, int first, int limbs, size_t pos, double x) {
   double r = nearbyint(x);
   if (fabs(r) < 9.2e18) {
     int64_t v = (int64_t)r;
     for (int i = 0; i < limbs; i++) {
-      uint64_t q = p->primes[i];
-      uint64_t m = v < 0 ? q - bt_mod_reduce64((uint64_t)(-v), &p->mod[i]) : bt_mod_reduce64((uint64_t)v, &p->mod[i]);
-      c[(size_t)i * p->n + pos] = m == q ? 0 : m;
+      const bt_modulus *m = &p->mod[first + i];
+      uint64_t q = m->q;
+      uint64_t a = v < 0 ? q - bt_mod_reduce64((uint64_t)(-v), m) : bt_mod_reduce64((uint64_t)v, m);
+      c[(size_t)i * p->n + pos] = a == q ? 0 : a;
     }
   } else {
     long double lr = (long double)r;
     for (int i = 0; i < limbs; i++) {
-      long double q = (long double)p->primes[i];
-      long double m = fmodl(lr, q);
-      if (m < 0) m += q;
-      uint64_t v = (uint64_t)m;
-      c[(size_t)i * p->n + pos] = v >= p->primes[i] ? v - p->primes[i] : v;
+      const uint64_t q = p->mod[first + i].q;
+      long double a = fmodl(lr, (long double)q);
+      if (a < 0) a += (long double)q;
+      uint64_t v = (uint64_t)a;
+      c[(size_t)i * p->n + pos] = v >= q ? v - q : v;
     }
   }
 }
 
-bt_status bt_ckks_encode(const bt_ckks_params *p, const double complex *values, size_t count,
-                         int logslots, int level, double scale, bt_plaintext *out) {
-  bt_status st = check_slots(p, logslots, count);
-  if (st) return st;
-  if (level < 0 || level >= p->nq)
-    return bt_fail(BT_E_LEVEL, "cannot encode at level %d (max %d)", level, p->nq - 1);
-  if (!(scale > 0) || !isfinite(scale))
-    return bt_fail(BT_E_SCALE, "cannot encode at scale %g", scale);
-  if (out->params != p) return bt_fail(BT_E_PARAMS, "plaintext belongs to other parameters");
+/* The encoding at `level` into cq (level + 1 limbs) and, when cp is not
+ * NULL, modulo the special primes into cp (np limbs); NTT form. */
+static bt_status encode_limbs(const bt_ckks_params *p, const double complex *values, size_t count,
+                              int logslots, int level, double scale, uint64_t *cq, uint64_t *cp) {
   const size_t n = (size_t)1 << logslots, gap = p->n / (2 * n);
   const bt_slot_tables *t = &p->slots[logslots];
   double complex *buf = fftw_malloc(n * sizeof *buf);
@@ -68,15 +65,57 @@ bt_status bt_ckks_encode(const bt_ckks_params *p, const double complex *values, 
   }
   fftw_execute_dft(t->fwd, buf, buf);
   const int limbs = level + 1;
-  memset(out->c, 0, (size_t)limbs * p->n * sizeof(uint64_t));
+  memset(cq, 0, (size_t)limbs * p->n * sizeof(uint64_t));
+  if (cp) memset(cp, 0, (size_t)p->np * p->n * sizeof(uint64_t));
   const double norm = scale / (double)n;
   for (size_t k = 0; k < n; k++) {
     double complex u = buf[k] * conj(t->twist[k]) * norm;
-    put_coeff(p, out->c, limbs, k * gap, creal(u));
-    put_coeff(p, out->c, limbs, (k + n) * gap, cimag(u));
+    put_coeff(p, cq, 0, limbs, k * gap, creal(u));
+    put_coeff(p, cq, 0, limbs, (k + n) * gap, cimag(u));
+    if (cp) {
+      put_coeff(p, cp, p->nq, p->np, k * gap, creal(u));
+      put_coeff(p, cp, p->nq, p->np, (k + n) * gap, cimag(u));
+    }
   }
   fftw_free(buf);
-  bt_poly_ntt(p, out->c, 0, limbs);
+  bt_poly_ntt(p, cq, 0, limbs);
+  if (cp) bt_poly_ntt(p, cp, p->nq, p->np);
+  return BT_OK;
+}
+
+static bt_status check_encode(const bt_ckks_params *p, size_t count, int logslots, int level, double scale,
+                              const bt_plaintext *out) {
+  bt_status st = check_slots(p, logslots, count);
+  if (st) return st;
+  if (level < 0 || level >= p->nq)
+    return bt_fail(BT_E_LEVEL, "cannot encode at level %d (max %d)", level, p->nq - 1);
+  if (!(scale > 0) || !isfinite(scale))
+    return bt_fail(BT_E_SCALE, "cannot encode at scale %g", scale);
+  if (out->params != p) return bt_fail(BT_E_PARAMS, "plaintext belongs to other parameters");
+  return BT_OK;
+}
+
+bt_status bt_ckks_encode(const bt_ckks_params *p, const double complex *values, size_t count,
+                         int logslots, int level, double scale, bt_plaintext *out) {
+  bt_status st = check_encode(p, count, logslots, level, scale, out);
+  if (!st) st = encode_limbs(p, values, count, logslots, level, scale, out->c, NULL);
+  if (st) return st;
+  /* a plaintext re-encoded without the special primes drops them */
+  bt_free(out->cp);
+  out->cp = NULL;
+  out->level = level;
+  out->scale = scale;
+  out->logslots = logslots;
+  return BT_OK;
+}
+
+bt_status bt_ckks_encode_qp(const bt_ckks_params *p, const double complex *values, size_t count,
+                            int logslots, int level, double scale, bt_plaintext *out) {
+  bt_status st = check_encode(p, count, logslots, level, scale, out);
+  if (st) return st;
+  if (!out->cp && !(out->cp = bt_alloc((size_t)p->np * p->n * sizeof(uint64_t))))
+    return bt_fail(BT_E_NOMEM, "out of memory encoding");
+  if ((st = encode_limbs(p, values, count, logslots, level, scale, out->c, out->cp))) return st;
   out->level = level;
   out->scale = scale;
   out->logslots = logslots;
