@@ -17,10 +17,11 @@ static size_t cost_for(const int *index, size_t nd, int g, int slots) {
   }
   free(seen);
   /* with double hoisting a giant step (ModDown, decomposition, product)
-   * costs several baby steps (one product each): measured best at a weight
-   * of 3 at N = 2^16 (2^13 slots: 8.17 s at weight 1, 7.45 at 2, 6.96 at 3,
-   * 7.5 at 4 and 6, and 6 costs 13 more keys) */
-  return babies + 3 * giants;
+   * costs several baby steps (one product each).  Measured at N = 2^16,
+   * 2^13 slots: 8.17 s at weight 1, 7.45 at 2, 6.96 at 3, 7.5 at 4 and 6;
+   * weight 3 takes 5-8 more Galois keys than 2 (170 MiB each at train-n16),
+   * which pushed the (2048, 769, 16) training step out of 24 GB: 2 */
+  return babies + 2 * giants;
 }
 
 static int cmp_int(const void *a, const void *b) {
