@@ -42,6 +42,12 @@ static void special_fft_matches_decoding(void **state) {
   }
 }
 
+static double f_one(double x, void *ctx) {
+  (void)x;
+  (void)ctx;
+  return 1;
+}
+
 typedef struct fixture {
   bt_ckks_params *p;
   bt_secret_key *sk;
@@ -260,10 +266,51 @@ static void refuses_bad_input(void **state) {
   printf("  refused as expected: %s\n", bt_last_error());
 }
 
+/* Every bootstrapping preset hands computations levels whose primes match
+ * the scale (a product rescaled there keeps the scale; a SlotsToCoeffs prime
+ * below the output would make every product drift by its ratio), the
+ * training preset at least 12 of them, and each has its EvalMod levels on
+ * the 60-bit primes. */
+static void presets_fit_bootstrapping(void **state) {
+  (void)state;
+  const char *names[] = {"INSECURE-boot-n12", "INSECURE-boot-n12-dense", "INSECURE-boot-n16", "train-n16"};
+  for (int i = 0; i < 4; i++) {
+    bt_ckks_literal lit;
+    bt_ckks_params *p;
+    bt_bootstrap_config cfg;
+    bt_cheby cheb;
+    BT_CHECK(bt_ckks_preset(names[i], &lit));
+    BT_CHECK(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p));
+    BT_CHECK(bt_bootstrap_config_default(p, &cfg));
+    /* the depth of the interpolant does not depend on its coefficients */
+    BT_CHECK(bt_cheby_interpolate(f_one, NULL, -1, 1, cfg.cheby_degree, &cheb));
+    const int evalmod = bt_cheby_depth(&cheb) + cfg.double_angle, top = bt_ckks_max_level(p);
+    const int after = top - cfg.cts_levels - evalmod - cfg.stc_levels;
+    const double log_scale = log2(bt_ckks_default_scale(p));
+    printf("  %s: CtS %d + EvalMod %d (degree %d: %d, + %d double angles) + StC %d of %d levels; %d left, "
+           "log2 QP %.0f\n",
+           names[i], cfg.cts_levels, evalmod, cfg.cheby_degree, bt_cheby_depth(&cheb), cfg.double_angle,
+           cfg.stc_levels, top, after, bt_ckks_log_qp(p));
+    for (int l = 1; l <= after; l++)
+      if (fabs(log2((double)bt_ckks_q(p, l)) - log_scale) > 0.5)
+        fail_msg("%s: level %d left to computations has a %.1f-bit prime, scale 2^%.0f", names[i], l,
+                 log2((double)bt_ckks_q(p, l)), log_scale);
+    for (int l = top - cfg.cts_levels - evalmod + 1; l <= top - cfg.cts_levels; l++)
+      assert_true(log2((double)bt_ckks_q(p, l)) > 59);
+    if (strcmp(names[i], "train-n16") == 0) {
+      assert_true(after >= 12);
+      assert_true(bt_ckks_log_qp(p) <= bt_ckks_he_standard_max_logqp(16));
+    }
+    bt_cheby_free(&cheb);
+    bt_ckks_params_free(p);
+  }
+}
+
 int main(void) {
   bt_test_seed();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(special_fft_matches_decoding),
+      cmocka_unit_test(presets_fit_bootstrapping),
       cmocka_unit_test_setup_teardown(bootstrap_once, setup, teardown),
       cmocka_unit_test_setup_teardown(bootstrap_once, setup_dense, teardown),
       cmocka_unit_test_setup_teardown(twenty_rounds, setup_dense, teardown),

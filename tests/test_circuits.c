@@ -49,8 +49,10 @@ static double f_exp(double x, void *ctx) { (void)ctx; return exp(x); }
 static double f_sigmoid(double x, void *ctx) { (void)ctx; return 1 / (1 + exp(-x)); }
 static double f_cos2pi(double x, void *ctx) { (void)ctx; return cos(2 * M_PI * x); }
 
-static void check_poly(fixture *f, double (*fn)(double, void *), double a, double b, int degree,
-                       const char *name, double bar_fn) {
+/* `tight`: the input sits at exactly the polynomial's depth, so the result
+ * lands on level 0 (the deepest use of the chain). */
+static void check_poly_at(fixture *f, double (*fn)(double, void *), double a, double b, int degree,
+                          const char *name, double bar_fn, int tight) {
   bt_cheby poly;
   BT_CHECK(bt_cheby_interpolate(fn, NULL, a, b, degree, &poly));
   const int logslots = bt_ckks_logn(f->p) - 1;
@@ -70,16 +72,24 @@ static void check_poly(fixture *f, double (*fn)(double, void *), double a, doubl
   BT_CHECK(bt_plaintext_new(f->p, &pt));
   BT_CHECK(bt_ciphertext_new(f->p, &ct));
   BT_CHECK(bt_ciphertext_new(f->p, &out));
-  const int top = bt_ckks_max_level(f->p);
+  const int top = tight ? bt_cheby_depth(&poly) : bt_ckks_max_level(f->p);
   BT_CHECK(bt_ckks_encode(f->p, x, n, logslots, top, bt_ckks_default_scale(f->p), pt));
   BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  bt_evaluator_reset_counts(f->ev);
   BT_CHECK(bt_eval_cheby(f->ev, ct, &poly, 0, out));
+  const long products = bt_evaluator_counts(f->ev).tensor, relins = bt_evaluator_counts(f->ev).relin;
   BT_CHECK(bt_decrypt(f->sk, out, pt));
   BT_CHECK(bt_ckks_decode(pt, got));
   const int depth = bt_cheby_depth(&poly);
-  printf("  %s, degree %d on [%g, %g]: depth %d (levels %d -> %d), interpolation error 2^%.1f\n",
-         name, degree, a, b, depth, top, out->level, log2(interp_err));
+  int want_relins = 0;
+  const int want_products = bt_cheby_products(&poly, &want_relins);
+  printf("  %s, degree %d on [%g, %g]: depth %d (levels %d -> %d), %ld products, %ld relinearisations, "
+         "interpolation error 2^%.1f\n",
+         name, degree, a, b, depth, top, out->level, products, relins, log2(interp_err));
   assert_int_equal(out->level, top - depth);
+  assert_int_equal(out->degree, 1);
+  assert_int_equal(products, want_products);
+  assert_true(relins <= want_relins && relins >= (degree > 1 ? 1 : 0));
   assert_true(fabs(out->scale / ct->scale - 1) < 1e-9);
   bt_precision vs_poly = bt_precision_measure(wantp, got, n);
   bt_precision vs_fn = bt_precision_measure(want, got, n);
@@ -100,6 +110,11 @@ static void check_poly(fixture *f, double (*fn)(double, void *), double a, doubl
   bt_cheby_free(&poly);
 }
 
+static void check_poly(fixture *f, double (*fn)(double, void *), double a, double b, int degree,
+                       const char *name, double bar_fn) {
+  check_poly_at(f, fn, a, b, degree, name, bar_fn, 0);
+}
+
 static void polynomials(void **state) {
   fixture *f = *state;
   check_poly(f, f_sin, -1, 1, 15, "sin", 20);
@@ -109,6 +124,39 @@ static void polynomials(void **state) {
   check_poly(f, f_sin, -1.04, 0.96, 15, "sin, shifted interval (free map)", 20);
   check_poly(f, f_sin, -1, 1, 1, "sin (degree 1)", 3);
   check_poly(f, f_exp, -1, 1, 2, "exp (degree 2)", 3);
+  check_poly_at(f, f_sigmoid, -8, 8, 63, "sigmoid, input at its depth", 18, 1);
+  check_poly_at(f, f_sin, -1, 1, 31, "sin, input at its depth", 20, 1);
+}
+
+static int ceil_log2(int x) {
+  int l = 0;
+  while ((1 << l) < x) l++;
+  return l;
+}
+
+/* The plan reaches the optimal depth for every degree, with O(sqrt d)
+ * ciphertext products; a half-width far from 1 costs exactly one level. */
+static void depth_is_optimal(void **state) {
+  (void)state;
+  for (int d = 1; d <= 1024; d++) {
+    double *c = calloc((size_t)d + 1, sizeof *c);
+    assert_non_null(c);
+    bt_cheby unit = {d, -1, 1, c}, wide = {d, -3, 5, c};
+    int relins = 0;
+    const int opt = ceil_log2(d + 1), products = bt_cheby_products(&unit, &relins);
+    if (bt_cheby_depth(&unit) != opt || bt_cheby_depth(&wide) != opt + 1)
+      fail_msg("degree %d: depth %d (wide interval %d), optimum %d", d, bt_cheby_depth(&unit),
+               bt_cheby_depth(&wide), opt);
+    /* Paterson-Stockmeyer needs about 2 sqrt(2 d) + log2 d products */
+    const double bound = 2 * ceil(sqrt(2.0 * (d + 1))) + opt;
+    if (products < ceil_log2(d) || products > bound || relins > products)
+      fail_msg("degree %d: %d products (%d relinearised), outside [%d, %.0f]", d, products, relins,
+               ceil_log2(d), bound);
+    if (d == 15 || d == 31 || d == 63 || d == 127 || d == 255)
+      printf("  degree %d: depth %d, %d products, %d relinearisations (bound %.0f)\n", d, opt, products,
+             relins, bound);
+    free(c);
+  }
 }
 
 static void interpolation_converges(void **state) {
@@ -227,6 +275,7 @@ int main(void) {
   bt_test_seed();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(interpolation_converges),
+      cmocka_unit_test(depth_is_optimal),
       cmocka_unit_test_setup_teardown(polynomials, setup, teardown),
       cmocka_unit_test_setup_teardown(refuses_too_deep, setup, teardown),
       cmocka_unit_test_setup_teardown(linear_transforms, setup, teardown),

@@ -3,10 +3,12 @@
  * Polynomial evaluation in the Chebyshev basis with baby-step/giant-step
  * splitting (Paterson-Stockmeyer adapted to Chebyshev polynomials, as in
  * Bossuat et al. EUROCRYPT 2021 and Lee et al. 2020): p = r + T_m q with
- * T_{m+k} = 2 T_m T_k - T_{m-k}, recursively: O(sqrt d) non-scalar
- * multiplications and ceil(log2(d + 1)) + 1 levels for degree d >= 2 -- one
- * above the optimum, spent by the constant multiplications of the baby-step
- * sums (see bt_cheby_depth).  The map onto [-1, 1] costs no level when the
+ * 2 T_m T_k = T_{m+k} + T_{m-k}, recursively: O(sqrt d) non-scalar
+ * multiplications and the optimal ceil(log2(d + 1)) levels for degree d.
+ * The constants of the baby-step sums cost no level: every node of the
+ * recursion is returned before its rescale, so the constants share the
+ * rescale of the product that consumes them (src/circuits/poly.c has the
+ * plan; docs/CIRCUITS.md the counts).  The map onto [-1, 1] costs no level when the
  * interval's half-width is close to 1 (an added constant and a reinterpreted
  * scale) and one level otherwise; callers that can fold the scaling into an
  * earlier step (a linear transform, a constant) should pass an interval of
@@ -39,8 +41,14 @@ bt_status bt_cheby_interpolate(double (*f)(double x, void *ctx), void *ctx, doub
 void bt_cheby_free(bt_cheby *p);
 /* Evaluates the polynomial in double precision (Clenshaw). */
 double bt_cheby_eval(const bt_cheby *p, double x);
-/* Levels bt_eval_cheby consumes. */
+/* Levels bt_eval_cheby consumes: ceil(log2(degree + 1)), plus one when the
+ * interval's half-width is not close to 1 (-1: out of memory). */
 int bt_cheby_depth(const bt_cheby *p);
+/* Ciphertext x ciphertext products it takes, and in *relins (may be NULL)
+ * the relinearisations (key switches): the product of each split stays of
+ * degree 2, the rest of the split is added to it and the sum relinearised
+ * once, before its rescale. */
+int bt_cheby_products(const bt_cheby *p, int *relins);
 
 /* out = p(x) slot-wise.  The result has exactly `target_scale` (0: the
  * input's scale) and sits bt_cheby_depth(p) levels below x. */

@@ -83,21 +83,22 @@ bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) {
   }
   if (strcmp(name, "train-n16") == 0 || strcmp(name, "INSECURE-boot-n12-dense") == 0) {
     /* The training preset: N = 2^16, uniform ternary secret (bootstrapped
-     * through sparse-secret encapsulation), scale 2^43.  From the top: 12
-     * levels on 60-bit primes for CoeffsToSlots (3) and EvalMod (9, at scale
-     * 2^60), 3 levels of SlotsToCoeffs on 40-bit primes (its diagonals keep
-     * 34 bits there), 12 usable levels on 43-bit primes, q0 of 55 bits
-     * (q0 / scale = 2^12); dnum = 5, so 6 special primes of 60 bits.
-     * log2 QP = 55 + 12 x 43 + 3 x 40 + 12 x 60 + 6 x 60 = 1771 <= 1772.
+     * through sparse-secret encapsulation), scale 2^43.  From the top: 11
+     * levels on 60-bit primes for CoeffsToSlots (3) and EvalMod (8, at scale
+     * 2^60: a depth-5 Chebyshev interpolant and 3 double angles), 3 levels of
+     * SlotsToCoeffs on 40-bit primes (its diagonals keep 34 bits there), 12
+     * usable levels on 43-bit primes, q0 of 55 bits (q0 / scale = 2^12);
+     * dnum = 5, so 6 special primes of 60 bits.
+     * log2 QP = 55 + 12 x 43 + 3 x 40 + 11 x 60 + 6 x 60 = 1711 <= 1772.
      * INSECURE-boot-n12-dense is the same layout at N = 2^12 for tests. */
     const int test = name[0] == 'I';
     out->name = test ? "INSECURE-boot-n12-dense" : "train-n16";
     out->logn = test ? 12 : 16;
-    out->nq = 28;
+    out->nq = 27;
     out->q_bits[0] = 55;
     fill(out, 1, 13, 43);
     fill(out, 13, 16, 40);
-    fill(out, 16, 28, 60);
+    fill(out, 16, 27, 60);
     out->dnum = 5;
     out->p_bits = 60;
     out->log_scale = 43;
@@ -114,7 +115,7 @@ bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) {
     out->name = big ? "INSECURE-boot-n16" : "INSECURE-boot-n12";
     out->logn = big ? 16 : 12;
     out->nq = big ? 30 : 20;
-    const int high = big ? 14 : 12; /* CtS + EvalMod levels */
+    const int high = big ? 13 : 12; /* CtS + EvalMod levels (4 + 9, 3 + 9) */
     for (int i = 0; i < out->nq; i++) out->q_bits[i] = i >= out->nq - high ? 60 : 45;
     /* q0 / scale = 2^12: EvalMod's error reaches the output multiplied by
      * q0 / (2 pi scale), while sin(2 pi x) / 2 pi ~ x needs m / q0 small */
