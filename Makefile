@@ -21,10 +21,23 @@ demo: all
 	./$(BUILD)/blindtuner demo
 
 example: all
-	./$(BUILD)/blindtuner example
+	./$(BUILD)/example-ckks
 
 bench: all
 	./$(BUILD)/blindtuner bench ckks
 
 clean:
 	rm -rf $(BUILD) build-asan
+
+# `make python`: builds, then makes `import blindtuner` (python/blindtuner, docs/PYTHON.md) work
+# from any directory for $(PYTHON): a blindtuner.pth naming python/ goes into its site-packages
+# (its user site if that is not writable).  Debian's python3 by default (python3-numpy).
+PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
+.PHONY: python
+python: all
+	@dir=$$($(PYTHON) -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null); \
+	if [ -z "$$dir" ] || ! mkdir -p "$$dir" 2>/dev/null || [ ! -w "$$dir" ]; then \
+	  dir=$$($(PYTHON) -c 'import site; print(site.getusersitepackages())') && mkdir -p "$$dir"; fi; \
+	echo "$(CURDIR)/python" > "$$dir/blindtuner.pth" && echo "python: $$dir/blindtuner.pth -> $(CURDIR)/python"
+	@cd / && BLINDTUNER_LIB=$${BLINDTUNER_LIB:-$(abspath $(BUILD))/libblindtuner.so} $(PYTHON) -c \
+	  'import blindtuner; print("python: import blindtuner: ok (" + blindtuner.library_path() + ")")'

@@ -10,7 +10,7 @@
 #include <json-c/json.h>
 
 #include "blindtuner/circuits.h"
-#include "cli/cli.h"
+#include "bench.h"
 
 static void help(void) {
   printf("usage: blindtuner bench bootstrap [--threads N] [--slots S] [--runs R] [--json]\n"
@@ -42,17 +42,17 @@ static void help(void) {
   } while (0)
 
 int bt_bench_bootstrap(int argc, char **argv) {
-  bt_cli_bench_opts opt = {.who = "bench bootstrap", .runs_max = 100, .runs = 3, .preset = "train-n16"};
+  bt_bench_opts opt = {.who = "bench bootstrap", .runs_max = 100, .runs = 3, .preset = "train-n16"};
   int slots = 0;
   for (int i = 1; i < argc; i++) {
-    const int r = bt_cli_bench_option(&opt, argc, argv, &i);
+    const int r = bt_bench_option(&opt, argc, argv, &i);
     if (r < 0) return 2;
     if (r) continue;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       help();
       return 0;
     } else if (!strcmp(argv[i], "--slots")) {
-      if ((slots = bt_cli_parse_int("--slots", i + 1 < argc ? argv[++i] : NULL, 1, 1 << 16)) < 0) return 2;
+      if ((slots = bt_bench_parse_int("--slots", i + 1 < argc ? argv[++i] : NULL, 1, 1 << 16)) < 0) return 2;
     } else {
       fprintf(stderr, "blindtuner bench bootstrap: unknown option '%s'\n", argv[i]);
       return 2;
@@ -95,7 +95,8 @@ int bt_bench_bootstrap(int argc, char **argv) {
   double t0 = bt_seconds();
   TRY(bt_bootstrapper_new(p, &cfg, bt_ckks_default_scale(p), &bs));
   const double prep_s = bt_seconds() - t0;
-  size_t ns = bt_bootstrap_steps(bs, steps);
+  size_t ns = bt_bootstrap_steps(bs, steps, 4096);
+  if (ns == 0 || ns > 4096) TRY(bt_fail(BT_E_NOMEM, "bootstrapping needs %zu rotation steps", ns));
   t0 = bt_seconds();
   TRY(bt_keygen_secret(p, &g, &sk));
   TRY(bt_eval_keys_new(p, &ek));
@@ -160,10 +161,10 @@ int bt_bench_bootstrap(int argc, char **argv) {
   const bt_precision ones = bt_precision_measure(got, v, n);
   if (!json) printf("  every slot 1 (worst case of the sine): precision mean %.2f bits, min %.2f bits\n",
                     ones.mean_bits, ones.min_bits);
-  const double med = bt_cli_median(times, runs);
+  const double med = bt_bench_median(times, runs);
   for (int k = 0; k < 4; k++) {
     for (int r = 0; r < runs; r++) times[r] = splits[r][k];
-    split[k] = bt_cli_median(times, runs);
+    split[k] = bt_bench_median(times, runs);
   }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);

@@ -9,8 +9,7 @@
 #include <json-c/json.h>
 
 #include "blindtuner/ckks.h"
-#include "cli/cli.h"
-#include "ckks/internal.h"
+#include "bench.h"
 
 static void help(void) {
   printf("usage: blindtuner bench ckks [--threads N] [--runs R] [--json] [--preset NAME]\n"
@@ -51,12 +50,12 @@ static const char *op_names[NOPS] = {"ntt", "encode", "encrypt", "add", "mul_rel
       stmt;                                                                        \
       samples[r_] = bt_seconds() - t0_;                                            \
     }                                                                              \
-    res[op] = bt_cli_median(samples, runs);                                               \
+    res[op] = bt_bench_median(samples, runs);                                             \
   } while (0)
 
-static int bench_ckks(int argc, char **argv) {
-  bt_cli_bench_opts opt = {.who = "bench ckks", .runs_max = 1000, .runs = 7, .preset = "bench-n16"};
-  const int parsed = bt_cli_bench_parse(&opt, argc, argv, help);
+int bt_bench_ckks(int argc, char **argv) {
+  bt_bench_opts opt = {.who = "bench ckks", .runs_max = 1000, .runs = 7, .preset = "bench-n16"};
+  const int parsed = bt_bench_parse(&opt, argc, argv, help);
   if (parsed) return parsed == 1 ? 0 : 2;
   const int threads = opt.threads, runs = opt.runs, json = opt.json;
   const char *preset = opt.preset;
@@ -110,7 +109,7 @@ static int bench_ckks(int argc, char **argv) {
   limb = bt_alloc(n * sizeof *limb);
   if (!v || !limb || !samples) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   for (size_t i = 0; i < slots; i++) v[i] = sin((double)i) + I * cos(0.5 * (double)i);
-  bt_sample_uniform(&g, &p->mod[0], 1, n, limb);
+  bt_sample_uniform(&g, bt_ckks_modulus(p, 0), 1, n, limb);
   TRY(bt_ckks_encode(p, v, slots, bt_ckks_logn(p) - 1, L, bt_ckks_default_scale(p), pt));
   TRY(bt_encrypt_pk(pk, pt, &g, a));
   TRY(bt_encrypt_pk(pk, pt, &g, b));
@@ -118,7 +117,7 @@ static int bench_ckks(int argc, char **argv) {
   for (int ti = 0; ti < nthreads; ti++) {
     double *res = res_all[ti];
     bt_ckks_set_threads(p, thread_list[ti]);
-    TIME(OP_NTT, bt_ntt_forward(&p->ntt[0], limb));
+    TIME(OP_NTT, bt_ntt_forward(bt_ckks_ntt_table(p, 0), limb));
     TIME(OP_ENCODE, TRY(bt_ckks_encode(p, v, slots, bt_ckks_logn(p) - 1, L, bt_ckks_default_scale(p), pt)));
     TIME(OP_ENCRYPT, TRY(bt_encrypt_pk(pk, pt, &g, a)));
     TIME(OP_ADD, TRY(bt_eval_add(ev, a, b, c)));
@@ -187,23 +186,4 @@ out:
   bt_secret_key_free(sk);
   bt_ckks_params_free(p);
   return rc;
-}
-
-int bt_cli_bench(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    printf("usage: blindtuner bench <what> [options]\n\n"
-           "  ckks      CKKS engine operations at N = 2^16 (blindtuner bench ckks --help)\n"
-           "  bootstrap full-slot bootstrapping: time, precision (blindtuner bench bootstrap --help)\n"
-           "  hemat     encrypted matrix products of a training step (blindtuner bench hemat --help)\n"
-           "  train     encrypted training steps: time split, bootstraps (blindtuner bench train --help)\n"
-           "  vit       DeiT/ViT feature extraction, images/s (blindtuner bench vit --help)\n");
-    return argc < 2 ? 2 : 0;
-  }
-  if (!strcmp(argv[1], "ckks")) return bench_ckks(argc - 1, argv + 1);
-  if (!strcmp(argv[1], "vit")) return bt_bench_vit(argc - 1, argv + 1);
-  if (!strcmp(argv[1], "bootstrap")) return bt_bench_bootstrap(argc - 1, argv + 1);
-  if (!strcmp(argv[1], "hemat")) return bt_bench_hemat(argc - 1, argv + 1);
-  if (!strcmp(argv[1], "train")) return bt_bench_train(argc - 1, argv + 1);
-  fprintf(stderr, "blindtuner bench: unknown benchmark '%s'\n", argv[1]);
-  return 2;
 }

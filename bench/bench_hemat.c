@@ -11,7 +11,7 @@
 #include <json-c/json.h>
 
 #include "blindtuner/hemat.h"
-#include "cli/cli.h"
+#include "bench.h"
 
 static void help(void) {
   printf("usage: blindtuner bench hemat [--shape B,F,C] [--preset NAME] [--threads N] [--runs R]\n"
@@ -54,9 +54,9 @@ static double bits(const double *want, const double *got, size_t n) {
 }
 
 int bt_bench_hemat(int argc, char **argv) {
-  bt_cli_bench_opts opt = {.who = "bench hemat", .runs_max = 100, .runs = 3, .preset = "train-n16",
-                         .shape = {1024, 769, 8}};
-  const int parsed = bt_cli_bench_parse(&opt, argc, argv, help);
+  bt_bench_opts opt = {.who = "bench hemat", .runs_max = 100, .runs = 3, .preset = "train-n16",
+                     .shape = {1024, 769, 8}};
+  const int parsed = bt_bench_parse(&opt, argc, argv, help);
   if (parsed) return parsed == 1 ? 0 : 2;
   const int B = opt.shape[0], F = opt.shape[1], C = opt.shape[2];
   const int threads = opt.threads, runs = opt.runs, json = opt.json;
@@ -172,8 +172,8 @@ int bt_bench_hemat(int argc, char **argv) {
   const double g_bits = bits(want, got, (size_t)C * F);
   bt_hetal_counts hc;
   bt_hetal_reference_counts(L.logslots, B, F, C, &hc);
-  const double m_roll = bt_cli_median(t_roll, runs), m_abt = bt_cli_median(t_abt, runs),
-               m_atb = bt_cli_median(t_atb, runs);
+  const double m_roll = bt_bench_median(t_roll, runs), m_abt = bt_bench_median(t_abt, runs),
+               m_atb = bt_bench_median(t_atb, runs);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   const double peak_gb = ru.ru_maxrss / 1048576.0;

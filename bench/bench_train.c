@@ -13,7 +13,8 @@
 #include <json-c/json.h>
 
 #include "blindtuner/train.h"
-#include "cli/cli.h"
+#include "bench.h"
+#include "blindtuner/pipeline.h"
 
 static void help(void) {
   printf("usage: blindtuner bench train [--shape B,F,C] [--preset NAME] [--threads N] [--runs R]\n"
@@ -57,8 +58,8 @@ static int cmp(const void *a, const void *b) {
 }
 
 int bt_bench_train(int argc, char **argv) {
-  bt_cli_bench_opts opt = {.who = "bench train", .runs_max = 100, .runs = 1, .preset = "train-n16",
-                         .shape = {1024, 769, 8}};
+  bt_bench_opts opt = {.who = "bench train", .runs_max = 100, .runs = 1, .preset = "train-n16",
+                     .shape = {1024, 769, 8}};
   int plain = 0, kept = 0;
   for (int i = 0; i < argc; i++) /* --plain is this bench's own */
     if (strcmp(argv[i], "--plain") == 0)
@@ -66,7 +67,7 @@ int bt_bench_train(int argc, char **argv) {
     else
       argv[kept++] = argv[i];
   argc = kept;
-  const int parsed = bt_cli_bench_parse(&opt, argc, argv, help);
+  const int parsed = bt_bench_parse(&opt, argc, argv, help);
   if (parsed) return parsed == 1 ? 0 : 2;
   const int B = opt.shape[0], F = opt.shape[1], C = opt.shape[2];
   const int threads = opt.threads, runs = opt.runs, json = opt.json;
@@ -77,7 +78,10 @@ int bt_bench_train(int argc, char **argv) {
   }
   int rc = 1;
   bt_ckks_params *p = NULL;
-  bt_cli_session ss = {0};
+  bt_secret_key *sk = NULL;
+  bt_eval_bundle eb = {0};
+  bt_server_engine en = {0};
+  int *steps = NULL;
   bt_plaintext *pt = NULL;
   bt_ciphertext **xc = NULL, *yc = NULL, *a = NULL;
   bt_softmax_approx sa = {0};
@@ -98,13 +102,26 @@ int bt_bench_train(int argc, char **argv) {
   bt_hemat_layout_fold(&L, !plain);
   TRY(bt_softmax_approx_init(C, NULL, &sa));
   const double lr = 1.0, mu = 0.9;
-  TRY(bt_cli_session_new(p, &L, &sa, lr, mu, &ss));
-  bt_trainer *const t = ss.trainer;
-  bt_evaluator *const ev = ss.ev;
-  const bt_secret_key *const sk = ss.sk;
-  const bt_eval_keys *const ek = ss.ek;
-  const double setup_s = ss.setup_s;
-  double t0;
+  /* the client's keys for this layout (pure functions of it), the server's
+   * objects on the evaluation keys only */
+  double t0 = bt_seconds();
+  bt_bootstrap_config cfg;
+  size_t ns = 0;
+  TRY(bt_trainer_bootstrap_config(p, &L, &cfg));
+  TRY(bt_bootstrap_config_steps(p, &cfg, NULL, 0, &ns));
+  if (!(steps = malloc((ns + 512) * sizeof *steps))) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
+  TRY(bt_bootstrap_config_steps(p, &cfg, steps, ns, &ns));
+  ns += bt_train_layout_steps(&L, steps + ns);
+  TRY(bt_keygen_secret(p, &g, &sk));
+  TRY(bt_eval_keys_new(p, &eb.ek));
+  TRY(bt_keygen_eval(sk, &g, 1, steps, ns, 1, eb.ek));
+  if (cfg.encaps_hamming_weight)
+    TRY(bt_keygen_encapsulation(sk, cfg.encaps_hamming_weight, &g, &eb.to_sparse, &eb.to_dense));
+  TRY(bt_server_engine_init(p, &L, &sa, &eb, lr, mu, &en));
+  bt_trainer *const t = en.trainer;
+  bt_evaluator *const ev = en.ev;
+  const bt_eval_keys *const ek = eb.ek;
+  const double setup_s = bt_seconds() - t0;
   if (!json)
     printf("bench train: preset %s%s, N = 2^%d, %d threads; shape (%d, %d, %d): C' = %d, blocks %d x %d, "
            "%d X blocks%s; softmax depth %d (relu %d, exp %d, inverse %d + %d Newton); %zu Galois keys; "
@@ -233,7 +250,10 @@ out:
   bt_ciphertext_free(yc);
   bt_ciphertext_free(a);
   bt_plaintext_free(pt);
-  bt_cli_session_free(&ss);
+  bt_server_engine_clear(&en);
+  bt_eval_bundle_clear(&eb);
+  bt_secret_key_free(sk);
+  free(steps);
   bt_ckks_params_free(p);
   bt_softmax_approx_free(&sa);
   free(x), free(teacher), free(y), free(v), free(w), free(dv), free(slots), free(yv), free(cv);

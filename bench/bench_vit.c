@@ -10,7 +10,7 @@
 #include <json-c/json.h>
 
 #include "blindtuner/vision.h"
-#include "cli/cli.h"
+#include "bench.h"
 
 static void help(void) {
   printf("usage: blindtuner bench vit [--model FILE | --arch NAME] [--threads N] [--batch B]\n"
@@ -37,16 +37,16 @@ int bt_bench_vit(int argc, char **argv) {
     } else if (!strcmp(a, "--arch") && v) {
       arch = argv[++i];
     } else if (!strcmp(a, "--threads")) {
-      if ((threads = bt_cli_parse_int(a, v, 1, 1024)) < 0) return 2;
+      if ((threads = bt_bench_parse_int(a, v, 1, 1024)) < 0) return 2;
       i++;
     } else if (!strcmp(a, "--batch")) {
-      if ((batch = bt_cli_parse_int(a, v, 1, 4096)) < 0) return 2;
+      if ((batch = bt_bench_parse_int(a, v, 1, 4096)) < 0) return 2;
       i++;
     } else if (!strcmp(a, "--runs")) {
-      if ((runs = bt_cli_parse_int(a, v, 1, 1000)) < 0) return 2;
+      if ((runs = bt_bench_parse_int(a, v, 1, 1000)) < 0) return 2;
       i++;
     } else if (!strcmp(a, "--size")) {
-      if ((size = bt_cli_parse_int(a, v, 1, 4096)) < 0) return 2;
+      if ((size = bt_bench_parse_int(a, v, 1, 4096)) < 0) return 2;
       i++;
     } else if (!strcmp(a, "--json")) {
       json = 1;
@@ -103,7 +103,7 @@ int bt_bench_vit(int argc, char **argv) {
     if (k >= 0) t[k] = bt_seconds() - t0;
     if (k >= 0 && !json) printf("  run %d: %.3f s, %.2f images/s\n", k + 1, t[k], batch / t[k]);
   }
-  double med = bt_cli_median(t, runs);
+  double med = bt_bench_median(t, runs);
   if (json) {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "model", json_object_new_string(model ? model : arch));

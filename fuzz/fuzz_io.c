@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "blindtuner/io.h"
+#include "blindtuner/pipeline.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   case 7:
     /* the pipeline's files: the second byte picks the kind */
-    if (len >= 1) (void)bt_io_validate_buffer((bt_io_kind)(BT_IO_SECRET_BUNDLE + buf[0] % 10), buf + 1, len - 1, p);
+    if (len >= 1) (void)bt_pipeline_validate_buffer((bt_io_kind)(BT_IO_SECRET_BUNDLE + buf[0] % 10), buf + 1, len - 1, p);
     break;
   default: {
     bt_eval_keys *c = NULL;

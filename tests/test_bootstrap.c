@@ -77,7 +77,8 @@ static int setup_preset_slots(void **state, const char *preset, int logslots) {
     return -1;
   }
   static int steps[4096];
-  size_t ns = bt_bootstrap_steps(f->bs, steps);
+  size_t ns = bt_bootstrap_steps(f->bs, steps, 4096);
+  if (ns == 0 || ns > 4096) return -1;
   printf("  bootstrapping: depth %d of %d levels, %zu rotation keys\n", bt_bootstrap_depth(f->bs),
          bt_ckks_max_level(f->p), ns);
   if (bt_keygen_secret(f->p, &f->g, &f->sk) || bt_eval_keys_new(f->p, &f->ek) ||

@@ -413,10 +413,31 @@ static void sparse_secret_and_slots(void **state) {
   bt_ciphertext_free(z);
 }
 
+/* The public accessors to the primes' moduli and NTT tables. */
+static void prime_accessors(void **state) {
+  fixture *f = *state;
+  const int nq = bt_ckks_max_level(f->p) + 1, np = bt_ckks_num_special(f->p);
+  for (int i = 0; i < nq + np; i++) {
+    const uint64_t q = i < nq ? bt_ckks_q(f->p, i) : bt_ckks_p(f->p, i - nq);
+    const bt_modulus *m = bt_ckks_modulus(f->p, i);
+    const bt_ntt_table *t = bt_ckks_ntt_table(f->p, i);
+    assert_non_null(m);
+    assert_non_null(t);
+    assert_int_equal(m->q, q);
+    assert_int_equal(t->mod.q, q);
+    assert_int_equal(t->logn, bt_ckks_logn(f->p));
+  }
+  assert_null(bt_ckks_modulus(f->p, -1));
+  assert_null(bt_ckks_modulus(f->p, nq + np));
+  assert_null(bt_ckks_ntt_table(f->p, -1));
+  assert_null(bt_ckks_ntt_table(f->p, nq + np));
+}
+
 int main(void) {
   bt_test_seed();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(presets_validate),
+      cmocka_unit_test_setup_teardown(prime_accessors, setup, teardown),
       cmocka_unit_test_setup_teardown(encoder_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(encrypt_decrypt, setup, teardown),
       cmocka_unit_test_setup_teardown(additive_ops, setup, teardown),

@@ -279,7 +279,7 @@ static void counts_beat_hetal(void **state) {
     assert_true(r.rot + b.rot < h.atb_rot);       /* the backward product, rolls charged to it */
     assert_true(a.relin + b.relin < h.abt_mult + h.atb_mult);
   }
-  /* the figures DESIGN.md quotes for HETAL */
+  /* HETAL's counts at (1024, 769, 8), as docs/TRAINING.md ("Counts") quotes them */
   bt_hetal_counts h;
   bt_hetal_reference_counts(15, 1024, 769, 8, &h);
   assert_int_equal(h.abt_cmult, 8);

@@ -103,47 +103,10 @@ static void write_file(const char *path, const uint8_t *buf, size_t len) {
   assert_int_equal(fclose(fp), 0);
 }
 
-static uint8_t *read_file(const char *path, size_t *len) {
-  FILE *fp = fopen(path, "rb");
-  assert_non_null(fp);
-  fseek(fp, 0, SEEK_END);
-  long n = ftell(fp);
-  fseek(fp, 0, SEEK_SET);
-  uint8_t *b = malloc((size_t)n + 1);
-  assert_int_equal(fread(b, 1, (size_t)n, fp), (size_t)n);
-  fclose(fp);
-  *len = (size_t)n;
-  return b;
-}
-
 static uint8_t *dup_buf(const uint8_t *b, size_t len) {
   uint8_t *c = malloc(len + 1);
   memcpy(c, b, len);
   return c;
-}
-
-/* Recomputes the checksum (BLAKE2b-256 of header[0..56) || payload) with
- * libsodium directly, independently of the library, so that a deliberately
- * invalid field reaches the field checks instead of the checksum check. */
-static void fix_checksum(uint8_t *b, size_t len) {
-  crypto_generichash_state s;
-  crypto_generichash_init(&s, NULL, 0, 32);
-  crypto_generichash_update(&s, b, H_SUM);
-  crypto_generichash_update(&s, b + H_END, len - H_END);
-  crypto_generichash_final(&s, b + H_SUM, 32);
-}
-
-static void put_le(uint8_t *b, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; i++) b[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* Asserts the status and that the message mentions `needle` (if given). */
-static void expect_fail(bt_status got, bt_status want, const char *needle, const char *what) {
-  if (got != want)
-    fail_msg("%s: got %s (%s), expected %s", what, bt_status_name(got), bt_last_error(),
-             bt_status_name(want));
-  if (needle && !strstr(bt_last_error(), needle))
-    fail_msg("%s: message '%s' does not mention '%s'", what, bt_last_error(), needle);
 }
 
 static void random_values(bt_prng *g, double complex *v, size_t n) {
@@ -223,7 +186,7 @@ static void params_round_trip(void **state) {
     assert_int_equal(bt_ckks_literal_of(q)->hamming_weight, bt_ckks_literal_of(p)->hamming_weight);
     bt_ckks_params_free(q);
     /* INSECURE parameters stay refused without permission */
-    expect_fail(bt_io_read_params(buf, len, 0, &q), BT_E_INSECURE, "INSECURE", "insecure refused");
+    bt_test_expect_fail(bt_io_read_params(buf, len, 0, &q), BT_E_INSECURE, "INSECURE", "insecure refused");
     assert_null(q);
     bt_io_info info;
     BT_CHECK(bt_io_inspect_buffer(buf, len, &info));
@@ -263,17 +226,17 @@ static void params_files_and_corruption(void **state) {
   assert_memory_equal(bt_ckks_params_hash(f->p), bt_ckks_params_hash(q), BT_PARAMS_HASH_BYTES);
   bt_ckks_params_free(q);
   size_t len;
-  uint8_t *buf = read_file(path, &len);
+  uint8_t *buf = bt_test_read_file(path, &len);
   assert_int_equal(unlink(path), 0);
 
   /* every truncation of a small blob, in memory and as a file */
   for (size_t cut = 0; cut < len; cut++) {
-    expect_fail(bt_io_read_params(buf, cut, BT_ALLOW_INSECURE, &q), BT_E_FORMAT, NULL, "truncated");
+    bt_test_expect_fail(bt_io_read_params(buf, cut, BT_ALLOW_INSECURE, &q), BT_E_FORMAT, NULL, "truncated");
     assert_null(q);
   }
   for (size_t cut = 0; cut < len; cut += 7) {
     write_file(path, buf, cut);
-    expect_fail(bt_io_load_params(path, BT_ALLOW_INSECURE, &q), BT_E_FORMAT, path, "truncated file");
+    bt_test_expect_fail(bt_io_load_params(path, BT_ALLOW_INSECURE, &q), BT_E_FORMAT, path, "truncated file");
   }
   assert_int_equal(unlink(path), 0);
   printf("  all %zu truncations refused, e.g. %s\n", len, bt_last_error());
@@ -281,24 +244,24 @@ static void params_files_and_corruption(void **state) {
   /* a changed prime (valid checksum): prime generation differs */
   uint8_t *c = dup_buf(buf, len);
   c[len - 8] ^= 2;
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_params(c, len, BT_ALLOW_INSECURE, &q), BT_E_PARAMS, "prime generation",
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_params(c, len, BT_ALLOW_INSECURE, &q), BT_E_PARAMS, "prime generation",
               "changed prime");
   printf("  refused: %s\n", bt_last_error());
   /* a parameter container must carry a zero parameter hash */
   memcpy(c, buf, len);
   c[H_HASH + 3] = 1;
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_params(c, len, BT_ALLOW_INSECURE, &q), BT_E_FORMAT, "zero", "hash");
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_params(c, len, BT_ALLOW_INSECURE, &q), BT_E_FORMAT, "zero", "hash");
   /* invalid literal fields are refused by the parameter validation */
   memcpy(c, buf, len);
-  put_le(c + H_END, 20, 4); /* logn */
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_params(c, len, BT_ALLOW_INSECURE, &q), BT_E_PARAMS, "log2 N", "logn");
+  bt_test_put_le(c + H_END, 20, 4); /* logn */
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_params(c, len, BT_ALLOW_INSECURE, &q), BT_E_PARAMS, "log2 N", "logn");
   memcpy(c, buf, len);
-  put_le(c + H_END + 4, 0, 4); /* nq */
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_params(c, len, BT_ALLOW_INSECURE, &q), BT_E_FORMAT, "primes", "nq");
+  bt_test_put_le(c + H_END + 4, 0, 4); /* nq */
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_params(c, len, BT_ALLOW_INSECURE, &q), BT_E_FORMAT, "primes", "nq");
   free(c);
   free(buf);
 }
@@ -355,7 +318,7 @@ static void ciphertext_round_trip(void **state) {
    * correctness: c1 is stored in full */
   bt_ciphertext *stale;
   BT_CHECK(bt_ciphertext_new(f->p, &stale));
-  BT_CHECK(bt_ciphertext_copy(stale, plain));
+  BT_CHECK(bt_ciphertext_copy(plain, stale));
   stale->seeded = 1;
   BT_CHECK(bt_io_write_ciphertext(stale, &b1, &n1));
   assert_int_equal(n1, n2);
@@ -569,8 +532,8 @@ static void sparse_secret_key(void **state) {
   size_t j = 0;
   while ((buf[H_END + j / 4] >> (2 * (j % 4)) & 3) != 0) j++;
   buf[H_END + j / 4] |= (uint8_t)(1 << (2 * (j % 4)));
-  fix_checksum(buf, len);
-  expect_fail(bt_io_read_secret_key(buf, len, f->other, &r), BT_E_FORMAT, "Hamming weight",
+  bt_test_fix_checksum(buf, len);
+  bt_test_expect_fail(bt_io_read_secret_key(buf, len, f->other, &r), BT_E_FORMAT, "Hamming weight",
               "sparse weight");
   assert_null(r);
   printf("  refused: %s\n", bt_last_error());
@@ -593,13 +556,13 @@ static void corrupt_ciphertexts(void **state) {
   /* truncated or extended */
   const size_t cuts[] = {0, 1, 8, 55, 87, 88, 89, 100, len / 2, len - 1};
   for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
-    expect_fail(bt_io_read_ciphertext(buf, cuts[i], f->p, &r), BT_E_FORMAT, NULL, "truncated");
+    bt_test_expect_fail(bt_io_read_ciphertext(buf, cuts[i], f->p, &r), BT_E_FORMAT, NULL, "truncated");
     assert_null(r);
   }
-  expect_fail(bt_io_read_ciphertext(buf, len - 1, f->p, &r), BT_E_FORMAT, "truncated", "cut");
+  bt_test_expect_fail(bt_io_read_ciphertext(buf, len - 1, f->p, &r), BT_E_FORMAT, "truncated", "cut");
   printf("  refused: %s\n", bt_last_error());
   c[len] = 0;
-  expect_fail(bt_io_read_ciphertext(c, len + 1, f->p, &r), BT_E_FORMAT, "unexpected", "extended");
+  bt_test_expect_fail(bt_io_read_ciphertext(c, len + 1, f->p, &r), BT_E_FORMAT, "unexpected", "extended");
 
   /* one flipped bit anywhere in the header */
   for (size_t off = 0; off < H_END; off++) {
@@ -607,7 +570,7 @@ static void corrupt_ciphertexts(void **state) {
     c[off] ^= 0x10;
     /* the hash and the checksum itself are only caught by the checksum */
     const int summed = (off >= H_HASH && off < H_LENGTH) || off >= H_SUM;
-    expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT,
+    bt_test_expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT,
                 summed ? "checksum mismatch" : NULL, "header flip");
     assert_null(r);
   }
@@ -616,7 +579,7 @@ static void corrupt_ciphertexts(void **state) {
   for (size_t i = 0; i < sizeof offs / sizeof *offs; i++) {
     memcpy(c, buf, len);
     c[offs[i]] ^= 0x01;
-    expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "checksum mismatch",
+    bt_test_expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "checksum mismatch",
                 "payload flip");
   }
   printf("  refused: %s\n", bt_last_error());
@@ -624,26 +587,26 @@ static void corrupt_ciphertexts(void **state) {
   /* magic, version, kind, parameters */
   memcpy(c, buf, len);
   c[0] = 'X';
-  expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "magic", "magic");
+  bt_test_expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "magic", "magic");
   memcpy(c, buf, len);
-  put_le(c + H_VERSION, 2, 2);
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "version 2", "version");
+  bt_test_put_le(c + H_VERSION, 2, 2);
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "version 2", "version");
   printf("  refused: %s\n", bt_last_error());
   memcpy(c, buf, len);
-  put_le(c + H_KIND, 18, 2); /* one past the last kind */
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "kind 18", "unknown kind");
+  bt_test_put_le(c + H_KIND, 18, 2); /* one past the last kind */
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "kind 18", "unknown kind");
   memcpy(c, buf, len);
-  put_le(c + H_FLAGS, 1, 4);
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "flags", "flags");
+  bt_test_put_le(c + H_FLAGS, 1, 4);
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "flags", "flags");
   bt_public_key *pk;
-  expect_fail(bt_io_read_public_key(buf, len, f->p, &pk), BT_E_FORMAT,
+  bt_test_expect_fail(bt_io_read_public_key(buf, len, f->p, &pk), BT_E_FORMAT,
               "holds a ciphertext, expected a public key", "wrong kind");
   assert_null(pk);
   printf("  refused: %s\n", bt_last_error());
-  expect_fail(bt_io_read_ciphertext(buf, len, f->other, &r), BT_E_PARAMS, "other parameters",
+  bt_test_expect_fail(bt_io_read_ciphertext(buf, len, f->other, &r), BT_E_PARAMS, "other parameters",
               "other parameters");
   printf("  refused: %s\n", bt_last_error());
 
@@ -661,9 +624,9 @@ static void corrupt_ciphertexts(void **state) {
   };
   for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
     memcpy(c, buf, len);
-    put_le(c + H_END + fields[i].off, fields[i].value, fields[i].bytes);
-    fix_checksum(c, len);
-    expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, fields[i].needle,
+    bt_test_put_le(c + H_END + fields[i].off, fields[i].value, fields[i].bytes);
+    bt_test_fix_checksum(c, len);
+    bt_test_expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, fields[i].needle,
                 fields[i].needle);
     assert_null(r);
   }
@@ -676,9 +639,9 @@ static void corrupt_ciphertexts(void **state) {
     uint64_t word = 0;
     for (int b = 0; b < 8; b++) word |= (uint64_t)c[H_END + 24 + b] << (8 * b);
     word = (word & ~(((uint64_t)1 << 58) - 1)) | big;
-    put_le(c + H_END + 24, word, 8);
-    fix_checksum(c, len);
-    expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "not below the prime",
+    bt_test_put_le(c + H_END + 24, word, 8);
+    bt_test_fix_checksum(c, len);
+    bt_test_expect_fail(bt_io_read_ciphertext(c, len, f->p, &r), BT_E_FORMAT, "not below the prime",
                 "coefficient >= prime");
     assert_null(r);
   }
@@ -698,8 +661,8 @@ static void corrupt_keys(void **state) {
   BT_CHECK(bt_io_write_secret_key(f->sk, &buf, &len));
   /* code 3 is no ternary value */
   buf[H_END + 5] |= 3 << 4;
-  fix_checksum(buf, len);
-  expect_fail(bt_io_read_secret_key(buf, len, f->p, &sk), BT_E_FORMAT, "coefficient 22", "code 3");
+  bt_test_fix_checksum(buf, len);
+  bt_test_expect_fail(bt_io_read_secret_key(buf, len, f->p, &sk), BT_E_FORMAT, "coefficient 22", "code 3");
   assert_null(sk);
   printf("  refused: %s\n", bt_last_error());
   bt_free_secret(buf, len);
@@ -708,17 +671,17 @@ static void corrupt_keys(void **state) {
   bt_switch_key *k;
   BT_CHECK(bt_io_write_switch_key(f->ek->galois[0], &buf, &len));
   uint8_t *c = dup_buf(buf, len);
-  put_le(c + H_END, 4, 8);
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_switch_key(c, len, f->p, &k), BT_E_FORMAT, "Galois element 4", "galois");
+  bt_test_put_le(c + H_END, 4, 8);
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_switch_key(c, len, f->p, &k), BT_E_FORMAT, "Galois element 4", "galois");
   memcpy(c, buf, len);
-  put_le(c + H_END, 2 * bt_ckks_n(f->p) + 1, 8);
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_switch_key(c, len, f->p, &k), BT_E_FORMAT, "Galois", "galois >= 2N");
+  bt_test_put_le(c + H_END, 2 * bt_ckks_n(f->p) + 1, 8);
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_switch_key(c, len, f->p, &k), BT_E_FORMAT, "Galois", "galois >= 2N");
   memcpy(c, buf, len);
-  put_le(c + H_END + 8, 3, 4);
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_switch_key(c, len, f->p, &k), BT_E_FORMAT, "digits", "digits");
+  bt_test_put_le(c + H_END + 8, 3, 4);
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_switch_key(c, len, f->p, &k), BT_E_FORMAT, "digits", "digits");
   printf("  refused: %s\n", bt_last_error());
   assert_null(k);
   free(c);
@@ -729,15 +692,15 @@ static void corrupt_keys(void **state) {
   bt_eval_keys *ek;
   BT_CHECK(bt_io_write_eval_keys(f->ek, &buf, &len));
   c = dup_buf(buf, len);
-  put_le(c + H_END + 4, 1000000, 4);
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_eval_keys(c, len, f->p, &ek), BT_E_FORMAT, "switching keys", "count");
+  bt_test_put_le(c + H_END + 4, 1000000, 4);
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_eval_keys(c, len, f->p, &ek), BT_E_FORMAT, "switching keys", "count");
   assert_null(ek);
   memcpy(c, buf, len);
-  put_le(c + H_END, 0, 4); /* has_relin = 0: the relin key is read as a Galois key */
-  put_le(c + H_END + 4, (uint64_t)f->ek->ngalois + 1, 4);
-  fix_checksum(c, len);
-  expect_fail(bt_io_read_eval_keys(c, len, f->p, &ek), BT_E_FORMAT, "Galois element 0", "relin");
+  bt_test_put_le(c + H_END, 0, 4); /* has_relin = 0: the relin key is read as a Galois key */
+  bt_test_put_le(c + H_END + 4, (uint64_t)f->ek->ngalois + 1, 4);
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_eval_keys(c, len, f->p, &ek), BT_E_FORMAT, "Galois element 0", "relin");
   assert_null(ek);
   free(c);
   bt_free(buf);
@@ -751,54 +714,54 @@ static void corrupt_files(void **state) {
 
   /* nonexistent path, directory, empty file */
   path_in(f, "missing.bt", path, sizeof path);
-  expect_fail(bt_io_load_ciphertext(path, f->p, &ct), BT_E_IO, path, "missing");
+  bt_test_expect_fail(bt_io_load_ciphertext(path, f->p, &ct), BT_E_IO, path, "missing");
   assert_null(ct);
   printf("  refused: %s\n", bt_last_error());
   bt_io_info info;
-  expect_fail(bt_io_inspect(path, &info), BT_E_IO, path, "inspect missing");
-  expect_fail(bt_io_load_ciphertext(f->dir, f->p, &ct), BT_E_IO, "regular", "directory");
+  bt_test_expect_fail(bt_io_inspect(path, &info), BT_E_IO, path, "inspect missing");
+  bt_test_expect_fail(bt_io_load_ciphertext(f->dir, f->p, &ct), BT_E_IO, "regular", "directory");
   path_in(f, "empty.bt", path, sizeof path);
   write_file(path, (const uint8_t *)"", 0);
-  expect_fail(bt_io_load_ciphertext(path, f->p, &ct), BT_E_FORMAT, "empty file", "empty");
+  bt_test_expect_fail(bt_io_load_ciphertext(path, f->p, &ct), BT_E_FORMAT, "empty file", "empty");
   printf("  refused: %s\n", bt_last_error());
-  expect_fail(bt_io_inspect(path, &info), BT_E_FORMAT, "empty", "inspect empty");
+  bt_test_expect_fail(bt_io_inspect(path, &info), BT_E_FORMAT, "empty", "inspect empty");
   assert_int_equal(unlink(path), 0);
 
   /* wrong kind names both kinds and the path */
   path_in(f, "pk.bt", path, sizeof path);
   BT_CHECK(bt_io_save_public_key(path, f->pk));
-  expect_fail(bt_io_load_ciphertext(path, f->p, &ct), BT_E_FORMAT,
+  bt_test_expect_fail(bt_io_load_ciphertext(path, f->p, &ct), BT_E_FORMAT,
               "file holds a public key, expected a ciphertext", "file kind");
   assert_non_null(strstr(bt_last_error(), path));
   printf("  refused: %s\n", bt_last_error());
   /* other parameters */
   bt_public_key *pk;
-  expect_fail(bt_io_load_public_key(path, f->other, &pk), BT_E_PARAMS, "made for other parameters",
+  bt_test_expect_fail(bt_io_load_public_key(path, f->other, &pk), BT_E_PARAMS, "made for other parameters",
               "file params");
   assert_null(pk);
   size_t len;
-  uint8_t *buf = read_file(path, &len);
+  uint8_t *buf = bt_test_read_file(path, &len);
   assert_int_equal(unlink(path), 0);
 
   /* truncated files at several lengths */
   const size_t cuts[] = {1, 87, 88, 200, len / 2, len - 33, len - 1};
   for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
     write_file(path, buf, cuts[i]);
-    expect_fail(bt_io_load_public_key(path, f->p, &pk), BT_E_FORMAT, "truncated", "truncated file");
-    expect_fail(bt_io_inspect(path, &info), BT_E_FORMAT, "truncated", "inspect truncated");
+    bt_test_expect_fail(bt_io_load_public_key(path, f->p, &pk), BT_E_FORMAT, "truncated", "truncated file");
+    bt_test_expect_fail(bt_io_inspect(path, &info), BT_E_FORMAT, "truncated", "inspect truncated");
   }
   printf("  refused: %s\n", bt_last_error());
   /* a flipped parameter-hash byte reads as corruption, not as other parameters */
   buf[H_HASH] ^= 1;
   write_file(path, buf, len);
-  expect_fail(bt_io_load_public_key(path, f->p, &pk), BT_E_FORMAT, "checksum mismatch", "hash flip");
-  expect_fail(bt_io_inspect(path, &info), BT_E_FORMAT, "checksum mismatch", "inspect flip");
+  bt_test_expect_fail(bt_io_load_public_key(path, f->p, &pk), BT_E_FORMAT, "checksum mismatch", "hash flip");
+  bt_test_expect_fail(bt_io_inspect(path, &info), BT_E_FORMAT, "checksum mismatch", "inspect flip");
   buf[H_HASH] ^= 1;
   /* a coefficient above its prime with a valid checksum, through the file reader */
-  put_le(buf + H_END, ~(uint64_t)0, 8);
-  fix_checksum(buf, len);
+  bt_test_put_le(buf + H_END, ~(uint64_t)0, 8);
+  bt_test_fix_checksum(buf, len);
   write_file(path, buf, len);
-  expect_fail(bt_io_load_public_key(path, f->p, &pk), BT_E_FORMAT, "not below the prime", "file coef");
+  bt_test_expect_fail(bt_io_load_public_key(path, f->p, &pk), BT_E_FORMAT, "not below the prime", "file coef");
   assert_null(pk);
   assert_int_equal(unlink(path), 0);
   free(buf);
@@ -809,19 +772,19 @@ static void corrupt_files(void **state) {
   BT_CHECK(bt_io_save_eval_keys(path, f->ek));
   BT_CHECK(bt_io_inspect(path, &info));
   assert_int_equal(info.kind, BT_IO_EVAL_KEYS);
-  buf = read_file(path, &len);
+  buf = bt_test_read_file(path, &len);
   const size_t offs[] = {H_END, H_END + 8 + 3, len / 2, len - 1};
   for (size_t i = 0; i < sizeof offs / sizeof *offs; i++) {
     buf[offs[i]] ^= 0x40;
     write_file(path, buf, len);
-    expect_fail(bt_io_load_eval_keys(path, f->p, &ek), BT_E_FORMAT, "checksum mismatch", "ek flip");
+    bt_test_expect_fail(bt_io_load_eval_keys(path, f->p, &ek), BT_E_FORMAT, "checksum mismatch", "ek flip");
     assert_null(ek);
     buf[offs[i]] ^= 0x40;
   }
   printf("  refused: %s\n", bt_last_error());
   snprintf(other, sizeof other, "%s.cut", path);
   write_file(other, buf, len - 100);
-  expect_fail(bt_io_load_eval_keys(other, f->p, &ek), BT_E_FORMAT, "truncated", "ek cut");
+  bt_test_expect_fail(bt_io_load_eval_keys(other, f->p, &ek), BT_E_FORMAT, "truncated", "ek cut");
   assert_int_equal(unlink(other), 0);
   assert_int_equal(unlink(path), 0);
   free(buf);
@@ -839,7 +802,7 @@ static void atomic_saves(void **state) {
 
   /* into a directory that does not exist */
   path_in(f, "no-such-dir/ct.bt", bad, sizeof bad);
-  expect_fail(bt_io_save_ciphertext(bad, a), BT_E_IO, bad, "missing directory");
+  bt_test_expect_fail(bt_io_save_ciphertext(bad, a), BT_E_IO, bad, "missing directory");
   printf("  refused: %s\n", bt_last_error());
   assert_int_equal(access(bad, F_OK), -1);
 
@@ -853,7 +816,7 @@ static void atomic_saves(void **state) {
   assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
   bt_status st = bt_io_save_ciphertext(path, a);
   assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-  expect_fail(st, BT_E_IO, path, "size limit");
+  bt_test_expect_fail(st, BT_E_IO, path, "size limit");
   printf("  refused: %s\n", bt_last_error());
   assert_int_equal(access(path, F_OK), -1);
   assert_int_equal(dir_entries(f->dir), before);
@@ -874,7 +837,7 @@ static void atomic_saves(void **state) {
   st = bt_io_save_ciphertext(path, a);
   assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
   signal(SIGXFSZ, prev);
-  expect_fail(st, BT_E_IO, NULL, "size limit over existing");
+  bt_test_expect_fail(st, BT_E_IO, NULL, "size limit over existing");
   BT_CHECK(bt_io_load_ciphertext(path, f->p, &r));
   assert_same_ct(b, r);
   bt_ciphertext_free(r);
@@ -884,7 +847,7 @@ static void atomic_saves(void **state) {
   /* an object that cannot be written is refused before any file exists */
   int level = a->level;
   a->level = 99;
-  expect_fail(bt_io_save_ciphertext(path, a), BT_E_ARG, "level", "bad object");
+  bt_test_expect_fail(bt_io_save_ciphertext(path, a), BT_E_ARG, "level", "bad object");
   a->level = level;
   assert_int_equal(access(path, F_OK), -1);
   assert_int_equal(dir_entries(f->dir), before);
@@ -928,7 +891,7 @@ static void random_mutations(void **state) {
       size_t window = (x & 1) ? payload : (payload < 64 ? payload : 64);
       c[H_END + (x >> 8) % window] = (uint8_t)(x >> 1);
     }
-    fix_checksum(c, len[kind]);
+    bt_test_fix_checksum(c, len[kind]);
     bt_status st;
     void *obj = NULL;
     switch (kind) {
@@ -998,113 +961,6 @@ static void random_mutations(void **state) {
 /* The pipeline's files: bundles carry their parameters and keys, datasets
  * their ciphertexts; loaders check the tag (key set and layout), the
  * frames and every embedded object. */
-static void pipeline_files(void **state) {
-  fixture *f = *state;
-  char sbp[512], ebp[512], dsp[512], anp[512];
-  path_in(f, "client.key", sbp, sizeof sbp);
-  path_in(f, "server.keys", ebp, sizeof ebp);
-  path_in(f, "train.bt", dsp, sizeof dsp);
-  path_in(f, "answer.bt", anp, sizeof anp);
-  bt_io_tag tag = {.batch = 4, .features = 3, .classes = 2};
-  bt_random_bytes(tag.keyset, sizeof tag.keyset);
-
-  /* secret bundle: mode 0600, the same key back */
-  bt_secret_bundle sb = {.tag = tag, .sk = f->sk}, sb2;
-  bt_ckks_params *p2 = NULL;
-  BT_CHECK(bt_io_save_secret_bundle(sbp, &sb));
-  struct stat stt;
-  assert_int_equal(stat(sbp, &stt), 0);
-  assert_int_equal(stt.st_mode & 0777, 0600);
-  BT_CHECK(bt_io_load_secret_bundle(sbp, BT_ALLOW_INSECURE, &p2, &sb2));
-  assert_memory_equal(bt_ckks_params_hash(p2), bt_ckks_params_hash(f->p), BT_PARAMS_HASH_BYTES);
-  assert_memory_equal(sb2.tag.keyset, tag.keyset, BT_KEYSET_ID_BYTES);
-  uint8_t *k1, *k2;
-  size_t l1, l2;
-  BT_CHECK(bt_io_write_secret_key(f->sk, &k1, &l1));
-  BT_CHECK(bt_io_write_secret_key(sb2.sk, &k2, &l2));
-  assert_int_equal(l1, l2);
-  assert_memory_equal(k1 + H_END, k2 + H_END, l1 - H_END);
-  bt_free_secret(k1, l1), bt_free_secret(k2, l2);
-  bt_secret_bundle_clear(&sb2);
-  bt_ckks_params_free(p2);
-
-  /* evaluation bundle: the keys come back */
-  bt_eval_bundle eb = {.tag = tag, .ek = f->ek}, eb2;
-  BT_CHECK(bt_io_save_eval_bundle(ebp, &eb));
-  BT_CHECK(bt_io_load_eval_bundle(ebp, BT_ALLOW_INSECURE, &p2, &eb2));
-  assert_int_equal(eb2.ek->ngalois, f->ek->ngalois);
-  assert_non_null(eb2.ek->relin);
-  assert_null(eb2.to_sparse);
-  bt_eval_bundle_clear(&eb2);
-  bt_ckks_params_free(p2);
-  /* one for the other */
-  expect_fail(bt_io_load_eval_bundle(sbp, BT_ALLOW_INSECURE, &p2, &eb2), BT_E_FORMAT,
-              "holds a secret bundle, expected an evaluation-key bundle", "secret bundle as evaluation keys");
-  assert_null(p2);
-
-  /* a dataset of two batches */
-  double complex *v = malloc(f->slots * sizeof *v);
-  random_values(&f->g, v, f->slots);
-  bt_enc_batch b[2];
-  bt_ciphertext *x0[1], *x1[1];
-  x0[0] = encrypt_values(f, v, 2, 0);
-  x1[0] = encrypt_values(f, v, 2, 0);
-  b[0] = (bt_enc_batch){.rows = 4, .x = x0, .y = encrypt_values(f, v, 3, 0)};
-  b[1] = (bt_enc_batch){.rows = 1, .x = x1, .y = encrypt_values(f, v, 3, 0)};
-  bt_enc_dataset d = {.tag = tag, .role = BT_SET_TRAIN, .rows = 5, .nx = 1, .nbatches = 2, .labelled = 1, .b = b},
-                 d2;
-  BT_CHECK(bt_io_save_dataset(dsp, &d));
-  BT_CHECK(bt_io_load_dataset(dsp, f->p, &tag, &d2));
-  assert_int_equal(d2.rows, 5);
-  assert_int_equal(d2.nbatches, 2);
-  assert_int_equal(d2.b[1].rows, 1);
-  for (int k = 0; k < 2; k++) {
-    assert_same_ct(b[k].x[0], d2.b[k].x[0]);
-    assert_same_ct(b[k].y, d2.b[k].y);
-  }
-  bt_enc_dataset_clear(&d2);
-  bt_io_tag other = tag;
-  other.keyset[0] ^= 1;
-  expect_fail(bt_io_load_dataset(dsp, f->p, &other, &d2), BT_E_PARAMS, "another keygen", "other key set");
-  other = tag;
-  other.classes = 3;
-  expect_fail(bt_io_load_dataset(dsp, f->p, &other, &d2), BT_E_PARAMS, "layout", "other layout");
-  expect_fail(bt_io_load_dataset(dsp, f->other, &tag, &d2), BT_E_PARAMS, "other parameters", "other parameters");
-  assert_null(d2.b);
-
-  /* bad fields behind a valid checksum */
-  size_t len;
-  uint8_t *buf = read_file(dsp, &len);
-  BT_CHECK(bt_io_validate_buffer(BT_IO_DATASET, buf, len, f->p));
-  uint8_t *bad = dup_buf(buf, len);
-  put_le(bad + H_END + 28, 9, 4); /* role */
-  fix_checksum(bad, len);
-  expect_fail(bt_io_validate_buffer(BT_IO_DATASET, bad, len, f->p), BT_E_FORMAT, "dataset role", "bad role");
-  memcpy(bad, buf, len);
-  put_le(bad + H_END + 28 + 20 + 4, (uint64_t)1 << 40, 8); /* the first frame's length */
-  fix_checksum(bad, len);
-  expect_fail(bt_io_validate_buffer(BT_IO_DATASET, bad, len, f->p), BT_E_FORMAT, "runs past the payload", "long frame");
-  memcpy(bad, buf, len);
-  put_le(bad + H_END + 28 + 4, 6, 4); /* rows: the batches hold 5 */
-  fix_checksum(bad, len);
-  expect_fail(bt_io_validate_buffer(BT_IO_DATASET, bad, len, f->p), BT_E_FORMAT, "the batches hold 5 rows",
-              "row count");
-  free(bad);
-  free(buf);
-
-  /* the one bit */
-  bt_answer a = {.tag = tag, .epoch = 3, .go_on = 0}, a2;
-  BT_CHECK(bt_io_save_answer(anp, f->p, &a));
-  BT_CHECK(bt_io_load_answer(anp, f->p, &tag, &a2));
-  assert_int_equal(a2.epoch, 3);
-  assert_int_equal(a2.go_on, 0);
-
-  for (int k = 0; k < 2; k++) bt_ciphertext_free(b[k].x[0]), bt_ciphertext_free(b[k].y);
-  free(v);
-  unlink(sbp), unlink(ebp), unlink(dsp), unlink(anp);
-  assert_int_equal(dir_entries(f->dir), 0);
-}
-
 static void kind_names(void **state) {
   (void)state;
   assert_string_equal(bt_io_kind_name(BT_IO_PARAMS), "parameters");
@@ -1113,7 +969,7 @@ static void kind_names(void **state) {
   assert_string_equal(bt_io_kind_name((bt_io_kind)0), "unknown");
   assert_string_equal(bt_io_kind_name((bt_io_kind)99), "unknown");
   bt_io_info info;
-  expect_fail(bt_io_inspect_buffer(NULL, 0, &info), BT_E_FORMAT, "empty", "empty buffer");
+  bt_test_expect_fail(bt_io_inspect_buffer(NULL, 0, &info), BT_E_FORMAT, "empty", "empty buffer");
 }
 
 int main(void) {
@@ -1131,7 +987,6 @@ int main(void) {
       cmocka_unit_test(corrupt_files),
       cmocka_unit_test(atomic_saves),
       cmocka_unit_test(random_mutations),
-      cmocka_unit_test(pipeline_files),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -11,7 +11,6 @@
 #include "blindtuner/vision.h"
 #include "blindtuner/vision_data.h"
 #include "testutil.h"
-#include "vision/internal.h"
 
 /* ---------------------------------------------------------------- helpers */
 

@@ -35,3 +35,38 @@ void bt_test_report(const char *label, double value, const char *unit, double ba
   printf("  %-48s %10.2f %s (bar %.2f)\n", label, value, unit, bar);
   fflush(stdout);
 }
+
+uint8_t *bt_test_read_file(const char *path, size_t *len) {
+  FILE *fp = fopen(path, "rb");
+  assert_non_null(fp);
+  fseek(fp, 0, SEEK_END);
+  long n = ftell(fp);
+  fseek(fp, 0, SEEK_SET);
+  uint8_t *b = malloc((size_t)n + 1);
+  assert_non_null(b);
+  assert_int_equal(fread(b, 1, (size_t)n, fp), (size_t)n);
+  fclose(fp);
+  *len = (size_t)n;
+  return b;
+}
+
+/* BLAKE2b-256 of header[0..56) || payload, with libsodium directly,
+ * independently of the library (docs/FORMAT.md's header layout). */
+void bt_test_fix_checksum(uint8_t *b, size_t len) {
+  crypto_generichash_state s;
+  crypto_generichash_init(&s, NULL, 0, 32);
+  crypto_generichash_update(&s, b, 56);
+  crypto_generichash_update(&s, b + 88, len - 88);
+  crypto_generichash_final(&s, b + 56, 32);
+}
+
+void bt_test_put_le(uint8_t *b, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; i++) b[i] = (uint8_t)(v >> (8 * i));
+}
+
+void bt_test_expect_fail(bt_status got, bt_status want, const char *needle, const char *what) {
+  if (got != want)
+    fail_msg("%s: got %s (%s), expected %s", what, bt_status_name(got), bt_last_error(), bt_status_name(want));
+  if (needle && !strstr(bt_last_error(), needle))
+    fail_msg("%s: message '%s' does not mention '%s'", what, bt_last_error(), needle);
+}

@@ -18,6 +18,16 @@ void bt_test_prng(bt_prng *g, const char *label);
 /* Prints "  <label>: <value> (bar <bar>)" so results are visible in logs. */
 void bt_test_report(const char *label, double value, const char *unit, double bar);
 
+/* A whole file (asserts it can be read); free() it. */
+uint8_t *bt_test_read_file(const char *path, size_t *len);
+/* Recomputes a container's checksum so that a deliberately invalid field
+ * reaches the field checks instead of the checksum check. */
+void bt_test_fix_checksum(uint8_t *b, size_t len);
+/* Writes v little-endian in `bytes` bytes. */
+void bt_test_put_le(uint8_t *b, uint64_t v, int bytes);
+/* Asserts the status and that the message mentions `needle` (if given). */
+void bt_test_expect_fail(bt_status got, bt_status want, const char *needle, const char *what);
+
 #define BT_CHECK(expr)                                                              \
   do {                                                                              \
     bt_status st_ = (expr);                                                         \

@@ -36,24 +36,24 @@ typedef struct bt_cheby {
 } bt_cheby;
 
 /* Interpolates f at the degree + 1 Chebyshev nodes of [a, b]. */
-bt_status bt_cheby_interpolate(double (*f)(double x, void *ctx), void *ctx, double a, double b,
-                               int degree, bt_cheby *out) BT_MUST_CHECK;
-void bt_cheby_free(bt_cheby *p);
+BT_API bt_status bt_cheby_interpolate(double (*f)(double x, void *ctx), void *ctx, double a, double b,
+                                      int degree, bt_cheby *out) BT_MUST_CHECK;
+BT_API void bt_cheby_free(bt_cheby *p);
 /* Evaluates the polynomial in double precision (Clenshaw). */
-double bt_cheby_eval(const bt_cheby *p, double x);
+BT_API double bt_cheby_eval(const bt_cheby *p, double x);
 /* Levels bt_eval_cheby consumes: ceil(log2(degree + 1)), plus one when the
  * interval's half-width is not close to 1 (-1: out of memory). */
-int bt_cheby_depth(const bt_cheby *p);
+BT_API int bt_cheby_depth(const bt_cheby *p);
 /* Ciphertext x ciphertext products it takes, and in *relins (may be NULL)
  * the relinearisations (key switches): the product of each split stays of
  * degree 2, the rest of the split is added to it and the sum relinearised
  * once, before its rescale. */
-int bt_cheby_products(const bt_cheby *p, int *relins);
+BT_API int bt_cheby_products(const bt_cheby *p, int *relins);
 
 /* out = p(x) slot-wise.  The result has exactly `target_scale` (0: the
  * input's scale) and sits bt_cheby_depth(p) levels below x. */
-bt_status bt_eval_cheby(bt_evaluator *ev, const bt_ciphertext *x, const bt_cheby *p,
-                        double target_scale, bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_cheby(bt_evaluator *ev, const bt_ciphertext *x, const bt_cheby *p,
+                               double target_scale, bt_ciphertext *out) BT_MUST_CHECK;
 
 /* ---- linear transforms ----
  * A slot-linear map M given by its non-zero diagonals d_k[i] = M[i][i + k]
@@ -78,15 +78,23 @@ typedef struct bt_lintrans {
 /* diags[t] holds the 2^logslots entries of diagonal index[t].  Diagonals are
  * encoded at `level` and `scale` (a scale of q_level keeps the ciphertext's
  * scale through the following rescale). */
-bt_status bt_lintrans_new(const bt_ckks_params *p, int logslots, const int *index,
-                          const double complex *const *diags, size_t ndiag, int level,
-                          double scale, bt_lintrans **out) BT_MUST_CHECK;
-void bt_lintrans_free(bt_lintrans *lt);
+BT_API bt_status bt_lintrans_new(const bt_ckks_params *p, int logslots, const int *index,
+                                 const double complex *const *diags, size_t ndiag, int level,
+                                 double scale, bt_lintrans **out) BT_MUST_CHECK;
+BT_API void bt_lintrans_free(bt_lintrans *lt);
 /* Rotation steps the transform needs; writes at most 2 * ndiag + 2 steps. */
-size_t bt_lintrans_steps(const bt_lintrans *lt, int *steps);
+BT_API size_t bt_lintrans_steps(const bt_lintrans *lt, int *steps);
+/* The number of non-zero diagonals the transform was built with. */
+BT_API size_t bt_lintrans_num_diagonals(const bt_lintrans *lt);
+/* The same without building the transform: the giant step bt_lintrans_new
+ * picks for these diagonal indices on 2^logslots slots, and the rotation
+ * steps of a transform with those diagonals and that giant step (at most
+ * 2 ndiag, sorted). */
+BT_API int bt_lintrans_giant_step(const int *index, size_t ndiag, int logslots);
+BT_API size_t bt_lintrans_index_steps(const int *index, size_t ndiag, int giant, int *steps);
 /* out = M x (not rescaled: out.scale = x.scale * lt.scale). */
-bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_lintrans *lt,
-                           bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_lintrans *lt,
+                                  bt_ciphertext *out) BT_MUST_CHECK;
 
 /* ---- bootstrapping (full or sparse slots) ----
  * Cheon-Han-Kim-Kim-Song 2018 with the homomorphic special FFT split into
@@ -130,43 +138,49 @@ typedef struct bt_bootstrapper bt_bootstrapper;
  * secret (h = 32 with encapsulation for dense secrets) to about 7 standard
  * deviations (sqrt(h / 12) each); the message lift brings q_0 / (gamma scale)
  * to about 2^11. */
-bt_status bt_bootstrap_config_default(const bt_ckks_params *p, bt_bootstrap_config *cfg) BT_MUST_CHECK;
+BT_API bt_status bt_bootstrap_config_default(const bt_ckks_params *p, bt_bootstrap_config *cfg) BT_MUST_CHECK;
 
 /* Dense-secret parameters: the encapsulation keys from
  * bt_keygen_encapsulation (public material; the bootstrapper keeps the
  * pointers, which must outlive it). */
-bt_status bt_bootstrapper_set_encapsulation(bt_bootstrapper *b, const bt_encaps_key *to_sparse,
-                                            const bt_switch_key *to_dense) BT_MUST_CHECK;
+BT_API bt_status bt_bootstrapper_set_encapsulation(bt_bootstrapper *b, const bt_encaps_key *to_sparse,
+                                                   const bt_switch_key *to_dense) BT_MUST_CHECK;
 /* Prepares the transforms for 2^cfg.logslots slots (full slots, 2^(logN - 1),
  * when 0) of ciphertexts whose scale is `scale`. */
-bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config *cfg, double scale,
-                              bt_bootstrapper **out) BT_MUST_CHECK;
-void bt_bootstrapper_free(bt_bootstrapper *b);
+BT_API bt_status bt_bootstrapper_new(const bt_ckks_params *p, const bt_bootstrap_config *cfg, double scale,
+                                     bt_bootstrapper **out) BT_MUST_CHECK;
+BT_API void bt_bootstrapper_free(bt_bootstrapper *b);
 /* Rotation steps whose keys bootstrapping needs (it also needs the
- * relinearisation and conjugation keys); `steps` must hold 4096 entries. */
-size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps);
+ * relinearisation and conjugation keys): writes at most `cap` and returns
+ * how many there are (0 only when out of memory). */
+BT_API size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps, size_t cap);
+/* The same steps as a pure function of the parameters and configuration
+ * (no transform is encoded): writes at most `cap` of them and sets *count
+ * to how many there are (cap 0 sizes the array). */
+BT_API bt_status bt_bootstrap_config_steps(const bt_ckks_params *p, const bt_bootstrap_config *cfg, int *steps,
+                                           size_t cap, size_t *count) BT_MUST_CHECK;
 /* Levels bootstrapping consumes from the top; the output sits at
  * max level - depth. */
-int bt_bootstrap_depth(const bt_bootstrapper *b);
+BT_API int bt_bootstrap_depth(const bt_bootstrapper *b);
 /* log2 of the slots the bootstrapper handles. */
-int bt_bootstrap_logslots(const bt_bootstrapper *b);
+BT_API int bt_bootstrap_logslots(const bt_bootstrapper *b);
 /* Wall-clock seconds of the last bt_bootstrap by phase: ModRaise (with the
  * encapsulation switches and the partial trace), CoeffsToSlots (with the
  * real/imaginary split), EvalMod, SlotsToCoeffs. */
-void bt_bootstrap_last_split(const bt_bootstrapper *b, double seconds[4]);
+BT_API void bt_bootstrap_last_split(const bt_bootstrapper *b, double seconds[4]);
 /* Refreshes `in` (any level, at the configured scale).  `in` has the
  * bootstrapper's slot count n, or more: a ciphertext of m > n slots comes back
  * with m slots holding the mean of its n-periodic folds, out[i] =
  * (n/m) sum_j in[(i + j n) mod m] (the partial trace) -- the input itself when
  * it is n-periodic, and a way to gather data spread over m slots into every
  * period of n when each slot of a period is non-zero in at most one fold. */
-bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext *in,
-                       bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext *in,
+                              bt_ciphertext *out) BT_MUST_CHECK;
 
 /* The special FFT as sparse diagonal matrices (exposed for tests): applies
  * the decoding map stage by stage to a bit-reversed vector (inverse = 0) or
  * its inverse without the final bit reversal (inverse = 1), in place. */
-void bt_special_fft_reference(double complex *v, int logslots, int inverse);
+BT_API void bt_special_fft_reference(double complex *v, int logslots, int inverse);
 
 #ifdef __cplusplus
 }

@@ -62,36 +62,41 @@ typedef struct bt_ckks_params bt_ckks_params;
 /* Named presets.  "bench-n16" is the issue's benchmark setting (N = 2^16,
  * 25 ciphertext limbs, dnum = 3) and meets the HE Standard 128-bit bound;
  * names starting with "INSECURE" are tiny parameters for tests. */
-bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) BT_MUST_CHECK;
+BT_API bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) BT_MUST_CHECK;
 /* Names of all presets, NULL-terminated. */
-const char *const *bt_ckks_preset_names(void);
+BT_API const char *const *bt_ckks_preset_names(void);
 
 /* Validates `lit` and builds the handle.  INSECURE parameters are refused
  * with BT_E_INSECURE unless `flags` has BT_ALLOW_INSECURE. */
-bt_status bt_ckks_params_new(const bt_ckks_literal *lit, unsigned flags,
-                             bt_ckks_params **out) BT_MUST_CHECK;
-void bt_ckks_params_free(bt_ckks_params *p);
+BT_API bt_status bt_ckks_params_new(const bt_ckks_literal *lit, unsigned flags,
+                                    bt_ckks_params **out) BT_MUST_CHECK;
+BT_API void bt_ckks_params_free(bt_ckks_params *p);
 
-int bt_ckks_logn(const bt_ckks_params *p);
-size_t bt_ckks_n(const bt_ckks_params *p);
-int bt_ckks_max_level(const bt_ckks_params *p);
-int bt_ckks_num_special(const bt_ckks_params *p);
-int bt_ckks_dnum(const bt_ckks_params *p);
-double bt_ckks_default_scale(const bt_ckks_params *p);
-double bt_ckks_log_qp(const bt_ckks_params *p);
-uint64_t bt_ckks_q(const bt_ckks_params *p, int i);
-uint64_t bt_ckks_p(const bt_ckks_params *p, int i);
-const bt_ckks_literal *bt_ckks_literal_of(const bt_ckks_params *p);
+BT_API int bt_ckks_logn(const bt_ckks_params *p);
+BT_API size_t bt_ckks_n(const bt_ckks_params *p);
+BT_API int bt_ckks_max_level(const bt_ckks_params *p);
+BT_API int bt_ckks_num_special(const bt_ckks_params *p);
+BT_API int bt_ckks_dnum(const bt_ckks_params *p);
+BT_API double bt_ckks_default_scale(const bt_ckks_params *p);
+BT_API double bt_ckks_log_qp(const bt_ckks_params *p);
+BT_API uint64_t bt_ckks_q(const bt_ckks_params *p, int i);
+BT_API uint64_t bt_ckks_p(const bt_ckks_params *p, int i);
+BT_API const bt_ckks_literal *bt_ckks_literal_of(const bt_ckks_params *p);
+/* The modulus and NTT table of prime i, over all primes of QP in the order
+ * q_0..q_L, p_0..p_{alpha-1} (i = max level + 1 + j is special prime j);
+ * NULL when i is out of range.  Owned by the handle. */
+BT_API const bt_modulus *bt_ckks_modulus(const bt_ckks_params *p, int i);
+BT_API const bt_ntt_table *bt_ckks_ntt_table(const bt_ckks_params *p, int i);
 /* 32-byte hash naming the parameter set (primes, ring, secret distribution,
  * key-switching digit split). */
-const uint8_t *bt_ckks_params_hash(const bt_ckks_params *p);
+BT_API const uint8_t *bt_ckks_params_hash(const bt_ckks_params *p);
 /* Largest log2 QP the HE Standard allows at 128-bit security for this N
  * (uniform ternary secret), or 0 if N is outside the table. */
-int bt_ckks_he_standard_max_logqp(int logn);
+BT_API int bt_ckks_he_standard_max_logqp(int logn);
 /* The one mutable setting: OpenMP threads used by operations on objects of
  * these parameters (0 = bt_default_threads()). */
-void bt_ckks_set_threads(bt_ckks_params *p, int threads);
-int bt_ckks_threads(const bt_ckks_params *p);
+BT_API void bt_ckks_set_threads(bt_ckks_params *p, int threads);
+BT_API int bt_ckks_threads(const bt_ckks_params *p);
 
 /* ---- plaintexts and ciphertexts ---- */
 typedef struct bt_plaintext {
@@ -114,27 +119,28 @@ typedef struct bt_ciphertext {
   uint8_t seed[BT_SEED_BYTES];
 } bt_ciphertext;
 
-bt_status bt_plaintext_new(const bt_ckks_params *p, bt_plaintext **out) BT_MUST_CHECK;
-void bt_plaintext_free(bt_plaintext *pt);
-bt_status bt_ciphertext_new(const bt_ckks_params *p, bt_ciphertext **out) BT_MUST_CHECK;
-void bt_ciphertext_free(bt_ciphertext *ct);
-bt_status bt_ciphertext_copy(bt_ciphertext *dst, const bt_ciphertext *src) BT_MUST_CHECK;
+BT_API bt_status bt_plaintext_new(const bt_ckks_params *p, bt_plaintext **out) BT_MUST_CHECK;
+BT_API void bt_plaintext_free(bt_plaintext *pt);
+BT_API bt_status bt_ciphertext_new(const bt_ckks_params *p, bt_ciphertext **out) BT_MUST_CHECK;
+BT_API void bt_ciphertext_free(bt_ciphertext *ct);
+/* dst becomes a copy of src (output last, as everywhere). */
+BT_API bt_status bt_ciphertext_copy(const bt_ciphertext *src, bt_ciphertext *dst) BT_MUST_CHECK;
 
 /* ---- encoder ---- */
 /* Encodes `count` <= 2^logslots values (the rest are zero) at `level` and
  * `scale`.  logslots in [0, logN - 1]. */
-bt_status bt_ckks_encode(const bt_ckks_params *p, const double complex *values, size_t count,
-                         int logslots, int level, double scale, bt_plaintext *out) BT_MUST_CHECK;
+BT_API bt_status bt_ckks_encode(const bt_ckks_params *p, const double complex *values, size_t count,
+                                int logslots, int level, double scale, bt_plaintext *out) BT_MUST_CHECK;
 /* The same, and also modulo the special primes P: the plaintext can then
  * multiply a ciphertext held over Q_l P, which bt_eval_bsgs needs. */
-bt_status bt_ckks_encode_qp(const bt_ckks_params *p, const double complex *values, size_t count,
-                            int logslots, int level, double scale, bt_plaintext *out) BT_MUST_CHECK;
-bt_status bt_ckks_encode_real(const bt_ckks_params *p, const double *values, size_t count,
-                              int logslots, int level, double scale,
-                              bt_plaintext *out) BT_MUST_CHECK;
+BT_API bt_status bt_ckks_encode_qp(const bt_ckks_params *p, const double complex *values, size_t count,
+                                   int logslots, int level, double scale, bt_plaintext *out) BT_MUST_CHECK;
+BT_API bt_status bt_ckks_encode_real(const bt_ckks_params *p, const double *values, size_t count,
+                                     int logslots, int level, double scale,
+                                     bt_plaintext *out) BT_MUST_CHECK;
 /* Writes 2^logslots values. */
-bt_status bt_ckks_decode(const bt_plaintext *pt, double complex *out) BT_MUST_CHECK;
-bt_status bt_ckks_decode_real(const bt_plaintext *pt, double *out) BT_MUST_CHECK;
+BT_API bt_status bt_ckks_decode(const bt_plaintext *pt, double complex *out) BT_MUST_CHECK;
+BT_API bt_status bt_ckks_decode_real(const bt_plaintext *pt, double *out) BT_MUST_CHECK;
 
 /* ---- keys ---- */
 typedef struct bt_secret_key {
@@ -166,19 +172,19 @@ typedef struct bt_eval_keys {
 
 /* Key generation draws from `g` (seeded for reproducible tests, or
  * bt_prng_init_random). */
-bt_status bt_keygen_secret(const bt_ckks_params *p, bt_prng *g, bt_secret_key **out) BT_MUST_CHECK;
-bt_status bt_keygen_public(const bt_secret_key *sk, bt_prng *g, bt_public_key **out) BT_MUST_CHECK;
-bt_status bt_keygen_relin(const bt_secret_key *sk, bt_prng *g, bt_switch_key **out) BT_MUST_CHECK;
-bt_status bt_keygen_galois(const bt_secret_key *sk, uint64_t galois, bt_prng *g,
-                           bt_switch_key **out) BT_MUST_CHECK;
-void bt_secret_key_free(bt_secret_key *sk);
-void bt_public_key_free(bt_public_key *pk);
-void bt_switch_key_free(bt_switch_key *k);
+BT_API bt_status bt_keygen_secret(const bt_ckks_params *p, bt_prng *g, bt_secret_key **out) BT_MUST_CHECK;
+BT_API bt_status bt_keygen_public(const bt_secret_key *sk, bt_prng *g, bt_public_key **out) BT_MUST_CHECK;
+BT_API bt_status bt_keygen_relin(const bt_secret_key *sk, bt_prng *g, bt_switch_key **out) BT_MUST_CHECK;
+BT_API bt_status bt_keygen_galois(const bt_secret_key *sk, uint64_t galois, bt_prng *g,
+                                  bt_switch_key **out) BT_MUST_CHECK;
+BT_API void bt_secret_key_free(bt_secret_key *sk);
+BT_API void bt_public_key_free(bt_public_key *pk);
+BT_API void bt_switch_key_free(bt_switch_key *k);
 /* Allocates an empty switching key with all buffers (for deserialisation). */
-bt_status bt_switch_key_alloc(const bt_ckks_params *p, uint64_t galois,
-                              bt_switch_key **out) BT_MUST_CHECK;
-bt_status bt_public_key_alloc(const bt_ckks_params *p, bt_public_key **out) BT_MUST_CHECK;
-bt_status bt_secret_key_alloc(const bt_ckks_params *p, bt_secret_key **out) BT_MUST_CHECK;
+BT_API bt_status bt_switch_key_alloc(const bt_ckks_params *p, uint64_t galois,
+                                     bt_switch_key **out) BT_MUST_CHECK;
+BT_API bt_status bt_public_key_alloc(const bt_ckks_params *p, bt_public_key **out) BT_MUST_CHECK;
+BT_API bt_status bt_secret_key_alloc(const bt_ckks_params *p, bt_secret_key **out) BT_MUST_CHECK;
 
 /* Sparse-secret encapsulation (Bossuat et al., 2022).  Bootstrapping a
  * ciphertext under a dense secret s would need a huge EvalMod range, so its
@@ -195,35 +201,35 @@ typedef struct bt_encaps_key {
   uint8_t seed[BT_SEED_BYTES];
 } bt_encaps_key;
 
-bt_status bt_keygen_encapsulation(const bt_secret_key *sk, int hamming_weight, bt_prng *g,
-                                  bt_encaps_key **to_sparse, bt_switch_key **to_dense) BT_MUST_CHECK;
-void bt_encaps_key_free(bt_encaps_key *k);
+BT_API bt_status bt_keygen_encapsulation(const bt_secret_key *sk, int hamming_weight, bt_prng *g,
+                                         bt_encaps_key **to_sparse, bt_switch_key **to_dense) BT_MUST_CHECK;
+BT_API void bt_encaps_key_free(bt_encaps_key *k);
 
 /* Galois element for a left rotation by `step` slots (negative: right). */
-uint64_t bt_ckks_galois_rotate(const bt_ckks_params *p, int step);
+BT_API uint64_t bt_ckks_galois_rotate(const bt_ckks_params *p, int step);
 /* Galois element of complex conjugation (2N - 1). */
-uint64_t bt_ckks_galois_conjugate(const bt_ckks_params *p);
+BT_API uint64_t bt_ckks_galois_conjugate(const bt_ckks_params *p);
 
-bt_status bt_eval_keys_new(const bt_ckks_params *p, bt_eval_keys **out) BT_MUST_CHECK;
-void bt_eval_keys_free(bt_eval_keys *ek);
+BT_API bt_status bt_eval_keys_new(const bt_ckks_params *p, bt_eval_keys **out) BT_MUST_CHECK;
+BT_API void bt_eval_keys_free(bt_eval_keys *ek);
 /* Takes ownership of `k` (also on failure). */
-bt_status bt_eval_keys_add(bt_eval_keys *ek, bt_switch_key *k) BT_MUST_CHECK;
-const bt_switch_key *bt_eval_keys_find(const bt_eval_keys *ek, uint64_t galois);
+BT_API bt_status bt_eval_keys_add(bt_eval_keys *ek, bt_switch_key *k) BT_MUST_CHECK;
+BT_API const bt_switch_key *bt_eval_keys_find(const bt_eval_keys *ek, uint64_t galois);
 /* Generates relinearisation (if `relin`), rotation keys for `steps` (deduplicated)
  * and the conjugation key (if `conj`) into `ek`. */
-bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
-                         size_t nsteps, int conj, bt_eval_keys *ek) BT_MUST_CHECK;
+BT_API bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
+                                size_t nsteps, int conj, bt_eval_keys *ek) BT_MUST_CHECK;
 
 /* ---- encryption ---- */
 /* Public-key encryption: (v b + e0 + m, v a + e1). */
-bt_status bt_encrypt_pk(const bt_public_key *pk, const bt_plaintext *pt, bt_prng *g,
-                        bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_encrypt_pk(const bt_public_key *pk, const bt_plaintext *pt, bt_prng *g,
+                               bt_ciphertext *out) BT_MUST_CHECK;
 /* Secret-key encryption: (-a s + e + m, a) with a expanded from a fresh seed,
  * so the ciphertext serialises at half size. */
-bt_status bt_encrypt_sk(const bt_secret_key *sk, const bt_plaintext *pt, bt_prng *g,
-                        bt_ciphertext *out) BT_MUST_CHECK;
-bt_status bt_decrypt(const bt_secret_key *sk, const bt_ciphertext *ct,
-                     bt_plaintext *out) BT_MUST_CHECK;
+BT_API bt_status bt_encrypt_sk(const bt_secret_key *sk, const bt_plaintext *pt, bt_prng *g,
+                               bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_decrypt(const bt_secret_key *sk, const bt_ciphertext *ct,
+                            bt_plaintext *out) BT_MUST_CHECK;
 
 /* ---- evaluator ----
  * Outputs may alias inputs.  Binary operations on operands at different
@@ -233,9 +239,9 @@ bt_status bt_decrypt(const bt_secret_key *sk, const bt_ciphertext *ct,
  * scratch and is not to be shared between threads. */
 typedef struct bt_evaluator bt_evaluator;
 
-bt_status bt_evaluator_new(const bt_ckks_params *p, const bt_eval_keys *keys,
-                           bt_evaluator **out) BT_MUST_CHECK;
-void bt_evaluator_free(bt_evaluator *ev);
+BT_API bt_status bt_evaluator_new(const bt_ckks_params *p, const bt_eval_keys *keys,
+                                  bt_evaluator **out) BT_MUST_CHECK;
+BT_API void bt_evaluator_free(bt_evaluator *ev);
 
 /* Operations an evaluator has performed since creation or the last reset. */
 typedef struct bt_op_counts {
@@ -244,63 +250,63 @@ typedef struct bt_op_counts {
   long tensor;  /* ciphertext x ciphertext products */
   long pmult;   /* ciphertext x plaintext products */
 } bt_op_counts;
-bt_op_counts bt_evaluator_counts(const bt_evaluator *ev);
-void bt_evaluator_reset_counts(bt_evaluator *ev);
+BT_API bt_op_counts bt_evaluator_counts(const bt_evaluator *ev);
+BT_API void bt_evaluator_reset_counts(bt_evaluator *ev);
 
-bt_status bt_eval_add(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
-                      bt_ciphertext *out) BT_MUST_CHECK;
-bt_status bt_eval_sub(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
-                      bt_ciphertext *out) BT_MUST_CHECK;
-bt_status bt_eval_neg(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
-bt_status bt_eval_add_plain(bt_evaluator *ev, const bt_ciphertext *a, const bt_plaintext *b,
-                            bt_ciphertext *out) BT_MUST_CHECK;
-bt_status bt_eval_sub_plain(bt_evaluator *ev, const bt_ciphertext *a, const bt_plaintext *b,
-                            bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_add(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
+                             bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_sub(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
+                             bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_neg(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_add_plain(bt_evaluator *ev, const bt_ciphertext *a, const bt_plaintext *b,
+                                   bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_sub_plain(bt_evaluator *ev, const bt_ciphertext *a, const bt_plaintext *b,
+                                   bt_ciphertext *out) BT_MUST_CHECK;
 /* Scale multiplies: out.scale = a.scale * b.scale. */
-bt_status bt_eval_mul_plain(bt_evaluator *ev, const bt_ciphertext *a, const bt_plaintext *b,
-                            bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_mul_plain(bt_evaluator *ev, const bt_ciphertext *a, const bt_plaintext *b,
+                                   bt_ciphertext *out) BT_MUST_CHECK;
 /* Adds the constant re + i im to every slot. */
-bt_status bt_eval_add_const(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
-                            bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_add_const(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
+                                   bt_ciphertext *out) BT_MUST_CHECK;
 /* Multiplies every slot by re + i im, encoded at scale q_level so that the
  * following rescale returns to a.scale exactly. */
-bt_status bt_eval_mul_const(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
-                            bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_mul_const(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
+                                   bt_ciphertext *out) BT_MUST_CHECK;
 /* Multiplies every slot by re + i im encoded as integers round(c * const_scale):
  * out.scale = a.scale * const_scale, no level used until the caller rescales.
  * Lets circuits land sums of terms on one exact scale before a rescale. */
-bt_status bt_eval_mul_const_scaled(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
-                                   double const_scale, bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_mul_const_scaled(bt_evaluator *ev, const bt_ciphertext *a, double re, double im,
+                                          double const_scale, bt_ciphertext *out) BT_MUST_CHECK;
 /* Multiplies by an integer; no scale change, no level used. */
-bt_status bt_eval_mul_int(bt_evaluator *ev, const bt_ciphertext *a, int64_t k,
-                          bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_mul_int(bt_evaluator *ev, const bt_ciphertext *a, int64_t k,
+                                 bt_ciphertext *out) BT_MUST_CHECK;
 /* Tensor product: degree-2 result. */
-bt_status bt_eval_mul(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
-                      bt_ciphertext *out) BT_MUST_CHECK;
-bt_status bt_eval_relin(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
-bt_status bt_eval_mul_relin(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
-                            bt_ciphertext *out) BT_MUST_CHECK;
-/* Divides by the last prime: level - 1, scale / q_level. */
-bt_status bt_eval_rescale(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
-bt_status bt_eval_drop_level(bt_evaluator *ev, const bt_ciphertext *a, int levels,
+BT_API bt_status bt_eval_mul(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
                              bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_relin(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_mul_relin(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b,
+                                   bt_ciphertext *out) BT_MUST_CHECK;
+/* Divides by the last prime: level - 1, scale / q_level. */
+BT_API bt_status bt_eval_rescale(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_drop_level(bt_evaluator *ev, const bt_ciphertext *a, int levels,
+                                    bt_ciphertext *out) BT_MUST_CHECK;
 /* ModRaise (bootstrapping's first step): reads a level-0 ciphertext's
  * residues mod q_0 as centred integers and lifts them to every prime, so the
  * result (at the top level, same scale) decrypts to m + q_0 I for a small
  * integer polynomial I. */
-bt_status bt_eval_mod_raise(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_mod_raise(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
 /* Switches a level-0 ciphertext from s to the ephemeral sparse s' of an
  * encapsulation key (server side: evaluation keys only). */
-bt_status bt_eval_encapsulate(bt_evaluator *ev, const bt_ciphertext *a, const bt_encaps_key *k,
-                              bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_encapsulate(bt_evaluator *ev, const bt_ciphertext *a, const bt_encaps_key *k,
+                                     bt_ciphertext *out) BT_MUST_CHECK;
 /* Rotates slots left by `step` (negative: right). */
-bt_status bt_eval_rotate(bt_evaluator *ev, const bt_ciphertext *a, int step,
-                         bt_ciphertext *out) BT_MUST_CHECK;
-bt_status bt_eval_conjugate(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_rotate(bt_evaluator *ev, const bt_ciphertext *a, int step,
+                                bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_conjugate(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) BT_MUST_CHECK;
 /* Several rotations of one ciphertext sharing one decomposition:
  * outs[i] = rotate(a, steps[i]).  outs[i] must not alias a. */
-bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const int *steps,
-                                 size_t nsteps, bt_ciphertext **outs) BT_MUST_CHECK;
+BT_API bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const int *steps,
+                                        size_t nsteps, bt_ciphertext **outs) BT_MUST_CHECK;
 /* A baby-step/giant-step linear transform with double hoisting:
  *   out = sum_j rot( sum_u diag[j nbaby + u] * rot(x, baby[u]), giant[j] )
  * (diag entries NULL where zero).  The diagonals must come from
@@ -308,28 +314,28 @@ bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const
  * x's level and scale x.scale * diag scale, to be rescaled.  The baby
  * rotations share one decomposition and skip their ModDown; each giant step
  * costs one key switch; out may alias x. */
-bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
-                       const int *giant, size_t ngiant, const bt_plaintext *const *diag,
-                       bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
+                              const int *giant, size_t ngiant, const bt_plaintext *const *diag,
+                              bt_ciphertext *out) BT_MUST_CHECK;
 /* Applies a switching key (any automorphism 0 = identity). */
-bt_status bt_eval_keyswitch(bt_evaluator *ev, const bt_ciphertext *a, const bt_switch_key *k,
-                            bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_keyswitch(bt_evaluator *ev, const bt_ciphertext *a, const bt_switch_key *k,
+                                   bt_ciphertext *out) BT_MUST_CHECK;
 /* out_i = sum_{j < n} a_{i + j*batch} (indices mod slots): needs rotation
  * keys for batch * 2^t. */
-bt_status bt_eval_inner_sum(bt_evaluator *ev, const bt_ciphertext *a, int batch, int n,
-                            bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_inner_sum(bt_evaluator *ev, const bt_ciphertext *a, int batch, int n,
+                                   bt_ciphertext *out) BT_MUST_CHECK;
 /* out_i = sum_{j < n} a_{i - j*batch}: replicates a block of `batch` slots n times. */
-bt_status bt_eval_replicate(bt_evaluator *ev, const bt_ciphertext *a, int batch, int n,
-                            bt_ciphertext *out) BT_MUST_CHECK;
+BT_API bt_status bt_eval_replicate(bt_evaluator *ev, const bt_ciphertext *a, int batch, int n,
+                                   bt_ciphertext *out) BT_MUST_CHECK;
 /* Rotation steps bt_eval_inner_sum / bt_eval_replicate need; writes at most
  * 2*ceil(log2 n) steps and returns the count. */
-size_t bt_inner_sum_steps(int batch, int n, int replicate, int *steps);
+BT_API size_t bt_inner_sum_steps(int batch, int n, int replicate, int *steps);
 
 /* Measured precision: -log2 of the mean and of the maximum absolute error. */
 typedef struct bt_precision {
   double mean_bits, min_bits, max_err, mean_err;
 } bt_precision;
-bt_precision bt_precision_measure(const double complex *want, const double complex *got, size_t n);
+BT_API bt_precision bt_precision_measure(const double complex *want, const double complex *got, size_t n);
 
 #ifdef __cplusplus
 }

@@ -59,24 +59,24 @@ typedef struct bt_hemat_layout {
 /* Turns the folded layout on (when `on` and the shape allows it: G > 1 and
  * the compact weights within R rows) or off; returns whether it is on.  The
  * packing functions, DiagATB and the weight replication follow it. */
-int bt_hemat_layout_fold(bt_hemat_layout *L, int on);
+BT_API int bt_hemat_layout_fold(bt_hemat_layout *L, int on);
 
 /* Refuses shapes that do not fit: a batch larger than slots / C', or a
  * compact weight matrix (nb * C' block rows) larger than one ciphertext. */
-bt_status bt_hemat_layout_init(int logslots, int batch, int features, int classes,
-                               bt_hemat_layout *out) BT_MUST_CHECK;
+BT_API bt_status bt_hemat_layout_init(int logslots, int batch, int features, int classes,
+                                      bt_hemat_layout *out) BT_MUST_CHECK;
 
 /* ---- plaintext packing (client side, and the twin) ----
  * Matrices are row-major doubles; `slots` arrays have L->slots entries. */
-void bt_hemat_pack_x(const bt_hemat_layout *L, const double *x, int j, double *slots);
-void bt_hemat_pack_w(const bt_hemat_layout *L, const double *w, double *slots);
-void bt_hemat_unpack_w(const bt_hemat_layout *L, const double *slots, double *w);
+BT_API void bt_hemat_pack_x(const bt_hemat_layout *L, const double *x, int j, double *slots);
+BT_API void bt_hemat_pack_w(const bt_hemat_layout *L, const double *w, double *slots);
+BT_API void bt_hemat_unpack_w(const bt_hemat_layout *L, const double *slots, double *w);
 /* B x C matrix <-> diagonal layout; padded classes are 0 when packing. */
-void bt_hemat_pack_diag(const bt_hemat_layout *L, const double *z, double *slots);
-void bt_hemat_unpack_diag(const bt_hemat_layout *L, const double *slots, double *z);
+BT_API void bt_hemat_pack_diag(const bt_hemat_layout *L, const double *z, double *slots);
+BT_API void bt_hemat_unpack_diag(const bt_hemat_layout *L, const double *slots, double *z);
 /* Logits from bt_hemat_abt (and bt_trainer_logits): always the plain
  * diagonal layout, folded or not. */
-void bt_hemat_unpack_logits(const bt_hemat_layout *L, const double *slots, double *z);
+BT_API void bt_hemat_unpack_logits(const bt_hemat_layout *L, const double *slots, double *z);
 
 /* ---- operation counts ---- */
 typedef struct bt_hemat_counts {
@@ -88,54 +88,56 @@ typedef struct bt_hemat_counts {
   long rescale;
 } bt_hemat_counts;
 
-/* HETAL's corrected counts (DESIGN.md section 4) for the same shape, as the
+/* HETAL's corrected counts (docs/TRAINING.md, "Counts") for the same shape, as the
  * bar: DiagABT cmult/mult/rot and DiagATB cmult/mult/rot. */
 typedef struct bt_hetal_counts {
   long abt_cmult, abt_mult, abt_rot, atb_cmult, atb_mult, atb_rot;
 } bt_hetal_counts;
-void bt_hetal_reference_counts(int logslots, int batch, int features, int classes,
-                               bt_hetal_counts *out);
+BT_API void bt_hetal_reference_counts(int logslots, int batch, int features, int classes,
+                                      bt_hetal_counts *out);
 
 /* The counts bt_hemat_roll_x, bt_hemat_abt and bt_hemat_atb (with `ncoef`
  * outputs) make on this layout, computed without running them; the tests
  * check them against the measured counts. */
-void bt_hemat_predict_counts(const bt_hemat_layout *L, int ncoef, bt_hemat_counts *roll,
-                             bt_hemat_counts *abt, bt_hemat_counts *atb);
+BT_API void bt_hemat_predict_counts(const bt_hemat_layout *L, int ncoef, bt_hemat_counts *roll,
+                                    bt_hemat_counts *abt, bt_hemat_counts *atb);
 
 /* ---- encrypted products (server side: evaluation keys only) ---- */
 typedef struct bt_hemat bt_hemat;
 
-bt_status bt_hemat_new(const bt_ckks_params *p, const bt_hemat_layout *L, bt_hemat **out) BT_MUST_CHECK;
-void bt_hemat_free(bt_hemat *h);
-const bt_hemat_layout *bt_hemat_layout_of(const bt_hemat *h);
+BT_API bt_status bt_hemat_new(const bt_ckks_params *p, const bt_hemat_layout *L, bt_hemat **out) BT_MUST_CHECK;
+BT_API void bt_hemat_free(bt_hemat *h);
+BT_API const bt_hemat_layout *bt_hemat_layout_of(const bt_hemat *h);
 /* Rotation steps whose Galois keys the products need; at most 256 written. */
-size_t bt_hemat_steps(const bt_hemat *h, int *steps);
-bt_hemat_counts bt_hemat_get_counts(const bt_hemat *h);
-void bt_hemat_reset_counts(bt_hemat *h);
+BT_API size_t bt_hemat_steps(const bt_hemat *h, int *steps);
+/* The same from the layout alone. */
+BT_API size_t bt_hemat_layout_steps(const bt_hemat_layout *L, int *steps);
+BT_API bt_hemat_counts bt_hemat_get_counts(const bt_hemat *h);
+BT_API void bt_hemat_reset_counts(bt_hemat *h);
 
 /* Rolled copies of X's blocks: rolled[j * C' + k] = rot(x[j], k * s1).
  * `rolled` has nb * C' ciphertexts allocated by the caller. */
-bt_status bt_hemat_roll_x(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *x,
-                          bt_ciphertext **rolled) BT_MUST_CHECK;
+BT_API bt_status bt_hemat_roll_x(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *x,
+                                 bt_ciphertext **rolled) BT_MUST_CHECK;
 
 /* Z = X W^T in the diagonal layout.  `w` is the compact weight ciphertext
  * (real).  `wscale` multiplies W on the way (folded into a mask, no level). */
-bt_status bt_hemat_abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,
-                       const bt_ciphertext *w, double wscale, bt_ciphertext *z) BT_MUST_CHECK;
+BT_API bt_status bt_hemat_abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,
+                              const bt_ciphertext *w, double wscale, bt_ciphertext *z) BT_MUST_CHECK;
 
 /* Folded layouts: Z "gathered" -- row r = qR + r' at its own row r, columns
  * qC' + a, times G, zero elsewhere -- which bootstrapping with 2^fold_logslots
  * slots (the mean of the folds) turns into the folded layout. */
-bt_status bt_hemat_abt_gathered(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,
-                                const bt_ciphertext *w, double wscale, bt_ciphertext *z) BT_MUST_CHECK;
+BT_API bt_status bt_hemat_abt_gathered(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,
+                                       const bt_ciphertext *w, double wscale, bt_ciphertext *z) BT_MUST_CHECK;
 
 /* (D in the layout's diagonal form: folded when the layout is.)
  * G = D^T X in the compact weight layout, once per coefficient:
  * outs[i] = coef[i] * G (complex coefficients allowed, folded into the
  * final mask: e.g. the learning rate, or i to pack two results). */
-bt_status bt_hemat_atb(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,
-                       const bt_ciphertext *d, const double complex *coef, size_t ncoef,
-                       bt_ciphertext **outs) BT_MUST_CHECK;
+BT_API bt_status bt_hemat_atb(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled,
+                              const bt_ciphertext *d, const double complex *coef, size_t ncoef,
+                              bt_ciphertext **outs) BT_MUST_CHECK;
 
 #ifdef __cplusplus
 }

@@ -59,7 +59,8 @@ typedef enum bt_io_kind {
   BT_IO_PUBLIC_KEY = 5,
   BT_IO_SWITCH_KEY = 6,
   BT_IO_EVAL_KEYS = 7, /* optional relinearisation key + any number of Galois keys */
-  /* the pipeline's files (below) */
+  /* the pipeline's files (include/blindtuner/pipeline.h defines them; the
+   * numbers are part of the format, so they are reserved here) */
   BT_IO_SECRET_BUNDLE = 8,
   BT_IO_EVAL_BUNDLE = 9,
   BT_IO_DATASET = 10,
@@ -73,7 +74,7 @@ typedef enum bt_io_kind {
 } bt_io_kind;
 
 /* "ciphertext", "public key", ... ; "unknown" for a value outside the enum. */
-const char *bt_io_kind_name(bt_io_kind kind);
+BT_API const char *bt_io_kind_name(bt_io_kind kind);
 
 /* What a container holds, from its header. */
 typedef struct bt_io_info {
@@ -85,9 +86,9 @@ typedef struct bt_io_info {
 
 /* Reads a file's header and verifies its length and checksum (reading the
  * whole payload, without interpreting it). */
-bt_status bt_io_inspect(const char *path, bt_io_info *info) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_io_inspect(const char *path, bt_io_info *info) BT_MUST_CHECK BT_NONNULL(1, 2);
 /* The same for a container in memory. */
-bt_status bt_io_inspect_buffer(const uint8_t *buf, size_t len,
+BT_API bt_status bt_io_inspect_buffer(const uint8_t *buf, size_t len,
                                bt_io_info *info) BT_MUST_CHECK BT_NONNULL(3);
 
 /* ---- in memory ----
@@ -95,228 +96,172 @@ bt_status bt_io_inspect_buffer(const uint8_t *buf, size_t len,
  * bt_free_secret(*buf, *len)) and writes one container.
  * bt_io_read_*: reads one container made for parameters `p` into a new
  * object (*out is NULL on failure). */
-bt_status bt_io_write_params(const bt_ckks_params *p, uint8_t **buf,
+BT_API bt_status bt_io_write_params(const bt_ckks_params *p, uint8_t **buf,
                              size_t *len) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
 /* Rebuilds the handle and checks that it generates the stored primes.
  * `flags` as for bt_ckks_params_new (BT_ALLOW_INSECURE). */
-bt_status bt_io_read_params(const uint8_t *buf, size_t len, unsigned flags,
+BT_API bt_status bt_io_read_params(const uint8_t *buf, size_t len, unsigned flags,
                             bt_ckks_params **out) BT_MUST_CHECK BT_NONNULL(4);
 
-bt_status bt_io_write_plaintext(const bt_plaintext *pt, uint8_t **buf,
+BT_API bt_status bt_io_write_plaintext(const bt_plaintext *pt, uint8_t **buf,
                                 size_t *len) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
-bt_status bt_io_read_plaintext(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+BT_API bt_status bt_io_read_plaintext(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                bt_plaintext **out) BT_MUST_CHECK BT_NONNULL(3, 4);
 
 /* A fresh secret-key ciphertext (seeded, degree 1) is stored with its seed
  * in place of c1, at about half the size. */
-bt_status bt_io_write_ciphertext(const bt_ciphertext *ct, uint8_t **buf,
+BT_API bt_status bt_io_write_ciphertext(const bt_ciphertext *ct, uint8_t **buf,
                                  size_t *len) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
-bt_status bt_io_read_ciphertext(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+BT_API bt_status bt_io_read_ciphertext(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                 bt_ciphertext **out) BT_MUST_CHECK BT_NONNULL(3, 4);
 
-bt_status bt_io_write_secret_key(const bt_secret_key *sk, uint8_t **buf,
+BT_API bt_status bt_io_write_secret_key(const bt_secret_key *sk, uint8_t **buf,
                                  size_t *len) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
-bt_status bt_io_read_secret_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+BT_API bt_status bt_io_read_secret_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                 bt_secret_key **out) BT_MUST_CHECK BT_NONNULL(3, 4);
 
-bt_status bt_io_write_public_key(const bt_public_key *pk, uint8_t **buf,
+BT_API bt_status bt_io_write_public_key(const bt_public_key *pk, uint8_t **buf,
                                  size_t *len) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
-bt_status bt_io_read_public_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+BT_API bt_status bt_io_read_public_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                 bt_public_key **out) BT_MUST_CHECK BT_NONNULL(3, 4);
 
-bt_status bt_io_write_switch_key(const bt_switch_key *k, uint8_t **buf,
+BT_API bt_status bt_io_write_switch_key(const bt_switch_key *k, uint8_t **buf,
                                  size_t *len) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
-bt_status bt_io_read_switch_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+BT_API bt_status bt_io_read_switch_key(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                 bt_switch_key **out) BT_MUST_CHECK BT_NONNULL(3, 4);
 
 /* Evaluation keys in memory (mainly for tests and small parameters: at
  * N = 2^16 prefer the streaming file functions below). */
-bt_status bt_io_write_eval_keys(const bt_eval_keys *ek, uint8_t **buf,
+BT_API bt_status bt_io_write_eval_keys(const bt_eval_keys *ek, uint8_t **buf,
                                 size_t *len) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
-bt_status bt_io_read_eval_keys(const uint8_t *buf, size_t len, const bt_ckks_params *p,
+BT_API bt_status bt_io_read_eval_keys(const uint8_t *buf, size_t len, const bt_ckks_params *p,
                                bt_eval_keys **out) BT_MUST_CHECK BT_NONNULL(3, 4);
 
 /* ---- files ----
  * bt_io_save_*: writes atomically (temporary file, fsync, rename).
  * bt_io_load_*: reads and validates; *out is NULL on failure. */
-bt_status bt_io_save_params(const char *path, const bt_ckks_params *p) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_params(const char *path, unsigned flags,
+BT_API bt_status bt_io_save_params(const char *path, const bt_ckks_params *p) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_io_load_params(const char *path, unsigned flags,
                             bt_ckks_params **out) BT_MUST_CHECK BT_NONNULL(1, 3);
 
-bt_status bt_io_save_plaintext(const char *path, const bt_plaintext *pt) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_plaintext(const char *path, const bt_ckks_params *p,
+BT_API bt_status bt_io_save_plaintext(const char *path, const bt_plaintext *pt) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_io_load_plaintext(const char *path, const bt_ckks_params *p,
                                bt_plaintext **out) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
 
-bt_status bt_io_save_ciphertext(const char *path, const bt_ciphertext *ct) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_ciphertext(const char *path, const bt_ckks_params *p,
+BT_API bt_status bt_io_save_ciphertext(const char *path, const bt_ciphertext *ct) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_io_load_ciphertext(const char *path, const bt_ckks_params *p,
                                 bt_ciphertext **out) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
 
 /* The file is created with mode 0600. */
-bt_status bt_io_save_secret_key(const char *path, const bt_secret_key *sk) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_secret_key(const char *path, const bt_ckks_params *p,
+BT_API bt_status bt_io_save_secret_key(const char *path, const bt_secret_key *sk) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_io_load_secret_key(const char *path, const bt_ckks_params *p,
                                 bt_secret_key **out) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
 
-bt_status bt_io_save_public_key(const char *path, const bt_public_key *pk) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_public_key(const char *path, const bt_ckks_params *p,
+BT_API bt_status bt_io_save_public_key(const char *path, const bt_public_key *pk) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_io_load_public_key(const char *path, const bt_ckks_params *p,
                                 bt_public_key **out) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
 
-bt_status bt_io_save_switch_key(const char *path, const bt_switch_key *k) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_switch_key(const char *path, const bt_ckks_params *p,
+BT_API bt_status bt_io_save_switch_key(const char *path, const bt_switch_key *k) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_io_load_switch_key(const char *path, const bt_ckks_params *p,
                                 bt_switch_key **out) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
 
 /* Streams: each key is written to the file as it is serialised (the
  * checksum is computed incrementally) and read back key by key, so memory
  * holds the keys themselves plus a buffer of about one megabyte. */
-bt_status bt_io_save_eval_keys(const char *path, const bt_eval_keys *ek) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_eval_keys(const char *path, const bt_ckks_params *p,
+BT_API bt_status bt_io_save_eval_keys(const char *path, const bt_eval_keys *ek) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_io_load_eval_keys(const char *path, const bt_ckks_params *p,
                                bt_eval_keys **out) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
 
-/* ---- the pipeline's files (blindtuner keygen, encrypt, train, ...) ----
- * Every one of them starts with a tag: the key set's random identifier,
- * chosen by keygen, and the training layout the keys were made for.  A
- * loader given `expect` refuses (BT_E_PARAMS) a file whose tag differs:
- * data encrypted under other keys, or for another layout, is named as such
- * instead of decrypting to noise.  Bundles carry their parameters (load them
- * first; the other files are then loaded against them).  Objects inside a
- * loaded bundle or file refer to the parameters, which must outlive them. */
-#define BT_KEYSET_ID_BYTES 16
-typedef struct bt_io_tag {
-  uint8_t keyset[BT_KEYSET_ID_BYTES];
-  int batch;    /* rows per batch */
-  int features; /* F: feature columns including the bias column */
-  int classes;  /* C */
-} bt_io_tag;
+/* ---- composite containers, for the layers above io ----
+ * A layer above io (the pipeline's files, include/blindtuner/pipeline.h)
+ * defines its own container kinds with a codec: how an object is measured,
+ * written, read and discarded.  Its payload may embed the CKKS objects
+ * below as frames (a u64 length, then that object's payload exactly as it
+ * would follow its own header), parsed by their own codecs with every
+ * check.  The container (header, checksum, streaming, atomic files) stays
+ * here; the writer and reader are opaque. */
+typedef struct bt_io_writer bt_io_writer;
+typedef struct bt_io_reader bt_io_reader;
 
-/* The client's: the secret key (file mode 0600, wiped buffers). */
-typedef struct bt_secret_bundle {
-  bt_io_tag tag;
-  bt_secret_key *sk;
-} bt_secret_bundle;
-/* The server's: everything it computes with, nothing secret. */
-typedef struct bt_eval_bundle {
-  bt_io_tag tag;
-  bt_eval_keys *ek;
-  bt_encaps_key *to_sparse; /* dense-secret bootstrapping; both NULL otherwise */
-  bt_switch_key *to_dense;
-} bt_eval_bundle;
+typedef struct bt_io_codec {
+  bt_io_kind kind;
+  int secret; /* file mode 0600; buffers wiped */
+  /* Checks the object can be written and returns its payload size. */
+  bt_status (*measure)(const void *obj, uint64_t *payload);
+  bt_status (*emit)(bt_io_writer *w, const void *obj);
+  /* Reads one object into `out` (its own convention); on bad input it
+   * records the error on the reader or returns it. */
+  bt_status (*parse)(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out);
+  /* Frees what a failed or unwanted parse left in `out`. */
+  void (*discard)(void *out);
+} bt_io_codec;
 
-typedef enum bt_set_role { BT_SET_TRAIN = 1, BT_SET_VAL = 2, BT_SET_TEST = 3 } bt_set_role;
-const char *bt_set_role_name(bt_set_role role);
-/* An encrypted dataset: batches of rows, each as nx feature blocks and
- * (when labelled) one label ciphertext. */
-typedef struct bt_enc_batch {
-  int rows;
-  bt_ciphertext **x; /* nx */
-  bt_ciphertext *y;  /* NULL: no labels */
-} bt_enc_batch;
-typedef struct bt_enc_dataset {
-  bt_io_tag tag;
-  bt_set_role role;
-  int rows, nx, nbatches, labelled;
-  bt_enc_batch *b;
-} bt_enc_dataset;
-void bt_enc_dataset_clear(bt_enc_dataset *d);
+/* Writing: each call does nothing once an error is recorded. */
+BT_API void bt_io_put_u32(bt_io_writer *w, uint32_t v);
+BT_API void bt_io_put_u64(bt_io_writer *w, uint64_t v);
+BT_API void bt_io_put_bytes(bt_io_writer *w, const void *b, size_t n);
+/* An IEEE-754 binary64 as the u64 of its bits. */
+BT_API void bt_io_put_f64(bt_io_writer *w, double v);
+/* The first error recorded on the writer (BT_OK if none). */
+BT_API bt_status bt_io_writer_status(const bt_io_writer *w);
+/* Records `s` unless an error is already recorded; returns the status now recorded. */
+BT_API bt_status bt_io_writer_set_error(bt_io_writer *w, bt_status s);
 
-/* One ciphertext of an epoch: MODEL (A = V + iW) or LOSS (slot 0). */
-typedef struct bt_enc_epoch {
-  bt_io_tag tag;
-  int epoch; /* 1-based */
-  bt_ciphertext *ct;
-} bt_enc_epoch;
+/* Reading: each call does nothing (returns 0) once an error is recorded. */
+BT_API uint32_t bt_io_get_u32(bt_io_reader *r);
+BT_API uint64_t bt_io_get_u64(bt_io_reader *r);
+BT_API void bt_io_get_bytes(bt_io_reader *r, void *out, size_t n);
+BT_API double bt_io_get_f64(bt_io_reader *r);
+/* Reads a u32 and fails with BT_E_FORMAT unless lo <= value <= hi. */
+BT_API int bt_io_get_int(bt_io_reader *r, int lo, int hi, const char *what);
+/* Payload bytes left to read (in the current frame, inside one). */
+BT_API uint64_t bt_io_remaining(const bt_io_reader *r);
+/* Fails with BT_E_FORMAT unless exactly `want` payload bytes are left. */
+BT_API bt_status bt_io_expect_remaining(bt_io_reader *r, uint64_t want, const char *what);
+BT_API bt_status bt_io_reader_status(const bt_io_reader *r);
+/* Records an error naming the input (first one wins) and returns it. */
+BT_API bt_status bt_io_reader_fail(bt_io_reader *r, bt_status s, const char *fmt, ...) BT_PRINTF(3, 4);
+/* The parameter hash of the container's header. */
+BT_API const uint8_t *bt_io_reader_params_hash(const bt_io_reader *r);
+/* Records "src: message" (the message alone when src is NULL) and returns s. */
+BT_API bt_status bt_io_fail(const char *src, bt_status s, const char *fmt, ...) BT_PRINTF(3, 4);
 
-/* The server's training state after `epochs_done` epochs. */
-typedef struct bt_checkpoint {
-  bt_io_tag tag;
-  int epochs_done;
-  int stopped;            /* the client said stop */
-  double lr, momentum;
-  uint64_t seed;          /* batch order */
-  double train_s, val_s;  /* seconds so far */
-  long steps, bootstraps;
-  bt_ciphertext *a;
-} bt_checkpoint;
+/* Embedded objects.  object_bytes adds the frame's size (8 + payload) to
+ * *n; get_object parses one frame into `out` with the codec (on failure
+ * the codec's discard has run and the error is recorded on the reader). */
+BT_API bt_status bt_io_object_bytes(const bt_io_codec *c, const void *obj, uint64_t *n) BT_MUST_CHECK;
+BT_API void bt_io_put_object(bt_io_writer *w, const bt_io_codec *c, const void *obj);
+BT_API bt_status bt_io_get_object(bt_io_reader *r, const bt_io_codec *c, const bt_ckks_params *p, unsigned flags,
+                                  void *out, const char *what);
+/* Ciphertexts (a fresh secret-key ciphertext travels with its seed). */
+BT_API bt_status bt_io_ciphertext_bytes(const bt_ciphertext *ct, uint64_t *n) BT_MUST_CHECK;
+BT_API void bt_io_put_ciphertext(bt_io_writer *w, const bt_ciphertext *ct);
+/* NULL after recording the error on the reader. */
+BT_API bt_ciphertext *bt_io_get_ciphertext(bt_io_reader *r, const bt_ckks_params *p, const char *what);
+/* Codecs of the objects above, for frames: parse into a `T **`.  The
+ * params codec takes the handle (flags as for bt_ckks_params_new). */
+BT_API extern const bt_io_codec bt_io_params_codec, bt_io_secret_key_codec, bt_io_switch_key_codec,
+    bt_io_eval_keys_codec, bt_io_encaps_key_codec;
 
-/* The client's one bit for an epoch. */
-typedef struct bt_answer {
-  bt_io_tag tag;
-  int epoch;
-  int go_on; /* 1 continue, 0 stop */
-} bt_answer;
+/* Any bytes written atomically: a temporary file created exclusively in
+ * the destination's directory, flushed, renamed over `path` (mode 0600 when
+ * secret, else 0644); a failure leaves neither a partial file nor a
+ * changed old one. */
+BT_API bt_status bt_io_write_atomic(const char *path, const void *data, size_t len, int secret) BT_MUST_CHECK;
 
-/* Encrypted logits of a dataset: one ciphertext per batch. */
-typedef struct bt_enc_logits {
-  bt_io_tag tag;
-  int rows, nbatches;
-  int *batch_rows;
-  bt_ciphertext **z;
-} bt_enc_logits;
-void bt_enc_logits_clear(bt_enc_logits *l);
-
-/* The client's plaintext head: standardisation of the `dim` raw features
- * (x - mean) / sd, then logits W [x; 1] with W classes x (dim + 1).  A
- * SCALER file holds the standardisation only (w NULL).  Both mode 0600. */
-typedef struct bt_plain_head {
-  bt_io_tag tag;
-  int epoch; /* the model's epoch; 0 for a scaler */
-  int dim, classes;
-  double *mean, *sd, *w;
-} bt_plain_head;
-void bt_plain_head_clear(bt_plain_head *h);
-
-bt_status bt_io_save_secret_bundle(const char *path, const bt_secret_bundle *b) BT_MUST_CHECK BT_NONNULL(1, 2);
-/* *p gets the bundle's parameters (flags as for bt_ckks_params_new). */
-bt_status bt_io_load_secret_bundle(const char *path, unsigned flags, bt_ckks_params **p,
-                                   bt_secret_bundle *b) BT_MUST_CHECK BT_NONNULL(1, 3, 4);
-void bt_secret_bundle_clear(bt_secret_bundle *b);
-bt_status bt_io_save_eval_bundle(const char *path, const bt_eval_bundle *b) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_eval_bundle(const char *path, unsigned flags, bt_ckks_params **p,
-                                 bt_eval_bundle *b) BT_MUST_CHECK BT_NONNULL(1, 3, 4);
-void bt_eval_bundle_clear(bt_eval_bundle *b);
-
-bt_status bt_io_save_dataset(const char *path, const bt_enc_dataset *d) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_dataset(const char *path, const bt_ckks_params *p, const bt_io_tag *expect,
-                             bt_enc_dataset *d) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
-/* kind: BT_IO_MODEL or BT_IO_LOSS */
-bt_status bt_io_save_epoch(const char *path, bt_io_kind kind, const bt_enc_epoch *e) BT_MUST_CHECK BT_NONNULL(1, 3);
-bt_status bt_io_load_epoch(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_io_tag *expect,
-                           bt_enc_epoch *e) BT_MUST_CHECK BT_NONNULL(1, 3, 5);
-bt_status bt_io_save_checkpoint(const char *path, const bt_checkpoint *c) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_checkpoint(const char *path, const bt_ckks_params *p, const bt_io_tag *expect,
-                                bt_checkpoint *c) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
-bt_status bt_io_save_answer(const char *path, const bt_ckks_params *p, const bt_answer *a) BT_MUST_CHECK
-    BT_NONNULL(1, 2, 3);
-bt_status bt_io_load_answer(const char *path, const bt_ckks_params *p, const bt_io_tag *expect,
-                            bt_answer *a) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
-bt_status bt_io_save_logits(const char *path, const bt_enc_logits *l) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_io_load_logits(const char *path, const bt_ckks_params *p, const bt_io_tag *expect,
-                            bt_enc_logits *l) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
-/* kind: BT_IO_PLAIN_MODEL or BT_IO_SCALER.  These hold no ciphertexts: the
- * parameter hash is that of `p` (the key set's) when given, and a loader
- * given p == NULL does not check it, so a decrypted model can be used
- * without any key. */
-bt_status bt_io_save_head(const char *path, bt_io_kind kind, const bt_ckks_params *p,
-                          const bt_plain_head *h) BT_MUST_CHECK BT_NONNULL(1, 4);
-bt_status bt_io_load_head(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_io_tag *expect,
-                          bt_plain_head *h) BT_MUST_CHECK BT_NONNULL(1, 5);
-
-/* What a file holds, for `blindtuner inspect`: the header (checksum
- * verified over the whole file) and the first fields of the payload.  Never
- * reads key material.  Fields that do not apply to the kind are -1. */
-typedef struct bt_io_summary {
-  bt_io_info info;
-  int has_tag;
-  bt_io_tag tag;
-  int role, rows, batches, epoch, flag; /* flag: stopped (checkpoint), continue (answer) */
-  int logn;                             /* PARAMS and bundles */
-  char params_name[64];
-} bt_io_summary;
-bt_status bt_io_summarize(const char *path, bt_io_summary *s) BT_MUST_CHECK BT_NONNULL(1, 2);
-
-/* Parses a pipeline container (kinds 8..17) from memory with every check a
- * file load makes, then discards it: BT_OK when valid (fuzzing, tests).  p:
- * the parameters other kinds than bundles must have been made for. */
-bt_status bt_io_validate_buffer(bt_io_kind kind, const uint8_t *buf, size_t len,
-                                const bt_ckks_params *p) BT_MUST_CHECK BT_NONNULL(2);
+/* Whole containers with a codec: in memory (*buf freed with bt_free, or
+ * bt_free_secret(*buf, *len) for a secret codec) and as files (atomic
+ * save; load reads through a stage of about a megabyte).  hash: the
+ * object's parameter hash.  p: the parameters the container must have been
+ * made for (NULL: not checked, for kinds that carry their own). */
+BT_API bt_status bt_io_encode(const bt_io_codec *c, const void *obj, const uint8_t *hash, uint8_t **buf,
+                              size_t *len) BT_MUST_CHECK;
+BT_API bt_status bt_io_save(const bt_io_codec *c, const char *path, const void *obj,
+                            const uint8_t *hash) BT_MUST_CHECK;
+BT_API bt_status bt_io_decode(const bt_io_codec *c, const uint8_t *buf, size_t len, const bt_ckks_params *p,
+                              unsigned flags, void *out) BT_MUST_CHECK;
+BT_API bt_status bt_io_load(const bt_io_codec *c, const char *path, const bt_ckks_params *p, unsigned flags,
+                            void *out) BT_MUST_CHECK;
 
 #ifdef __cplusplus
 }

@@ -37,7 +37,7 @@ typedef struct bt_modulus {
   int bits;
 } bt_modulus;
 
-bt_status bt_modulus_init(bt_modulus *m, uint64_t q) BT_MUST_CHECK;
+BT_API bt_status bt_modulus_init(bt_modulus *m, uint64_t q) BT_MUST_CHECK;
 
 static inline uint64_t bt_mod_add(uint64_t a, uint64_t b, uint64_t q) {
   uint64_t s = a + b;
@@ -87,16 +87,16 @@ static inline uint64_t bt_mul_shoup(uint64_t x, uint64_t w, uint64_t wp, uint64_
   return r >= q ? r - q : r;
 }
 
-uint64_t bt_mod_pow(uint64_t a, uint64_t e, const bt_modulus *m);
+BT_API uint64_t bt_mod_pow(uint64_t a, uint64_t e, const bt_modulus *m);
 /* Inverse modulo a prime (Fermat); 0 has no inverse and returns 0. */
-uint64_t bt_mod_inv(uint64_t a, const bt_modulus *m);
+BT_API uint64_t bt_mod_inv(uint64_t a, const bt_modulus *m);
 /* Deterministic Miller-Rabin for 64-bit integers. */
-int bt_is_prime(uint64_t n);
+BT_API int bt_is_prime(uint64_t n);
 
 /* Finds `count` distinct primes of exactly `bits` bits with q = 1 mod 2N,
  * searching downward from 2^bits, skipping any already in `avoid`. */
-bt_status bt_primes_generate(int bits, int logn, size_t count, const uint64_t *avoid,
-                             size_t navoid, uint64_t *out) BT_MUST_CHECK;
+BT_API bt_status bt_primes_generate(int bits, int logn, size_t count, const uint64_t *avoid,
+                                    size_t navoid, uint64_t *out) BT_MUST_CHECK;
 
 /* ---- NTT ---- */
 typedef struct bt_ntt_table {
@@ -109,20 +109,20 @@ typedef struct bt_ntt_table {
   uint64_t ninv, ninvp;  /* N^-1 mod q */
 } bt_ntt_table;
 
-bt_status bt_ntt_table_init(bt_ntt_table *t, uint64_t q, int logn) BT_MUST_CHECK;
-void bt_ntt_table_free(bt_ntt_table *t);
+BT_API bt_status bt_ntt_table_init(bt_ntt_table *t, uint64_t q, int logn) BT_MUST_CHECK;
+BT_API void bt_ntt_table_free(bt_ntt_table *t);
 /* In place; input and output in [0, q). */
-void bt_ntt_forward(const bt_ntt_table *t, uint64_t *a);
-void bt_ntt_inverse(const bt_ntt_table *t, uint64_t *a);
+BT_API void bt_ntt_forward(const bt_ntt_table *t, uint64_t *a);
+BT_API void bt_ntt_inverse(const bt_ntt_table *t, uint64_t *a);
 /* Reference O(N^2) evaluation in the same output order (tests only). */
-void bt_ntt_naive(const bt_ntt_table *t, const uint64_t *in, uint64_t *out);
+BT_API void bt_ntt_naive(const bt_ntt_table *t, const uint64_t *in, uint64_t *out);
 
 /* Permutation for the automorphism X -> X^k (k odd) on NTT vectors:
  * out[i] = in[idx[i]].  idx has N entries. */
-void bt_ntt_automorphism_index(int logn, uint64_t k, uint32_t *idx);
+BT_API void bt_ntt_automorphism_index(int logn, uint64_t k, uint32_t *idx);
 /* Coefficient-domain automorphism (reference), for one limb. */
-void bt_poly_automorphism_coeff(const uint64_t *in, uint64_t *out, size_t n, uint64_t k,
-                                uint64_t q);
+BT_API void bt_poly_automorphism_coeff(const uint64_t *in, uint64_t *out, size_t n, uint64_t k,
+                                       uint64_t q);
 
 /* ---- RNS basis extension ---- */
 typedef struct bt_rns_conv {
@@ -134,22 +134,22 @@ typedef struct bt_rns_conv {
   double *binv;           /* 1 / b_i */
 } bt_rns_conv;
 
-bt_status bt_rns_conv_init(bt_rns_conv *c, const uint64_t *from, size_t k, const uint64_t *to,
-                           size_t m) BT_MUST_CHECK;
-void bt_rns_conv_free(bt_rns_conv *c);
+BT_API bt_status bt_rns_conv_init(bt_rns_conv *c, const uint64_t *from, size_t k, const uint64_t *to,
+                                  size_t m) BT_MUST_CHECK;
+BT_API void bt_rns_conv_free(bt_rns_conv *c);
 /* in: k limbs of n coefficients (coefficient form, [0, b_i)); out: m limbs.
  * Only target limbs with mask[j] != 0 are written when mask is non-NULL.
  * Parallel over coefficient blocks with `threads` OpenMP threads. */
-void bt_rns_conv_apply(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
-                       const uint8_t *mask, int threads);
+BT_API void bt_rns_conv_apply(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
+                              const uint8_t *mask, int threads);
 /* The same, but exact and centred: the fast conversion above returns
  * x + u B for some 0 <= u < k (harmless in ModUp, where it is multiplied by
  * the key's small error and divided by P); this one returns the residues of
  * the centred representative of x in (-B/2, B/2] (u found in floating point
  * as round(sum_i y_i / b_i), as Halevi-Polyakov-Shoup), which makes ModDown a
  * rounding division with error at most 1/2 instead of about k/2. */
-void bt_rns_conv_apply_exact(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
-                             const uint8_t *mask, int threads);
+BT_API void bt_rns_conv_apply_exact(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
+                                    const uint8_t *mask, int threads);
 
 /* Exact CRT: centred value of one coefficient given its k residues, as a
  * long double.  `crt` precomputes the basis. */
@@ -161,25 +161,25 @@ typedef struct bt_crt {
   uint64_t *Q;      /* k words */
   uint64_t *halfQ;  /* k words, floor(Q/2) */
 } bt_crt;
-bt_status bt_crt_init(bt_crt *c, const uint64_t *q, size_t k) BT_MUST_CHECK;
-void bt_crt_free(bt_crt *c);
+BT_API bt_status bt_crt_init(bt_crt *c, const uint64_t *q, size_t k) BT_MUST_CHECK;
+BT_API void bt_crt_free(bt_crt *c);
 /* residues[i] for i < k; scratch of at least 2k+2 words. */
-long double bt_crt_centered(const bt_crt *c, const uint64_t *residues, uint64_t *scratch);
+BT_API long double bt_crt_centered(const bt_crt *c, const uint64_t *residues, uint64_t *scratch);
 
 /* ---- sampling ----
  * Secret-dependent sampling is constant-time: no branch or memory index
  * depends on a sampled value. */
 /* Uniform mod each q_i, `limbs` limbs of n values (also valid as NTT values). */
-void bt_sample_uniform(bt_prng *g, const bt_modulus *mods, size_t limbs, size_t n, uint64_t *out);
+BT_API void bt_sample_uniform(bt_prng *g, const bt_modulus *mods, size_t limbs, size_t n, uint64_t *out);
 /* Uniform ternary {-1, 0, 1}. */
-void bt_sample_ternary(bt_prng *g, size_t n, int8_t *out);
+BT_API void bt_sample_ternary(bt_prng *g, size_t n, int8_t *out);
 /* Ternary with exactly h non-zero coefficients (h <= n, n a power of two). */
-bt_status bt_sample_ternary_hw(bt_prng *g, size_t n, size_t h, int8_t *out) BT_MUST_CHECK;
+BT_API bt_status bt_sample_ternary_hw(bt_prng *g, size_t n, size_t h, int8_t *out) BT_MUST_CHECK;
 /* Rounded Gaussian of standard deviation 3.2, tail cut at 19 (about 6 sigma). */
-void bt_sample_gaussian(bt_prng *g, size_t n, int8_t *out);
+BT_API void bt_sample_gaussian(bt_prng *g, size_t n, int8_t *out);
 /* Small signed values to RNS residues, constant-time: out[i*n + j] = v[j] mod q_i. */
-void bt_small_to_rns(const int8_t *v, const bt_modulus *mods, size_t limbs, size_t n,
-                     uint64_t *out);
+BT_API void bt_small_to_rns(const int8_t *v, const bt_modulus *mods, size_t limbs, size_t n,
+                            uint64_t *out);
 
 #ifdef __cplusplus
 }

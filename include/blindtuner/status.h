@@ -25,6 +25,14 @@ typedef enum bt_status {
   BT_E_UNSUPPORTED = -11
 } bt_status;
 
+/* BT_API marks the functions libblindtuner.so exports; the libraries are
+ * built with hidden visibility, so nothing else leaves the shared library. */
+#if defined(__GNUC__)
+#define BT_API __attribute__((visibility("default")))
+#else
+#define BT_API
+#endif
+
 #if defined(__GNUC__)
 #define BT_MUST_CHECK __attribute__((warn_unused_result))
 #define BT_NONNULL(...) __attribute__((nonnull(__VA_ARGS__)))
@@ -36,17 +44,17 @@ typedef enum bt_status {
 #endif
 
 /* Name of a status code ("BT_E_FORMAT"). */
-const char *bt_status_name(bt_status s);
+BT_API const char *bt_status_name(bt_status s);
 
 /* Message of the last error recorded on this thread, or "" if none. */
-const char *bt_last_error(void);
+BT_API const char *bt_last_error(void);
 
 /* Records a message for this thread and returns `s` (so callers can write
  * `return bt_fail(BT_E_LEVEL, "cannot rescale: level 0");`). */
-bt_status bt_fail(bt_status s, const char *fmt, ...) BT_PRINTF(2, 3);
+BT_API bt_status bt_fail(bt_status s, const char *fmt, ...) BT_PRINTF(2, 3);
 
 /* Forgets the last error message on this thread. */
-void bt_clear_error(void);
+BT_API void bt_clear_error(void);
 
 #ifdef __cplusplus
 }

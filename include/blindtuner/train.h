@@ -63,36 +63,36 @@ typedef struct bt_softmax_approx {
 } bt_softmax_approx;
 
 /* Builds the polynomials and measures their errors (printed by the tests). */
-bt_status bt_softmax_approx_init(int classes, const bt_softmax_config *cfg,
-                                 bt_softmax_approx *out) BT_MUST_CHECK;
-void bt_softmax_approx_free(bt_softmax_approx *sa);
+BT_API bt_status bt_softmax_approx_init(int classes, const bt_softmax_config *cfg,
+                                        bt_softmax_approx *out) BT_MUST_CHECK;
+BT_API void bt_softmax_approx_free(bt_softmax_approx *sa);
 /* Levels the encrypted softmax consumes in total (bootstrapping not counted). */
-int bt_softmax_approx_depth(const bt_softmax_approx *sa);
+BT_API int bt_softmax_approx_depth(const bt_softmax_approx *sa);
 
 /* The twin: p = approximate softmax of one row of C logits, computed as the
  * encrypted circuit computes row `row` of a batch (the diagonal layout
  * rotates row r by r, which decides the tournament's pairing). */
-void bt_softmax_approx_row(const bt_softmax_approx *sa, int row, const double *z, double *p);
+BT_API void bt_softmax_approx_row(const bt_softmax_approx *sa, int row, const double *z, double *p);
 /* The twin of the encrypted validation loss of one row: log S + m - z_label
  * with the same m, exponentials and row sum S as above and log S from the
  * `log` polynomial. */
-double bt_softmax_approx_loss_row(const bt_softmax_approx *sa, int row, const double *z, int label);
+BT_API double bt_softmax_approx_loss_row(const bt_softmax_approx *sa, int row, const double *z, int label);
 /* The exact softmax (max-subtracted), the reference. */
-void bt_softmax_exact_row(int classes, const double *z, double *p);
+BT_API void bt_softmax_exact_row(int classes, const double *z, double *p);
 
 /* ---- plaintext training: the twin (approximate softmax) and the exact
  * reference (sa == NULL) ----
  * x: B x F rows (bias column included), y: B labels in [0, C), v, w: C x F
  * (updated in place).  One Nesterov step of the batch. */
-bt_status bt_plain_step(const bt_softmax_approx *sa, int batch, int features, int classes,
-                        const double *x, const int *y, double lr, double momentum, double *v,
-                        double *w) BT_MUST_CHECK;
+BT_API bt_status bt_plain_step(const bt_softmax_approx *sa, int batch, int features, int classes,
+                               const double *x, const int *y, double lr, double momentum, double *v,
+                               double *w) BT_MUST_CHECK;
 /* Mean cross-entropy and accuracy of w on n rows: with sa, the loss is the
  * twin of the encrypted validation loss (row i computed as row i mod
  * `batch` of its batch, as the encrypted batches lay rows out); with
  * sa == NULL the exact cross-entropy. */
-bt_status bt_plain_evaluate(const bt_softmax_approx *sa, int batch, int n, int features, int classes, const double *x, const int *y,
-                            const double *w, double *loss, double *accuracy) BT_MUST_CHECK;
+BT_API bt_status bt_plain_evaluate(const bt_softmax_approx *sa, int batch, int n, int features, int classes, const double *x, const int *y,
+                                   const double *w, double *loss, double *accuracy) BT_MUST_CHECK;
 
 /* ---- encrypted training (server side: evaluation keys only) ---- */
 typedef struct bt_trainer bt_trainer;
@@ -105,36 +105,41 @@ typedef struct bt_train_stats {
 
 /* The bootstrapping configuration a layout needs: the presets' default, on
  * 2^fold_logslots sparse slots when the layout is folded. */
-bt_status bt_trainer_bootstrap_config(const bt_ckks_params *p, const bt_hemat_layout *L,
-                                      bt_bootstrap_config *cfg) BT_MUST_CHECK;
+BT_API bt_status bt_trainer_bootstrap_config(const bt_ckks_params *p, const bt_hemat_layout *L,
+                                             bt_bootstrap_config *cfg) BT_MUST_CHECK;
 /* `bs` (with its encapsulation keys set for dense secrets; made with
  * bt_trainer_bootstrap_config's configuration) refreshes ciphertexts; it
  * must outlive the trainer.  lr and momentum are the
  * Nesterov parameters. */
-bt_status bt_trainer_new(const bt_ckks_params *p, const bt_hemat_layout *L, const bt_softmax_approx *sa,
-                         bt_bootstrapper *bs, double lr, double momentum,
-                         bt_trainer **out) BT_MUST_CHECK;
-void bt_trainer_free(bt_trainer *t);
+BT_API bt_status bt_trainer_new(const bt_ckks_params *p, const bt_hemat_layout *L, const bt_softmax_approx *sa,
+                                bt_bootstrapper *bs, double lr, double momentum,
+                                bt_trainer **out) BT_MUST_CHECK;
+BT_API void bt_trainer_free(bt_trainer *t);
 /* Rotation steps the trainer needs besides bootstrapping's own (which the
  * caller adds with bt_bootstrap_steps); writes at most 512.  Also needs
  * relinearisation and conjugation keys. */
-size_t bt_trainer_steps(const bt_trainer *t, int *steps);
+BT_API size_t bt_trainer_steps(const bt_trainer *t, int *steps);
+/* The same from the layout alone (a key set is made without a trainer). */
+BT_API size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps);
 /* Level the X blocks must be encrypted at, and the labels' level. */
-int bt_trainer_x_level(const bt_trainer *t);
-int bt_trainer_y_level(const bt_trainer *t);
+BT_API int bt_trainer_x_level(const bt_trainer *t);
+BT_API int bt_trainer_y_level(const bt_trainer *t);
+/* The same from the layout alone. */
+BT_API int bt_train_x_level(const bt_hemat_layout *L);
+BT_API int bt_train_y_level(const bt_hemat_layout *L);
 /* One step on a batch: x holds the nb X blocks (level bt_trainer_x_level),
  * y the one-hot labels in the diagonal layout, `rows` (<= the layout's
  * batch) the rows the batch really holds (the rest zero: the gradient is
  * their mean), a = V + iW (compact layout, any level) is replaced by the
  * next A.  `stats` (may be NULL) accumulates. */
-bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
-                          int rows, bt_ciphertext *a, bt_train_stats *stats) BT_MUST_CHECK;
+BT_API bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
+                                 int rows, bt_ciphertext *a, bt_train_stats *stats) BT_MUST_CHECK;
 /* Encrypted inference: z = X W^T (diagonal layout, natural units) for the
  * weights W = Im(a).  a keeps its value but may be bootstrapped in place
  * (so the next step or pass on the same weights need not do it again). */
-bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x,
-                            bt_ciphertext *a, bt_ciphertext *z,
-                            bt_train_stats *stats) BT_MUST_CHECK;
+BT_API bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x,
+                                   bt_ciphertext *a, bt_ciphertext *z,
+                                   bt_train_stats *stats) BT_MUST_CHECK;
 /* Encrypted validation loss: slot 0 of `loss` gets weight * the sum over the
  * first `rows` rows of the batch of the cross-entropy of W = Im(a)
  * (log-sum-exp - z_label, through the softmax approximation's maximum,
@@ -142,9 +147,9 @@ bt_status bt_trainer_logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *cons
  * y: one-hot labels, diagonal layout, level >= 1.  With weight = 1 / n the
  * sums of all validation batches add up to the mean loss; only the client
  * can read it.  a may be bootstrapped in place, as for bt_trainer_logits. */
-bt_status bt_trainer_loss(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
-                          int rows, double weight, bt_ciphertext *a, bt_ciphertext *loss,
-                          bt_train_stats *stats) BT_MUST_CHECK;
+BT_API bt_status bt_trainer_loss(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
+                                 int rows, double weight, bt_ciphertext *a, bt_ciphertext *loss,
+                                 bt_train_stats *stats) BT_MUST_CHECK;
 
 /* The client's side of validation-based early stopping: feed it each
  * epoch's decrypted validation loss; it answers 1 (continue) or 0 (stop)
@@ -157,8 +162,8 @@ typedef struct bt_early_stop {
   double best;
   int since;      /* epochs since the best */
 } bt_early_stop;
-void bt_early_stop_init(bt_early_stop *es, int patience);
-int bt_early_stop_update(bt_early_stop *es, double loss);
+BT_API void bt_early_stop_init(bt_early_stop *es, int patience);
+BT_API int bt_early_stop_update(bt_early_stop *es, double loss);
 
 #ifdef __cplusplus
 }

@@ -20,19 +20,19 @@ extern "C" {
 
 /* Must be called once before anything else (initialises libsodium).
  * Safe to call several times and from several threads. */
-bt_status bt_init(void) BT_MUST_CHECK;
+BT_API bt_status bt_init(void) BT_MUST_CHECK;
 
 /* 64-byte aligned allocation; returns NULL on failure (and records BT_E_NOMEM). */
-void *bt_alloc(size_t bytes);
-void *bt_calloc(size_t count, size_t size);
-void bt_free(void *p);
+BT_API void *bt_alloc(size_t bytes);
+BT_API void *bt_calloc(size_t count, size_t size);
+BT_API void bt_free(void *p);
 /* Zeroes memory in a way the compiler cannot elide. */
-void bt_wipe(void *p, size_t bytes);
+BT_API void bt_wipe(void *p, size_t bytes);
 /* Wipes `bytes` then frees. */
-void bt_free_secret(void *p, size_t bytes);
+BT_API void bt_free_secret(void *p, size_t bytes);
 
 /* Fills `out` from the operating system's CSPRNG. */
-void bt_random_bytes(void *out, size_t n);
+BT_API void bt_random_bytes(void *out, size_t n);
 
 /* A deterministic ChaCha20 byte stream keyed by a 32-byte seed. */
 typedef struct bt_prng {
@@ -42,20 +42,20 @@ typedef struct bt_prng {
   size_t pos;         /* bytes of buf already used */
 } bt_prng;
 
-void bt_prng_init(bt_prng *g, const uint8_t seed[BT_SEED_BYTES]);
+BT_API void bt_prng_init(bt_prng *g, const uint8_t seed[BT_SEED_BYTES]);
 /* Keyed by a fresh seed from the OS CSPRNG. */
-void bt_prng_init_random(bt_prng *g);
-void bt_prng_bytes(bt_prng *g, void *out, size_t n);
-uint64_t bt_prng_u64(bt_prng *g);
+BT_API void bt_prng_init_random(bt_prng *g);
+BT_API void bt_prng_bytes(bt_prng *g, void *out, size_t n);
+BT_API uint64_t bt_prng_u64(bt_prng *g);
 /* Wipes the stream state. */
-void bt_prng_wipe(bt_prng *g);
+BT_API void bt_prng_wipe(bt_prng *g);
 
 /* Number of threads the library uses when a caller passes 0:
  * BT_THREADS from the environment if set and valid, else the OpenMP default. */
-int bt_default_threads(void);
+BT_API int bt_default_threads(void);
 
 /* Monotonic wall-clock seconds. */
-double bt_seconds(void);
+BT_API double bt_seconds(void);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-/* vision: the client's transformer (DESIGN.md section 5).
+/* vision: the client's transformer (docs/VISION.md).
  *
  * A DeiT / ViT forward pass in float32 on OpenBLAS, with weights read from
  * safetensors files that use timm's or Hugging Face's tensor names.  The
@@ -62,25 +62,29 @@ typedef struct bt_tensor_view {
 typedef struct bt_safetensors bt_safetensors;
 
 /* Reads and validates a whole file. */
-bt_status bt_safetensors_open(const char *path, bt_safetensors **out) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_safetensors_open(const char *path, bt_safetensors **out) BT_MUST_CHECK BT_NONNULL(1, 2);
 /* Validates a file already in memory; the bytes are copied. */
-bt_status bt_safetensors_parse(const void *bytes, size_t len, bt_safetensors **out) BT_MUST_CHECK
+BT_API bt_status bt_safetensors_parse(const void *bytes, size_t len, bt_safetensors **out) BT_MUST_CHECK
     BT_NONNULL(3);
-void bt_safetensors_free(bt_safetensors *st);
+BT_API void bt_safetensors_free(bt_safetensors *st);
 
-size_t bt_safetensors_count(const bt_safetensors *st);
+BT_API size_t bt_safetensors_count(const bt_safetensors *st);
 /* Tensors in file order; NULL past the end. */
-const bt_tensor_view *bt_safetensors_at(const bt_safetensors *st, size_t i);
+BT_API const bt_tensor_view *bt_safetensors_at(const bt_safetensors *st, size_t i);
 /* NULL if absent. */
-const bt_tensor_view *bt_safetensors_find(const bt_safetensors *st, const char *name);
+BT_API const bt_tensor_view *bt_safetensors_find(const bt_safetensors *st, const char *name);
 /* A "__metadata__" string, or NULL. */
-const char *bt_safetensors_meta(const bt_safetensors *st, const char *key);
+BT_API const char *bt_safetensors_meta(const bt_safetensors *st, const char *key);
 
 /* "F32", "BF16", ... */
-const char *bt_dtype_name(bt_dtype t);
+BT_API const char *bt_dtype_name(bt_dtype t);
 /* Converts a float32/float16/bfloat16 tensor to float32 (`out` holds t->count
  * floats); other dtypes are BT_E_FORMAT. */
-bt_status bt_tensor_to_f32(const bt_tensor_view *t, float *out) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_tensor_to_f32(const bt_tensor_view *t, float *out) BT_MUST_CHECK BT_NONNULL(1, 2);
+/* IEEE 754 binary16 <-> float32: exact widening; narrowing rounds to
+ * nearest even, overflow to infinity, NaN stays NaN. */
+BT_API float bt_half_to_float(uint16_t h);
+BT_API uint16_t bt_float_to_half(float f);
 
 /* One tensor to write. */
 typedef struct bt_tensor_out {
@@ -93,8 +97,8 @@ typedef struct bt_tensor_out {
 
 /* Writes a safetensors file (through a temporary name, then rename).
  * `meta` is NULL or a NULL-terminated list of key, value, key, value... */
-bt_status bt_safetensors_write(const char *path, const bt_tensor_out *tensors, size_t count,
-                               const char *const *meta) BT_MUST_CHECK BT_NONNULL(1);
+BT_API bt_status bt_safetensors_write(const char *path, const bt_tensor_out *tensors, size_t count,
+                                      const char *const *meta) BT_MUST_CHECK BT_NONNULL(1);
 
 /* ------------------------------------------------------------------ the model */
 
@@ -120,9 +124,9 @@ typedef struct bt_vit_config {
 
 /* Known shapes: deit_tiny_patch16_224, deit_small_patch16_224,
  * deit_base_patch16_224 (each also *_distilled_*), vit_base_patch16_224. */
-bt_status bt_vit_config_preset(const char *name, bt_vit_config *cfg) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_vit_config_preset(const char *name, bt_vit_config *cfg) BT_MUST_CHECK BT_NONNULL(1, 2);
 /* Checks a configuration (positive sizes, heads dividing dim, ...). */
-bt_status bt_vit_config_check(const bt_vit_config *cfg) BT_MUST_CHECK BT_NONNULL(1);
+BT_API bt_status bt_vit_config_check(const bt_vit_config *cfg) BT_MUST_CHECK BT_NONNULL(1);
 
 typedef struct bt_vit bt_vit;
 
@@ -131,16 +135,16 @@ typedef struct bt_vit bt_vit;
  * timm's (cls_token, blocks.0.attn.qkv.weight, ...) or Hugging Face's
  * ([vit.|deit.]embeddings.cls_token, ...encoder.layer.0.attention.attention.query.weight, ...);
  * classifier heads are ignored. */
-bt_status bt_vit_load(const char *path, bt_vit **out) BT_MUST_CHECK BT_NONNULL(1, 2);
-bt_status bt_vit_from_safetensors(const bt_safetensors *st, bt_vit **out) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_vit_load(const char *path, bt_vit **out) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_vit_from_safetensors(const bt_safetensors *st, bt_vit **out) BT_MUST_CHECK BT_NONNULL(1, 2);
 /* A model with random weights (normal-like, std 0.02; LayerNorms 1, 0), for
  * benchmarks and tests. */
-bt_status bt_vit_new_random(const bt_vit_config *cfg, const uint8_t seed[BT_SEED_BYTES],
-                            bt_vit **out) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
-void bt_vit_free(bt_vit *m);
-const bt_vit_config *bt_vit_config_of(const bt_vit *m) BT_NONNULL(1);
+BT_API bt_status bt_vit_new_random(const bt_vit_config *cfg, const uint8_t seed[BT_SEED_BYTES],
+                                   bt_vit **out) BT_MUST_CHECK BT_NONNULL(1, 2, 3);
+BT_API void bt_vit_free(bt_vit *m);
+BT_API const bt_vit_config *bt_vit_config_of(const bt_vit *m) BT_NONNULL(1);
 /* Number of parameters used by the forward pass. */
-size_t bt_vit_param_count(const bt_vit *m) BT_NONNULL(1);
+BT_API size_t bt_vit_param_count(const bt_vit *m) BT_NONNULL(1);
 
 /* Which feature vector to keep per image (all of width dim, after the final norm). */
 typedef enum bt_vit_pool {
@@ -151,11 +155,11 @@ typedef enum bt_vit_pool {
 } bt_vit_pool;
 
 /* Parses "cls", "dist", "cls+dist", "mean" (patch mean). */
-bt_status bt_vit_pool_parse(const char *s, bt_vit_pool *out) BT_MUST_CHECK BT_NONNULL(1, 2);
-const char *bt_vit_pool_name(bt_vit_pool p);
+BT_API bt_status bt_vit_pool_parse(const char *s, bt_vit_pool *out) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API const char *bt_vit_pool_name(bt_vit_pool p);
 
 /* Tokens per image at h x w: prefix tokens + (h / patch) * (w / patch). */
-int bt_vit_tokens_per_image(const bt_vit *m, int h, int w) BT_NONNULL(1);
+BT_API int bt_vit_tokens_per_image(const bt_vit *m, int h, int w) BT_NONNULL(1);
 
 /* Forward pass over n preprocessed images (float32, n x in_chans x h x w,
  * h and w multiples of the patch size; position embeddings are resampled
@@ -164,8 +168,8 @@ int bt_vit_tokens_per_image(const bt_vit *m, int h, int w) BT_NONNULL(1);
  *  features: NULL or n x dim floats: the pooled feature.
  * threads: 0 = bt_default_threads().  Work buffers are allocated per call;
  * a batch of 8-32 images amortises them. */
-bt_status bt_vit_forward(const bt_vit *m, const float *images, int n, int h, int w,
-                         bt_vit_pool pool, float *features, float *tokens, int threads)
+BT_API bt_status bt_vit_forward(const bt_vit *m, const float *images, int n, int h, int w,
+                                bt_vit_pool pool, float *features, float *tokens, int threads)
     BT_MUST_CHECK BT_NONNULL(1, 2);
 
 #ifdef __cplusplus

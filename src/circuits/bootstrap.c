@@ -198,6 +198,24 @@ oom:
   return NULL;
 }
 
+/* The matrix of transform group gi of `groups` over 2^ls slots (CtS when
+ * inverse): stages split as evenly as possible, earlier groups taking the
+ * extra; on sparse slots the first CtS and the last StC group are widened
+ * to 2n slots (*wide = 1).  NULL when out of memory. */
+static smat *group_matrix(int ls, int sparse, int inverse, int groups, int gi, int *wide) {
+  const int n = 1 << ls;
+  int lens[32];
+  for (int s = 0; s < ls; s++) lens[s] = inverse ? n >> s : 2 << s;
+  smat *M = group(ls, lens, gi * ls / groups, (gi + 1) * ls / groups, inverse);
+  *wide = sparse && (inverse ? gi == groups - 1 : gi == 0);
+  if (M && *wide) {
+    smat *W = widen(M, !inverse);
+    smat_free(M);
+    M = W;
+  }
+  return M;
+}
+
 /* Builds the lintrans for groups of stages; `level` of the first group. */
 /* Each group's diagonals are encoded at q_level * scale_step, so the
  * ciphertext's scale is multiplied by scale_step per group. */
@@ -205,31 +223,19 @@ static bt_status build_transforms(bt_bootstrapper *b, int inverse, int groups, i
                                   double total_const, double scale_step, bt_lintrans **out) {
   const int ls = b->logslots, n = 1 << ls;
   const int sparse = ls < bt_ckks_logn(b->p) - 1;
-  int lens[32];
-  for (int s = 0; s < ls; s++) lens[s] = inverse ? n >> s : 2 << s;
   const double per_group = pow(total_const, 1.0 / groups);
   bt_status st = BT_OK;
   int *idx = malloc((size_t)2 * n * sizeof *idx);
   const double complex **diags = malloc((size_t)2 * n * sizeof *diags);
   if (!idx || !diags) st = bt_fail(BT_E_NOMEM, "out of memory building bootstrapping transforms");
   for (int gi = 0; gi < groups && !st; gi++) {
-    /* stages split as evenly as possible, earlier groups taking the extra */
-    int from = gi * ls / groups, to = (gi + 1) * ls / groups;
-    smat *M = group(ls, lens, from, to, inverse);
+    int wide;
+    smat *M = group_matrix(ls, sparse, inverse, groups, gi, &wide);
     if (!M) {
       st = bt_fail(BT_E_NOMEM, "out of memory building bootstrapping transforms");
       break;
     }
     smat_scale(M, per_group);
-    const int wide = sparse && (inverse ? gi == groups - 1 : gi == 0);
-    if (wide) {
-      smat *W = widen(M, !inverse);
-      smat_free(M);
-      if (!(M = W)) {
-        st = bt_fail(BT_E_NOMEM, "out of memory building bootstrapping transforms");
-        break;
-      }
-    }
     size_t nd = 0;
     for (int k = 0; k < M->n; k++)
       if (M->d[k]) {
@@ -359,25 +365,75 @@ void bt_bootstrap_last_split(const bt_bootstrapper *b, double seconds[4]) {
   memcpy(seconds, b->split, sizeof b->split);
 }
 
-size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps) {
-  size_t cnt = 0;
-  int tmp[4096];
+size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps, size_t cap) {
+  /* from the transforms as built (bt_bootstrap_config_steps computes the
+   * same without building them; a test holds the two together) */
+  const int logn = bt_ckks_logn(b->p);
+  size_t bound = (size_t)logn, cnt = 0;
+  for (int gi = 0; gi < b->cfg.cts_levels; gi++) bound += 2 * bt_lintrans_num_diagonals(b->cts[gi]);
+  for (int gi = 0; gi < b->cfg.stc_levels; gi++) bound += 2 * bt_lintrans_num_diagonals(b->stc[gi]);
+  int *all = malloc(2 * bound * sizeof *all), *tmp = all + bound;
+  if (!all) return 0;
   /* sparse slots: the partial trace rotates by n, 2n, ..., N/4 (and the
    * real and imaginary halves are put side by side with the first) */
-  for (int j = b->logslots; j < bt_ckks_logn(b->p) - 1; j++) steps[cnt++] = 1 << j;
+  for (int j = b->logslots; j < logn - 1; j++) all[cnt++] = 1 << j;
   for (int pass = 0; pass < 2; pass++) {
     bt_lintrans *const *lts = pass ? b->stc : b->cts;
-    int groups = pass ? b->cfg.stc_levels : b->cfg.cts_levels;
+    const int groups = pass ? b->cfg.stc_levels : b->cfg.cts_levels;
     for (int gi = 0; gi < groups; gi++) {
-      size_t k = bt_lintrans_steps(lts[gi], tmp);
+      const size_t k = bt_lintrans_steps(lts[gi], tmp);
       for (size_t t = 0; t < k; t++) {
         int dup = 0;
-        for (size_t u = 0; u < cnt; u++) dup |= steps[u] == tmp[t];
-        if (!dup && cnt < 4096) steps[cnt++] = tmp[t];
+        for (size_t u = 0; u < cnt; u++) dup |= all[u] == tmp[t];
+        if (!dup) all[cnt++] = tmp[t];
       }
     }
   }
+  if (cap) memcpy(steps, all, (cnt < cap ? cnt : cap) * sizeof *steps);
+  free(all);
   return cnt;
+}
+
+bt_status bt_bootstrap_config_steps(const bt_ckks_params *p, const bt_bootstrap_config *cfg, int *steps,
+                                    size_t cap, size_t *count) {
+  const int logn = bt_ckks_logn(p), ls = cfg->logslots ? cfg->logslots : logn - 1, sparse = ls < logn - 1;
+  *count = 0;
+  if (ls < 1 || ls > logn - 1 || cfg->cts_levels < 1 || cfg->cts_levels > MAX_GROUPS || cfg->stc_levels < 1 ||
+      cfg->stc_levels > MAX_GROUPS)
+    return bt_fail(BT_E_ARG, "invalid bootstrapping configuration");
+  int *all = malloc(4096 * sizeof *all), *tmp = malloc(((size_t)4 << ls) * sizeof *tmp),
+      *idx = malloc(((size_t)2 << ls) * sizeof *idx);
+  bt_status st = all && tmp && idx ? BT_OK : bt_fail(BT_E_NOMEM, "out of memory");
+  size_t cnt = 0;
+  /* as bt_bootstrap_steps: the partial trace, then each group's babies and giants */
+  for (int j = ls; !st && j < logn - 1; j++) all[cnt++] = 1 << j;
+  for (int pass = 0; pass < 2 && !st; pass++) {
+    const int groups = pass ? cfg->stc_levels : cfg->cts_levels;
+    for (int gi = 0; gi < groups && !st; gi++) {
+      int wide;
+      smat *M = group_matrix(ls, sparse, !pass, groups, gi, &wide);
+      if (!M) {
+        st = bt_fail(BT_E_NOMEM, "out of memory");
+        break;
+      }
+      size_t nd = 0;
+      for (int k = 0; k < M->n; k++)
+        if (M->d[k]) idx[nd++] = k;
+      smat_free(M);
+      const size_t k = bt_lintrans_index_steps(idx, nd, bt_lintrans_giant_step(idx, nd, ls + wide), tmp);
+      for (size_t t = 0; t < k; t++) {
+        int dup = 0;
+        for (size_t u = 0; u < cnt; u++) dup |= all[u] == tmp[t];
+        if (!dup && cnt < 4096) all[cnt++] = tmp[t];
+      }
+    }
+  }
+  if (!st) {
+    if (cap) memcpy(steps, all, (cnt < cap ? cnt : cap) * sizeof *steps);
+    *count = cnt;
+  }
+  free(all), free(tmp), free(idx);
+  return st;
 }
 
 #define TRY(x)                          \
@@ -459,7 +515,7 @@ bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext
     for (int i = 0; i < r; i++) TRY(double_angle(ev, halves[h]));
   }
   if (sparse) {
-    TRY(bt_ciphertext_copy(u, re)); /* the first StC group reads [re | im] */
+    TRY(bt_ciphertext_copy(re, u)); /* the first StC group reads [re | im] */
   } else {
     TRY(bt_eval_mul_const_scaled(ev, im, 0, 1, 1.0, im));
     TRY(bt_eval_add(ev, re, im, u));
@@ -472,7 +528,7 @@ bt_status bt_bootstrap(bt_bootstrapper *b, bt_evaluator *ev, const bt_ciphertext
     TRY(bt_eval_rescale(ev, u, u));
     u->logslots = ls;
   }
-  TRY(bt_ciphertext_copy(out, u));
+  TRY(bt_ciphertext_copy(u, out));
   out->scale = b->scale;
   out->logslots = in->logslots;
   b->split[3] = bt_seconds() - t;

@@ -54,14 +54,7 @@ bt_status bt_lintrans_new(const bt_ckks_params *p, int logslots, const int *inde
   lt->level = level;
   lt->scale = scale;
   lt->ndiag = ndiag;
-  size_t best = (size_t)-1;
-  for (int g = 1; g <= slots; g *= 2) {
-    size_t c = cost_for(index, ndiag, g, slots);
-    if (c < best) {
-      best = c;
-      lt->giant = g;
-    }
-  }
+  lt->giant = bt_lintrans_giant_step(index, ndiag, logslots);
   lt->index = malloc(ndiag * sizeof *lt->index);
   lt->diag = calloc(ndiag, sizeof *lt->diag);
   bt_status st = (lt->index && lt->diag) ? BT_OK : bt_fail(BT_E_NOMEM, "out of memory");
@@ -91,10 +84,30 @@ void bt_lintrans_free(bt_lintrans *lt) {
   free(lt);
 }
 
+int bt_lintrans_giant_step(const int *index, size_t ndiag, int logslots) {
+  const int slots = 1 << logslots;
+  size_t best = (size_t)-1;
+  int giant = 1;
+  for (int g = 1; g <= slots; g *= 2) {
+    size_t c = cost_for(index, ndiag, g, slots);
+    if (c < best) {
+      best = c;
+      giant = g;
+    }
+  }
+  return giant;
+}
+
+size_t bt_lintrans_num_diagonals(const bt_lintrans *lt) { return lt->ndiag; }
+
 size_t bt_lintrans_steps(const bt_lintrans *lt, int *steps) {
+  return bt_lintrans_index_steps(lt->index, lt->ndiag, lt->giant, steps);
+}
+
+size_t bt_lintrans_index_steps(const int *index, size_t ndiag, int giant, int *steps) {
   size_t cnt = 0;
-  for (size_t t = 0; t < lt->ndiag; t++) {
-    int k = lt->index[t], b = k % lt->giant, j = k - b;
+  for (size_t t = 0; t < ndiag; t++) {
+    int k = index[t], b = k % giant, j = k - b;
     int cand[2] = {b, j};
     for (int c = 0; c < 2; c++) {
       if (cand[c] == 0) continue;

@@ -338,7 +338,7 @@ bt_status bt_eval_cheby(bt_evaluator *ev, const bt_ciphertext *x, const bt_cheby
   if (mid != 0)
     TRY(bt_eval_add_const(ev, x, -mid, 0, t1));
   else
-    TRY(bt_ciphertext_copy(t1, x));
+    TRY(bt_ciphertext_copy(x, t1));
   if (free_affine(poly)) {
     /* T_1 = (x - mid) / half read off the same integers at scale * half */
     t1->scale *= half;

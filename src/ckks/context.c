@@ -86,7 +86,7 @@ void bt_ciphertext_free(bt_ciphertext *ct) {
   bt_free(ct);
 }
 
-bt_status bt_ciphertext_copy(bt_ciphertext *dst, const bt_ciphertext *src) {
+bt_status bt_ciphertext_copy(const bt_ciphertext *src, bt_ciphertext *dst) {
   if (dst->params != src->params) return bt_fail(BT_E_PARAMS, "cannot copy: different parameters");
   if (dst == src) return BT_OK;
   size_t words = (size_t)(src->level + 1) * src->params->n;

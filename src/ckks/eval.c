@@ -154,7 +154,7 @@ bt_status bt_eval_drop_level(bt_evaluator *ev, const bt_ciphertext *a, int level
   if (levels < 0 || levels > a->level)
     return bt_fail(BT_E_LEVEL, "cannot drop %d levels from level %d", levels, a->level);
   const int level = a->level - levels;
-  if ((st = bt_ciphertext_copy(out, a))) return st;
+  if ((st = bt_ciphertext_copy(a, out))) return st;
   out->level = level;
   out->seeded = 0;
   return BT_OK;
@@ -430,7 +430,7 @@ static bt_status rotation_sum(bt_evaluator *ev, const bt_ciphertext *a, int batc
   if (n < 1 || batch < 1) return bt_fail(BT_E_ARG, "cannot sum %d blocks of %d slots", n, batch);
   bt_ciphertext *pow = NULL, *res = NULL, *rot = NULL;
   if ((st = bt_ciphertext_new(ev->p, &pow)) || (st = bt_ciphertext_new(ev->p, &res)) ||
-      (st = bt_ciphertext_new(ev->p, &rot)) || (st = bt_ciphertext_copy(pow, a)))
+      (st = bt_ciphertext_new(ev->p, &rot)) || (st = bt_ciphertext_copy(a, pow)))
     goto done;
   int have = 0, shift = 0;
   for (int i = 0; (1 << i) <= n && i < 31; i++) {
@@ -451,7 +451,7 @@ static bt_status rotation_sum(bt_evaluator *ev, const bt_ciphertext *a, int batc
         goto done;
     }
   }
-  st = bt_ciphertext_copy(out, res);
+  st = bt_ciphertext_copy(res, out);
 done:
   bt_ciphertext_free(pow);
   bt_ciphertext_free(res);

@@ -152,10 +152,10 @@ static bt_status check_ct(const bt_evaluator *ev, const bt_ciphertext *a, bt_cip
 bt_status bt_eval_relin(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) {
   bt_status st = check_ct(ev, a, out, "relinearise");
   if (st) return st;
-  if (a->degree == 1) return bt_ciphertext_copy(out, a);
+  if (a->degree == 1) return bt_ciphertext_copy(a, out);
   const bt_switch_key *k = bt_eval_keys_find(ev->keys, 0);
   if ((st = check_key(ev, k, "relinearise"))) return st;
-  if ((st = bt_ciphertext_copy(out, a))) return st;
+  if ((st = bt_ciphertext_copy(a, out))) return st;
   decompose(ev, a->c[2], a->level);
   inner_product(ev, k, a->level, NULL);
   ev->counts.relin++;
@@ -212,7 +212,7 @@ bt_status bt_eval_rotate(bt_evaluator *ev, const bt_ciphertext *a, int step, bt_
   bt_status st = check_ct(ev, a, out, "rotate");
   if (st) return st;
   uint64_t gal = bt_ckks_galois_rotate(ev->p, step);
-  if (gal == 1) return bt_ciphertext_copy(out, a);
+  if (gal == 1) return bt_ciphertext_copy(a, out);
   const bt_switch_key *k = bt_eval_keys_find(ev->keys, gal);
   if (!k) return bt_fail(BT_E_KEY, "cannot rotate by %d: no rotation key for it", step);
   return switch_one(ev, a, k, out);
@@ -245,7 +245,7 @@ bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const
     uint64_t gal = bt_ckks_galois_rotate(p, steps[i]);
     bt_status st;
     if (gal == 1) {
-      if ((st = bt_ciphertext_copy(outs[i], a))) return st;
+      if ((st = bt_ciphertext_copy(a, outs[i]))) return st;
       continue;
     }
     if (!decomposed) {

@@ -378,6 +378,12 @@ uint64_t bt_ckks_p(const bt_ckks_params *p, int i) {
   return i >= 0 && i < p->np ? p->primes[p->nq + i] : 0;
 }
 const bt_ckks_literal *bt_ckks_literal_of(const bt_ckks_params *p) { return &p->lit; }
+const bt_modulus *bt_ckks_modulus(const bt_ckks_params *p, int i) {
+  return i >= 0 && i < p->nq + p->np ? &p->mod[i] : NULL;
+}
+const bt_ntt_table *bt_ckks_ntt_table(const bt_ckks_params *p, int i) {
+  return i >= 0 && i < p->nq + p->np ? &p->ntt[i] : NULL;
+}
 const uint8_t *bt_ckks_params_hash(const bt_ckks_params *p) { return p->hash; }
 void bt_ckks_set_threads(bt_ckks_params *p, int threads) {
   p->threads = threads > 0 ? threads : bt_default_threads();

@@ -10,7 +10,7 @@
 #include <json-c/json.h>
 
 #include "blindtuner/vision_data.h"
-#include "cli/cli.h"
+#include "cli.h"
 
 #define FAIL(who, ...)                                  \
   do {                                                  \
@@ -79,48 +79,31 @@ int bt_cli_keygen(int argc, char **argv) {
     return 1;
   }
   int rc = 1, wrote_eval = 0;
-  bt_ckks_params *p = NULL;
-  bt_hemat_layout L;
-  bt_softmax_approx sa = {0};
-  bt_bootstrapper *bs = NULL;
-  bt_trainer *t = NULL;
-  bt_prng g;
-  bt_secret_bundle sb = {0};
+  bt_client *c = NULL;
   bt_eval_bundle eb = {0};
-  bt_prng_init_random(&g);
   const double t0 = bt_seconds();
-  bt_ckks_literal lit;
-  TRY(who, bt_ckks_preset(preset, &lit));
-  TRY(who, bt_ckks_params_new(&lit, insecure ? BT_ALLOW_INSECURE : 0, &p));
-  bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
-  bt_io_tag tag = {.batch = batch, .features = dim + 1, .classes = classes};
-  bt_random_bytes(tag.keyset, sizeof tag.keyset);
-  TRY(who, bt_cli_layout(p, &tag, &L, &sa));
-  /* the rotations bootstrapping and training need */
-  bt_bootstrap_config cfg;
-  TRY(who, bt_trainer_bootstrap_config(p, &L, &cfg));
-  TRY(who, bt_bootstrapper_new(p, &cfg, bt_ckks_default_scale(p), &bs));
-  TRY(who, bt_trainer_new(p, &L, &sa, bs, 0.1, 0, &t));
-  sb.tag = eb.tag = tag;
-  TRY(who, bt_cli_training_keys(p, bs, t, cfg.encaps_hamming_weight, &g, &sb.sk, &eb.ek, &eb.to_sparse,
-                                &eb.to_dense));
-  TRY(who, bt_io_save_eval_bundle(evalp, &eb));
+  TRY(who, bt_client_keygen(preset, insecure ? BT_ALLOW_INSECURE : 0, dim, classes, batch, threads, &c, &eb));
+  const bt_ckks_params *p = bt_client_params(c);
+  const bt_job_tag tag = *bt_client_tag(c);
+  bt_hemat_layout L;
+  TRY(who, bt_job_layout(p, &tag, &L, NULL));
+  TRY(who, bt_pipeline_save_eval_bundle(evalp, &eb));
   wrote_eval = 1;
-  TRY(who, bt_io_save_secret_bundle(secret, &sb));
+  TRY(who, bt_client_save(c, secret));
   wrote_eval = 0;
   char id[2 * BT_KEYSET_ID_BYTES + 1];
   for (int i = 0; i < BT_KEYSET_ID_BYTES; i++) sprintf(id + 2 * i, "%02x", tag.keyset[i]);
   const double secs = bt_seconds() - t0;
+  const int blogslots = L.fold ? L.fold_logslots : L.logslots;
   if (json) {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "keyset", json_object_new_string(id));
     json_object_object_add(o, "preset", json_object_new_string(preset));
     json_object_object_add(o, "secret", json_object_new_string(secret));
     json_object_object_add(o, "eval", json_object_new_string(evalp));
-    const bt_cli_json_field f[] = {{"batch", batch}, {"features", dim + 1}, {"classes", classes},
-                                   {"galois_keys", (double)eb.ek->ngalois},
-                                   {"bootstrap_logslots", bt_bootstrap_logslots(bs)}, {"folded", L.fold},
-                                   {"seconds", secs}};
+    const bt_cli_json_field f[] = {{"batch", tag.batch}, {"features", dim + 1}, {"classes", classes},
+                                   {"galois_keys", (double)eb.ek->ngalois}, {"bootstrap_logslots", blogslots},
+                                   {"folded", L.fold}, {"seconds", secs}};
     bt_cli_json_add_numbers(o, f, sizeof f / sizeof *f);
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);
@@ -129,20 +112,15 @@ int bt_cli_keygen(int argc, char **argv) {
            "        %s: secret bundle (mode 0600, keep it here)\n"
            "        %s: evaluation bundle for the server (%zu rotation keys%s; bootstrapping 2^%d slots), "
            "%.1f s\n",
-           id, preset, lit.insecure ? " (INSECURE)" : "", bt_ckks_logn(p), batch, dim + 1, classes,
-           L.fold ? ", folded softmax" : "", secret, evalp, eb.ek->ngalois,
-           eb.to_sparse ? ", encapsulation keys" : "", bt_bootstrap_logslots(bs), secs);
+           id, preset, bt_ckks_literal_of(p)->insecure ? " (INSECURE)" : "", bt_ckks_logn(p), tag.batch, dim + 1,
+           classes, L.fold ? ", folded softmax" : "", secret, evalp, eb.ek->ngalois,
+           eb.to_sparse ? ", encapsulation keys" : "", blogslots, secs);
   }
   rc = 0;
 out:
   if (wrote_eval) unlink(evalp); /* no half of a key set */
-  bt_secret_bundle_clear(&sb);
   bt_eval_bundle_clear(&eb);
-  bt_trainer_free(t);
-  bt_bootstrapper_free(bs);
-  bt_softmax_approx_free(&sa);
-  bt_prng_wipe(&g);
-  bt_ckks_params_free(p);
+  bt_client_free(c);
   return rc;
 }
 
@@ -199,110 +177,36 @@ int bt_cli_encrypt(int argc, char **argv) {
     return 2;
   }
   int rc = 1;
-  bt_ckks_params *p = NULL;
-  bt_secret_bundle sb = {0};
+  bt_client *c = NULL;
   bt_plain_head sc = {0};
-  bt_hemat_layout L;
-  bt_trainer *t = NULL;
-  bt_softmax_approx sa = {0};
   bt_enc_dataset d = {0};
   float *f = NULL;
   int *y = NULL, *perm = NULL;
-  double *rows = NULL, *slots = NULL;
   size_t n = 0, dim = 0;
-  bt_prng g;
-  bt_prng_init_random(&g);
   const double t0 = bt_seconds();
-  TRY(who, bt_io_load_secret_bundle(keys, BT_ALLOW_INSECURE, &p, &sb));
-  bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
-  const bt_io_tag *tag = &sb.tag;
+  TRY(who, bt_client_open(keys, BT_ALLOW_INSECURE, &c));
+  bt_client_set_threads(c, threads);
+  const bt_job_tag *tag = bt_client_tag(c);
   if (bt_cli_load_features(who, fpath, &f, &n, &dim)) goto out;
   if ((int)dim + 1 != tag->features)
     FAIL(who, "%s has %zu features per row, the keys were made for %d", fpath, dim, tag->features - 1);
   if (lpath && bt_cli_load_labels(who, lpath, n, tag->classes, &y)) goto out;
-  if (n > (size_t)1 << 30) FAIL(who, "too many rows");
-  TRY(who, bt_cli_layout(p, tag, &L, &sa));
-  TRY(who, bt_trainer_new(p, &L, &sa, NULL, 0.1, 0, &t)); /* only for its levels */
-  /* the standardisation */
   if (role == BT_SET_TRAIN) {
-    sc.tag = *tag;
-    sc.dim = (int)dim;
-    sc.classes = tag->classes;
-    sc.mean = calloc(dim, sizeof *sc.mean);
-    sc.sd = calloc(dim, sizeof *sc.sd);
-    if (!sc.mean || !sc.sd) FAIL(who, "out of memory");
-    for (size_t j = 0; j < dim; j++) {
-      double s = 0, s2 = 0;
-      for (size_t i = 0; i < n; i++) s += f[i * dim + j];
-      s /= (double)n;
-      for (size_t i = 0; i < n; i++) s2 += (f[i * dim + j] - s) * (f[i * dim + j] - s);
-      sc.mean[j] = s;
-      sc.sd[j] = sqrt(s2 / (double)n) + 1e-6;
-    }
+    uint64_t s64;
+    if (seed >= 0) s64 = (uint64_t)seed;
+    else bt_random_bytes(&s64, sizeof s64);
+    if (!(perm = malloc(n * sizeof *perm))) FAIL(who, "out of memory");
+    TRY(who, bt_pipeline_row_order(s64, n, perm));
+    TRY(who, bt_scaler_fit(tag, f, n, dim, &sc));
   } else {
-    TRY(who, bt_io_load_head(scp, BT_IO_SCALER, p, tag, &sc));
+    TRY(who, bt_pipeline_load_head(scp, BT_IO_SCALER, bt_client_params(c), tag, &sc));
   }
-  /* row order: shuffled for training */
-  perm = malloc(n * sizeof *perm);
-  if (!perm) FAIL(who, "out of memory");
-  for (size_t i = 0; i < n; i++) perm[i] = (int)i;
+  bt_cli_meter m = {.who = who, .tty = isatty(2), .t0 = t0};
+  TRY(who, bt_client_encrypt(c, role, f, y, n, &sc, perm, bt_cli_meter_cb, &m, &d));
+  TRY(who, bt_pipeline_save_dataset(outp, &d));
+  const int B = tag->batch;
   if (role == BT_SET_TRAIN) {
-    bt_prng sg;
-    uint8_t s[BT_SEED_BYTES] = {'r', 'o', 'w', 's'};
-    if (seed >= 0) {
-      const uint64_t s64 = (uint64_t)seed;
-      memcpy(s + 8, &s64, sizeof s64);
-      bt_prng_init(&sg, s);
-    } else {
-      bt_prng_init_random(&sg);
-    }
-    for (size_t i = n - 1; i > 0; i--) {
-      const size_t j = (size_t)(bt_prng_u64(&sg) % (uint64_t)(i + 1));
-      const int tmp = perm[i];
-      perm[i] = perm[j], perm[j] = tmp;
-    }
-    bt_prng_wipe(&sg);
-  }
-  const int B = tag->batch, F = tag->features, C = tag->classes;
-  d.tag = *tag;
-  d.role = role;
-  d.rows = (int)n;
-  d.nx = L.nb;
-  d.labelled = y != NULL;
-  d.nbatches = (int)((n + (size_t)B - 1) / (size_t)B);
-  d.b = calloc((size_t)d.nbatches, sizeof *d.b);
-  rows = malloc((size_t)B * (size_t)(F > C ? F : C) * sizeof *rows);
-  slots = malloc(L.slots * sizeof *slots);
-  if (!d.b || !rows || !slots) FAIL(who, "out of memory");
-  const int tty = isatty(2);
-  for (int k = 0; k < d.nbatches; k++) {
-    bt_enc_batch *b = &d.b[k];
-    const size_t first = (size_t)k * B;
-    b->rows = (int)(n - first < (size_t)B ? n - first : (size_t)B);
-    if (!(b->x = calloc((size_t)L.nb, sizeof *b->x))) FAIL(who, "out of memory");
-    memset(rows, 0, (size_t)B * F * sizeof *rows);
-    for (int i = 0; i < b->rows; i++) {
-      const float *src = f + (size_t)perm[first + (size_t)i] * dim;
-      for (size_t j = 0; j < dim; j++) rows[(size_t)i * F + j] = ((double)src[j] - sc.mean[j]) / sc.sd[j];
-      rows[(size_t)i * F + dim] = 1;
-    }
-    for (int j = 0; j < L.nb; j++) {
-      bt_hemat_pack_x(&L, rows, j, slots);
-      TRY(who, bt_cli_encrypt_slots(p, &L, sb.sk, &g, slots, bt_trainer_x_level(t), &b->x[j]));
-    }
-    if (y) {
-      memset(rows, 0, (size_t)B * C * sizeof *rows);
-      for (int i = 0; i < b->rows; i++) rows[(size_t)i * C + y[perm[first + (size_t)i]]] = 1;
-      bt_hemat_pack_diag(&L, rows, slots);
-      TRY(who, bt_cli_encrypt_slots(p, &L, sb.sk, &g, slots, bt_trainer_y_level(t), &b->y));
-    }
-    char what[64];
-    snprintf(what, sizeof what, "batch %d/%d encrypted", k + 1, d.nbatches);
-    if (tty || d.nbatches > 1) bt_cli_progress(who, tty, k + 1, d.nbatches, t0, what);
-  }
-  TRY(who, bt_io_save_dataset(outp, &d));
-  if (role == BT_SET_TRAIN) {
-    bt_status st = bt_io_save_head(scp, BT_IO_SCALER, p, &sc);
+    bt_status st = bt_pipeline_save_head(scp, BT_IO_SCALER, bt_client_params(c), &sc);
     if (st) {
       unlink(outp); /* a training set without its scaler could not be used */
       TRY(who, st);
@@ -326,14 +230,9 @@ int bt_cli_encrypt(int argc, char **argv) {
   rc = 0;
 out:
   bt_enc_dataset_clear(&d);
-  bt_secret_bundle_clear(&sb);
   bt_plain_head_clear(&sc);
-  bt_trainer_free(t);
-  bt_softmax_approx_free(&sa);
-  bt_prng_wipe(&g);
-  bt_ckks_params_free(p);
+  bt_client_free(c);
   free(f), free(y), free(perm);
-  free(rows), free(slots);
   return rc;
 }
 
@@ -366,47 +265,35 @@ int bt_cli_decide(int argc, char **argv) {
   if (r) return r == 1 ? 0 : 2;
   if (bt_cli_need(who, "--keys", keys) || bt_cli_need(who, "--workdir", dir)) return 2;
   int rc = 1;
-  bt_ckks_params *p = NULL;
-  bt_secret_bundle sb = {0};
-  bt_hemat_layout L;
-  double *re = NULL, *losses = NULL;
+  bt_client *c = NULL;
   char path[4096];
   json_object *ja = json_object_new_array();
-  TRY(who, bt_io_load_secret_bundle(keys, BT_ALLOW_INSECURE, &p, &sb));
-  TRY(who, bt_cli_layout(p, &sb.tag, &L, NULL));
-  re = malloc(L.slots * sizeof *re);
-  if (!re) FAIL(who, "out of memory");
+  bt_early_stop es;
+  bt_early_stop_init(&es, patience);
+  bt_answer ans = {0};
+  TRY(who, bt_client_open(keys, BT_ALLOW_INSECURE, &c));
+  const bt_job_tag *tag = bt_client_tag(c);
   int n = 0;
   for (;; n++) {
     bt_cli_path(path, sizeof path, dir, "loss", n + 1);
     if (!bt_cli_exists(path)) break;
-    double *grown = realloc(losses, (size_t)(n + 1) * sizeof *losses);
-    if (!grown) FAIL(who, "out of memory");
-    losses = grown;
+    if (n && !ans.go_on) FAIL(who, "the server trained past epoch %d, where the answer was stop", n);
     bt_enc_epoch e;
-    TRY(who, bt_io_load_epoch(path, BT_IO_LOSS, p, &sb.tag, &e));
-    bt_status st = e.epoch == n + 1 ? bt_cli_decrypt_slots(sb.sk, e.ct, &L, re, NULL)
-                                    : bt_fail(BT_E_FORMAT, "%s holds the loss of epoch %d", path, e.epoch);
+    double v;
+    TRY(who, bt_pipeline_load_epoch(path, BT_IO_LOSS, bt_client_params(c), tag, &e));
+    bt_status st = bt_client_decide(c, &es, &e, &v, &ans);
     bt_ciphertext_free(e.ct);
     TRY(who, st);
-    losses[n] = re[0];
+    json_object *je = json_object_new_object();
+    json_object_object_add(je, "epoch", json_object_new_int(n + 1));
+    json_object_object_add(je, "val_loss", json_object_new_double(v));
+    json_object_array_add(ja, je);
+    if (!json) printf("decide: epoch %3d  validation loss %.6f%s\n", n + 1, v, es.best_epoch == n ? "  (best)" : "");
   }
   if (!n) FAIL(who, "no validation loss in %s (expected %s/loss-001.bt)", dir, dir);
-  bt_early_stop es;
-  bt_early_stop_init(&es, patience);
-  int go_on = 1;
-  for (int e = 0; e < n; e++) {
-    go_on = bt_early_stop_update(&es, losses[e]);
-    if (!go_on && e + 1 < n) FAIL(who, "the server trained past epoch %d, where the answer was stop", e + 1);
-    json_object *je = json_object_new_object();
-    json_object_object_add(je, "epoch", json_object_new_int(e + 1));
-    json_object_object_add(je, "val_loss", json_object_new_double(losses[e]));
-    json_object_array_add(ja, je);
-    if (!json) printf("decide: epoch %3d  validation loss %.6f%s\n", e + 1, losses[e], es.best_epoch == e ? "  (best)" : "");
-  }
-  bt_answer ans = {.tag = sb.tag, .epoch = n, .go_on = go_on};
+  const int go_on = ans.go_on;
   bt_cli_path(path, sizeof path, dir, "answer", n);
-  TRY(who, bt_io_save_answer(path, p, &ans));
+  TRY(who, bt_pipeline_save_answer(path, bt_client_params(c), &ans));
   char best[4096];
   bt_cli_path(best, sizeof best, dir, "model", es.best_epoch + 1);
   if (json) {
@@ -427,9 +314,7 @@ int bt_cli_decide(int argc, char **argv) {
   rc = 0;
 out:
   json_object_put(ja);
-  bt_secret_bundle_clear(&sb);
-  bt_ckks_params_free(p);
-  free(re), free(losses);
+  bt_client_free(c);
   return rc;
 }
 
@@ -480,54 +365,40 @@ int bt_cli_decrypt(int argc, char **argv) {
   }
   if (model && bt_cli_need(who, "--scaler", scp)) return 2;
   int rc = 1;
-  bt_ckks_params *p = NULL;
-  bt_secret_bundle sb = {0};
-  bt_hemat_layout L;
-  bt_plain_head h = {0};
+  bt_client *c = NULL;
+  bt_plain_head h = {0}, sc = {0};
   bt_enc_epoch e = {0};
   bt_enc_logits lg = {0};
-  double *slots = NULL, *z = NULL;
-  float *zf = NULL;
+  float *z = NULL;
   int64_t *pred = NULL;
-  TRY(who, bt_io_load_secret_bundle(keys, BT_ALLOW_INSECURE, &p, &sb));
-  TRY(who, bt_cli_layout(p, &sb.tag, &L, NULL));
-  const int B = sb.tag.batch, C = sb.tag.classes;
-  slots = malloc(L.slots * sizeof *slots);
-  if (!slots) FAIL(who, "out of memory");
+  TRY(who, bt_client_open(keys, BT_ALLOW_INSECURE, &c));
+  const bt_ckks_params *p = bt_client_params(c);
+  const bt_job_tag *tag = bt_client_tag(c);
+  const int C = tag->classes;
   if (model) {
-    TRY(who, bt_io_load_epoch(model, BT_IO_MODEL, p, &sb.tag, &e));
-    TRY(who, bt_io_load_head(scp, BT_IO_SCALER, p, &sb.tag, &h));
-    if (!(h.w = calloc((size_t)C * (size_t)sb.tag.features, sizeof *h.w))) FAIL(who, "out of memory");
-    TRY(who, bt_cli_decrypt_slots(sb.sk, e.ct, &L, NULL, slots)); /* W = Im(A) */
-    bt_hemat_unpack_w(&L, slots, h.w);
-    h.epoch = e.epoch;
-    TRY(who, bt_io_save_head(outp, BT_IO_PLAIN_MODEL, p, &h));
+    TRY(who, bt_pipeline_load_epoch(model, BT_IO_MODEL, p, tag, &e));
+    TRY(who, bt_pipeline_load_head(scp, BT_IO_SCALER, p, tag, &sc));
+    TRY(who, bt_client_decrypt_model(c, &e, &sc, &h));
+    TRY(who, bt_pipeline_save_head(outp, BT_IO_PLAIN_MODEL, p, &h));
     if (json) {
-      const bt_cli_json_field fl[] = {{"epoch", e.epoch}, {"classes", C}, {"features", sb.tag.features}};
+      const bt_cli_json_field fl[] = {{"epoch", e.epoch}, {"classes", C}, {"features", tag->features}};
       print_json("model", outp, fl, sizeof fl / sizeof *fl);
     } else
-      printf("decrypt: model of epoch %d (%d classes x %d features) -> %s\n", e.epoch, C, sb.tag.features, outp);
+      printf("decrypt: model of epoch %d (%d classes x %d features) -> %s\n", e.epoch, C, tag->features, outp);
   } else {
-    TRY(who, bt_io_load_logits(logits, p, &sb.tag, &lg));
-    z = malloc((size_t)B * C * sizeof *z);
-    zf = malloc((size_t)lg.rows * C * sizeof *zf);
+    TRY(who, bt_pipeline_load_logits(logits, p, tag, &lg));
+    z = malloc((size_t)lg.rows * C * sizeof *z);
     pred = malloc((size_t)lg.rows * sizeof *pred);
-    if (!z || !zf || !pred) FAIL(who, "out of memory");
-    size_t row = 0;
-    for (int k = 0; k < lg.nbatches; k++) {
-      TRY(who, bt_cli_decrypt_slots(sb.sk, lg.z[k], &L, slots, NULL));
-      bt_hemat_unpack_logits(&L, slots, z);
-      for (int i = 0; i < lg.batch_rows[k]; i++, row++) {
-        int best = 0;
-        for (int c = 0; c < C; c++) {
-          zf[row * C + (size_t)c] = (float)z[i * C + c];
-          if (z[i * C + c] > z[i * C + best]) best = c;
-        }
-        pred[row] = best;
-      }
+    if (!z || !pred) FAIL(who, "out of memory");
+    TRY(who, bt_client_decrypt_logits(c, &lg, z));
+    for (size_t i = 0; i < (size_t)lg.rows; i++) {
+      int best = 0;
+      for (int k = 1; k < C; k++)
+        if (z[i * C + (size_t)k] > z[i * C + (size_t)best]) best = k;
+      pred[i] = best;
     }
     const int64_t zs[2] = {lg.rows, C}, ps[1] = {lg.rows};
-    TRY(who, bt_npy_write_f32(outp, zf, 2, zs));
+    TRY(who, bt_npy_write_f32(outp, z, 2, zs));
     if (preds) {
       bt_status st = bt_npy_write_i64(preds, pred, 1, ps);
       if (st) {
@@ -544,32 +415,20 @@ int bt_cli_decrypt(int argc, char **argv) {
   }
   rc = 0;
 out:
-  bt_secret_bundle_clear(&sb);
   bt_plain_head_clear(&h);
+  bt_plain_head_clear(&sc);
   bt_ciphertext_free(e.ct);
   bt_enc_logits_clear(&lg);
-  bt_ckks_params_free(p);
-  free(slots), free(z), free(zf), free(pred);
+  bt_client_free(c);
+  free(z), free(pred);
   return rc;
 }
 
 /* ================================================================ evaluate, predict */
-/* Logits of n rows of raw features through a head: z (n x C). */
-static void head_logits(const bt_plain_head *h, const float *f, size_t n, double *z) {
-  const int D = h->dim, C = h->classes, F = D + 1;
-  for (size_t i = 0; i < n; i++)
-    for (int c = 0; c < C; c++) {
-      const double *w = h->w + (size_t)c * F;
-      double s = w[D];
-      for (int j = 0; j < D; j++) s += w[j] * (((double)f[i * D + j] - h->mean[j]) / h->sd[j]);
-      z[i * C + c] = s;
-    }
-}
-
 static int load_head_and_features(const char *who, const char *model, const char *fpath, bt_plain_head *h, float **f,
                                   size_t *n) {
   size_t dim;
-  if (bt_io_load_head(model, BT_IO_PLAIN_MODEL, NULL, NULL, h) != BT_OK) {
+  if (bt_pipeline_load_head(model, BT_IO_PLAIN_MODEL, NULL, NULL, h) != BT_OK) {
     fprintf(stderr, "blindtuner %s: %s\n", who, bt_last_error());
     return 1;
   }
@@ -616,37 +475,19 @@ int bt_cli_evaluate(int argc, char **argv) {
   bt_plain_head h = {0}, ref = {0};
   float *f = NULL;
   int *y = NULL;
-  double *z = NULL;
   size_t n = 0;
   long *right = NULL, *count = NULL;
   if (load_head_and_features(who, model, fpath, &h, &f, &n)) goto out;
   if (bt_cli_load_labels(who, lpath, n, h.classes, &y)) goto out;
   const int C = h.classes;
-  z = malloc(n * (size_t)C * sizeof *z);
   right = calloc((size_t)C, sizeof *right);
   count = calloc((size_t)C, sizeof *count);
-  if (!z || !right || !count) FAIL(who, "out of memory");
-  head_logits(&h, f, n, z);
-  double loss = 0;
-  long ok = 0;
-  for (size_t i = 0; i < n; i++) {
-    const double *zi = z + i * (size_t)C;
-    int best = 0;
-    double m = zi[0], s = 0;
-    for (int c = 1; c < C; c++) {
-      if (zi[c] > zi[best]) best = c;
-      if (zi[c] > m) m = zi[c];
-    }
-    for (int c = 0; c < C; c++) s += exp(zi[c] - m);
-    loss += log(s) + m - zi[y[i]];
-    count[y[i]]++;
-    if (best == y[i]) ok++, right[y[i]]++;
-  }
-  loss /= (double)n;
-  const double acc = (double)ok / (double)n;
+  if (!right || !count) FAIL(who, "out of memory");
+  double acc, loss;
+  TRY(who, bt_plain_head_evaluate(&h, f, y, n, &acc, &loss, right, count));
   double diff = -1;
   if (refp) {
-    if (bt_io_load_head(refp, BT_IO_PLAIN_MODEL, NULL, NULL, &ref) != BT_OK) FAIL(who, "%s", bt_last_error());
+    if (bt_pipeline_load_head(refp, BT_IO_PLAIN_MODEL, NULL, NULL, &ref) != BT_OK) FAIL(who, "%s", bt_last_error());
     if (ref.dim != h.dim || ref.classes != h.classes) FAIL(who, "%s has another shape than %s", refp, model);
     diff = 0;
     for (size_t i = 0; i < (size_t)C * (size_t)(h.dim + 1); i++) diff = fmax(diff, fabs(h.w[i] - ref.w[i]));
@@ -674,7 +515,7 @@ int bt_cli_evaluate(int argc, char **argv) {
 out:
   bt_plain_head_clear(&h);
   bt_plain_head_clear(&ref);
-  free(f), free(y), free(z), free(right), free(count);
+  free(f), free(y), free(right), free(count);
   return rc;
 }
 
@@ -702,26 +543,14 @@ int bt_cli_predict(int argc, char **argv) {
   int rc = 1;
   bt_plain_head h = {0};
   float *f = NULL, *q = NULL;
-  double *z = NULL;
   int64_t *pred = NULL;
   size_t n = 0;
   if (load_head_and_features(who, model, fpath, &h, &f, &n)) goto out;
   const int C = h.classes;
-  z = malloc(n * (size_t)C * sizeof *z);
   q = malloc(n * (size_t)C * sizeof *q);
   pred = malloc(n * sizeof *pred);
-  if (!z || !q || !pred) FAIL(who, "out of memory");
-  head_logits(&h, f, n, z);
-  for (size_t i = 0; i < n; i++) {
-    double p[4096];
-    bt_softmax_exact_row(C, z + i * (size_t)C, p);
-    int best = 0;
-    for (int c = 0; c < C; c++) {
-      q[i * (size_t)C + (size_t)c] = (float)p[c];
-      if (p[c] > p[best]) best = c;
-    }
-    pred[i] = best;
-  }
+  if (!q || !pred) FAIL(who, "out of memory");
+  TRY(who, bt_plain_head_predict(&h, f, n, pred, q));
   const int64_t ps[1] = {(int64_t)n}, qs[2] = {(int64_t)n, C};
   TRY(who, bt_npy_write_i64(outp, pred, 1, ps));
   if (probp) {
@@ -748,6 +577,6 @@ int bt_cli_predict(int argc, char **argv) {
   rc = 0;
 out:
   bt_plain_head_clear(&h);
-  free(f), free(q), free(z), free(pred);
+  free(f), free(q), free(pred);
   return rc;
 }

@@ -21,7 +21,8 @@
 #include <json-c/json.h>
 
 #include "blindtuner/train.h"
-#include "cli/cli.h"
+#include "blindtuner/vision_data.h"
+#include "cli.h"
 
 static void help(void) {
   printf("usage: blindtuner demo [options]\n"
@@ -54,10 +55,13 @@ static void help(void) {
          "  --model FILE     DeiT/ViT safetensors (default: the bundled one)\n"
          "  --preset NAME    CKKS parameters (default train-n16, 128-bit)\n"
          "  --allow-insecure permit INSECURE test presets\n"
-         "  --seed S         the client's data sampling and shuffling seed (default 1); keys and\n"
-         "                   encryption randomness are always fresh\n"
+         "  --seed S         the client's sampling and row order and the server's batch order\n"
+         "                   (default 1), as `encrypt --seed S` and `train --seed S` use them;\n"
+         "                   keys and encryption randomness are always fresh\n"
          "  --threads N      threads (default BT_THREADS or all cores)\n"
          "  --json           print the report as JSON on stdout (progress stays on stderr)\n"
+         "  --save-features DIR  also write the rows used as DIR/{train,val,test}.{features,labels}.npy\n"
+         "  --save-model FILE     also write the decrypted model (as `blindtuner decrypt` does)\n"
          "\n"
          "The full-size experiment: --train 24000 --val 6000 --epochs 20 (many hours on 2 cores).\n");
 }
@@ -74,160 +78,76 @@ static void help(void) {
     if (st_ != BT_OK) FAIL("%s (%s)", bt_last_error(), bt_status_name(st_));               \
   } while (0)
 
-static int parse_double(const char *opt, const char *v, double lo, double hi, double *out) {
-  char *end;
-  double x = v ? strtod(v, &end) : 0;
-  if (!v || *v == '\0' || *end != '\0' || !(x >= lo && x <= hi)) {
-    fprintf(stderr, "blindtuner demo: %s expects a number in [%g, %g]\n", opt, lo, hi);
-    return -1;
-  }
-  *out = x;
-  return 0;
-}
-
-/* One encrypted batch as the client hands it over. */
-typedef struct enc_batch {
-  bt_ciphertext **x; /* nb blocks at the trainer's X level */
-  bt_ciphertext *y;  /* one-hot labels, diagonal layout */
-  int first, rows;   /* rows [first, first + rows) of the split */
-} enc_batch;
-
-typedef struct client {
-  const bt_ckks_params *p;
-  const bt_hemat_layout *L;
-  bt_secret_key *sk;
-  bt_prng g;
-  bt_plaintext *pt;
-  double *slots, *rows_buf;
-  double complex *cv;
-} client;
-
-static bt_status client_encrypt(client *c, const double complex *v, int level, bt_ciphertext **out) {
-  bt_status st = bt_ciphertext_new(c->p, out);
-  if (!st) st = bt_ckks_encode(c->p, v, c->L->slots, c->L->logslots, level, bt_ckks_default_scale(c->p), c->pt);
-  if (!st) st = bt_encrypt_sk(c->sk, c->pt, &c->g, *out);
-  return st;
-}
-
-/* Packs and encrypts rows [first, first + rows) of x (F columns) and y. */
-static bt_status client_batch(client *c, const double *x, const int *y, int first, int rows, int classes,
-                              int xlevel, int ylevel, enc_batch *b) {
-  const bt_hemat_layout *L = c->L;
-  bt_status st = BT_OK;
-  b->first = first;
-  b->rows = rows;
-  b->x = calloc((size_t)L->nb, sizeof *b->x);
-  if (!b->x) return bt_fail(BT_E_NOMEM, "out of memory");
-  /* the batch, zero-padded to B rows */
-  memset(c->rows_buf, 0, (size_t)L->batch * L->features * sizeof *c->rows_buf);
-  memcpy(c->rows_buf, x + (size_t)first * L->features, (size_t)rows * L->features * sizeof *c->rows_buf);
-  for (int j = 0; j < L->nb && !st; j++) {
-    bt_hemat_pack_x(L, c->rows_buf, j, c->slots);
-    for (size_t i = 0; i < L->slots; i++) c->cv[i] = c->slots[i];
-    st = client_encrypt(c, c->cv, xlevel, &b->x[j]);
-  }
-  if (st) return st;
-  memset(c->rows_buf, 0, (size_t)L->batch * classes * sizeof *c->rows_buf);
-  for (int r = 0; r < rows; r++) c->rows_buf[(size_t)r * classes + y[first + r]] = 1;
-  bt_hemat_pack_diag(L, c->rows_buf, c->slots);
-  for (size_t i = 0; i < L->slots; i++) c->cv[i] = c->slots[i];
-  return client_encrypt(c, c->cv, ylevel, &b->y);
-}
-
-static void free_batch(const bt_hemat_layout *L, enc_batch *b) {
-  if (b->x)
-    for (int j = 0; j < L->nb; j++) bt_ciphertext_free(b->x[j]);
-  free(b->x);
-  bt_ciphertext_free(b->y);
-  memset(b, 0, sizeof *b);
-}
-
-static bt_status client_decrypt(client *c, const bt_ciphertext *ct) {
-  bt_status st = bt_decrypt(c->sk, ct, c->pt);
-  return st ? st : bt_ckks_decode(c->pt, c->cv);
-}
-
-/* Standardise with the training rows' statistics (client side) and append the bias column. */
-static double *standardise(const float *f, size_t n, size_t dim, const double *mean, const double *sd) {
+/* Rows [x standardised by the scaler; 1], in `order` (NULL: as given): the
+ * twin's view of what the client encrypts. */
+static double *standardise(const float *f, size_t n, const bt_plain_head *sc, const int *order) {
+  const size_t dim = (size_t)sc->dim;
   double *x = malloc(n * (dim + 1) * sizeof *x);
   if (!x) return NULL;
   for (size_t r = 0; r < n; r++) {
-    for (size_t j = 0; j < dim; j++) x[r * (dim + 1) + j] = ((double)f[r * dim + j] - mean[j]) / sd[j];
+    const float *src = f + (order ? (size_t)order[r] : r) * dim;
+    for (size_t j = 0; j < dim; j++) x[r * (dim + 1) + j] = ((double)src[j] - sc->mean[j]) / sc->sd[j];
     x[r * (dim + 1) + dim] = 1;
   }
   return x;
 }
 
+/* --save-features: the rows the demo trains, validates and tests on, as
+ * `blindtuner extract` would write them (DIR/train.features.npy, ...). */
+static int save_split(const char *dir, const char *name, const float *f, const int *y, size_t n, size_t dim) {
+  char path[4096];
+  int64_t *l = malloc(n * sizeof *l);
+  if (!l) return -1;
+  for (size_t i = 0; i < n; i++) l[i] = y[i];
+  const int64_t fs[2] = {(int64_t)n, (int64_t)dim}, ls[1] = {(int64_t)n};
+  snprintf(path, sizeof path, "%s/%s.features.npy", dir, name);
+  bt_status st = bt_npy_write_f32(path, f, 2, fs);
+  snprintf(path, sizeof path, "%s/%s.labels.npy", dir, name);
+  if (!st) st = bt_npy_write_i64(path, l, 1, ls);
+  free(l);
+  return st ? -1 : 0;
+}
+
 int bt_cli_demo(int argc, char **argv) {
   int ntrain = 2048, nval = 512, ntest = 0, B = 1024, epochs = 2, patience = 3, threads = 0, json = 0;
-  unsigned flags = 0;
   double lr = 0.3, mu = 0.9;
-  uint64_t seed = 1;
   const char *preset = "train-n16", *classes = "5-9", *dataset = "fashion-mnist", *model = NULL;
+  const char *save_features = NULL, *save_model = NULL;
   bt_vit_pool pool = BT_VIT_POOL_PATCH_MEAN;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      help();
-      return 0;
-    }
-    if (!strcmp(a, "--json")) {
-      json = 1;
-      continue;
-    }
-    if (!strcmp(a, "--allow-insecure")) {
-      flags |= BT_ALLOW_INSECURE;
-      continue;
-    }
-    if (!v) {
-      fprintf(stderr, "blindtuner demo: %s needs a value (or is unknown; see --help)\n", a);
-      return 2;
-    }
-    i++;
-    if (!strcmp(a, "--train")) {
-      if ((ntrain = bt_cli_parse_int(a, v, 2, 1 << 20)) < 0) return 2;
-    } else if (!strcmp(a, "--val")) {
-      if ((nval = bt_cli_parse_int(a, v, 1, 1 << 20)) < 0) return 2;
-    } else if (!strcmp(a, "--test")) {
-      if ((ntest = bt_cli_parse_int(a, v, 0, 1 << 20)) < 0) return 2;
-    } else if (!strcmp(a, "--batch")) {
-      if ((B = bt_cli_parse_int(a, v, 1, 1 << 16)) < 0) return 2;
-    } else if (!strcmp(a, "--epochs")) {
-      if ((epochs = bt_cli_parse_int(a, v, 1, 10000)) < 0) return 2;
-    } else if (!strcmp(a, "--patience")) {
-      if ((patience = bt_cli_parse_int(a, v, 1, 10000)) < 0) return 2;
-    } else if (!strcmp(a, "--threads")) {
-      if ((threads = bt_cli_parse_int(a, v, 1, 1024)) < 0) return 2;
-    } else if (!strcmp(a, "--seed")) {
-      int s = bt_cli_parse_int(a, v, 0, INT_MAX);
-      if (s < 0) return 2;
-      seed = (uint64_t)s;
-    } else if (!strcmp(a, "--lr")) {
-      if (parse_double(a, v, 1e-6, 1e3, &lr)) return 2;
-    } else if (!strcmp(a, "--momentum")) {
-      if (parse_double(a, v, 0, 0.999, &mu)) return 2;
-    } else if (!strcmp(a, "--preset")) {
-      preset = v;
-    } else if (!strcmp(a, "--classes")) {
-      classes = v;
-    } else if (!strcmp(a, "--dataset")) {
-      if (strcmp(v, "fashion-mnist") && strcmp(v, "mnist")) {
-        fprintf(stderr, "blindtuner demo: --dataset is fashion-mnist or mnist\n");
-        return 2;
-      }
-      dataset = v;
-    } else if (!strcmp(a, "--feature")) {
-      if (bt_vit_pool_parse(v, &pool) != BT_OK) {
-        fprintf(stderr, "blindtuner demo: %s\n", bt_last_error());
-        return 2;
-      }
-    } else if (!strcmp(a, "--model")) {
-      model = v;
-    } else {
-      fprintf(stderr, "blindtuner demo: unknown option '%s' (see --help)\n", a);
-      return 2;
-    }
+  int seed_i = 1, insecure = 0;
+  const char *pool_s = "mean";
+  const bt_cli_opt opts[] = {{"--train", BT_OPT_INT, &ntrain, 2, 1 << 20},
+                             {"--val", BT_OPT_INT, &nval, 1, 1 << 20},
+                             {"--test", BT_OPT_INT, &ntest, 0, 1 << 20},
+                             {"--batch", BT_OPT_INT, &B, 1, 1 << 16},
+                             {"--epochs", BT_OPT_INT, &epochs, 1, 10000},
+                             {"--patience", BT_OPT_INT, &patience, 1, 10000},
+                             {"--threads", BT_OPT_INT, &threads, 1, 1024},
+                             {"--seed", BT_OPT_INT, &seed_i, 0, INT_MAX},
+                             {"--lr", BT_OPT_DBL, &lr, 1e-6, 1e3},
+                             {"--momentum", BT_OPT_DBL, &mu, 0, 0.999},
+                             {"--preset", BT_OPT_STR, &preset, 0, 0},
+                             {"--classes", BT_OPT_STR, &classes, 0, 0},
+                             {"--dataset", BT_OPT_STR, &dataset, 0, 0},
+                             {"--feature", BT_OPT_STR, &pool_s, 0, 0},
+                             {"--model", BT_OPT_STR, &model, 0, 0},
+                             {"--save-features", BT_OPT_STR, &save_features, 0, 0},
+                             {"--save-model", BT_OPT_STR, &save_model, 0, 0},
+                             {"--allow-insecure", BT_OPT_FLAG, &insecure, 0, 0},
+                             {"--json", BT_OPT_FLAG, &json, 0, 0},
+                             {0}};
+  const int parsed = bt_cli_parse("demo", argc, argv, opts, help);
+  if (parsed) return parsed == 1 ? 0 : 2;
+  if (strcmp(dataset, "fashion-mnist") && strcmp(dataset, "mnist")) {
+    fprintf(stderr, "blindtuner demo: --dataset is fashion-mnist or mnist\n");
+    return 2;
   }
+  if (bt_vit_pool_parse(pool_s, &pool) != BT_OK) {
+    fprintf(stderr, "blindtuner demo: %s\n", bt_last_error());
+    return 2;
+  }
+  const uint64_t seed = (uint64_t)seed_i;
+  const unsigned flags = insecure ? BT_ALLOW_INSECURE : 0;
   if (!threads) threads = bt_default_threads();
   const int tty = isatty(2);
 
@@ -236,19 +156,20 @@ int bt_cli_demo(int argc, char **argv) {
   float *ftr = NULL, *fte = NULL;
   int64_t *ltr = NULL, *lte = NULL;
   size_t n_all = 0, n_te = 0, dim = 0, dim_te = 0;
-  double *mean = NULL, *sd = NULL, *xtr = NULL, *xte = NULL;
-  int *ytr = NULL, *yte = NULL;
-  bt_ckks_params *p = NULL;
-  bt_cli_session ss = {0};
+  int *ytr = NULL, *yte = NULL, *order = NULL, *border = NULL;
+  bt_ckks_params *pcheck = NULL;
+  bt_client *cl = NULL;
+  bt_eval_bundle eb = {0};
+  bt_plain_head sc = {0}, head = {0};
+  bt_enc_dataset tr = {0}, va = {0}, ts = {0};
+  bt_enc_logits lg = {0};
+  bt_job *job = NULL;
   bt_softmax_approx sa = {0};
   bt_hemat_layout L = {0};
-  client cl = {0};
-  enc_batch *tb = NULL, *vb = NULL, ib = {0};
-  int ntb = 0, nvb = 0;
-  bt_ciphertext *a = NULL, **hist = NULL, *loss = NULL, *lpart = NULL, *z = NULL;
-  double *tw_v = NULL, *tw_w = NULL, *ex_v = NULL, *ex_w = NULL, **tw_hist = NULL, **ex_hist = NULL;
-  double *wdec = NULL, *wre = NULL, *zbuf = NULL;
-  int *order = NULL;
+  bt_ciphertext **hist = NULL;
+  double *xtr = NULL, *xval = NULL, *xte = NULL, *tw_v = NULL, *tw_w = NULL, *ex_v = NULL, *ex_w = NULL;
+  double **tw_hist = NULL, **ex_hist = NULL;
+  float *zf = NULL;
   json_object *jepochs = json_object_new_array();
   bt_train_stats stats = {0};
   double t_extract = 0, t_setup = 0, t_encrypt = 0, t_train = 0, t_val = 0, t_infer = 0;
@@ -257,64 +178,45 @@ int bt_cli_demo(int argc, char **argv) {
   /* parameters first: a refused preset costs nothing */
   bt_ckks_literal lit;
   TRY(bt_ckks_preset(preset, &lit));
-  TRY(bt_ckks_params_new(&lit, flags, &p));
-  bt_ckks_set_threads(p, threads);
+  TRY(bt_ckks_params_new(&lit, flags, &pcheck));
+  bt_ckks_params_free(pcheck);
 
   /* ---- client: features ---- */
   double t0 = bt_seconds();
   int C = 0;
   {
-    bt_cli_features_req r = {.model = model, .classes = classes, .pool = pool, .threads = threads,
-                             .sample = (size_t)ntrain + (size_t)nval, .seed = seed, .quiet = json && !tty};
+    bt_cli_features_req r = {.who = "demo", .quiet = json && !tty,
+                             .req = {.model = model, .classes = classes, .pool = pool, .threads = threads,
+                                     .sample = (size_t)ntrain + (size_t)nval, .seed = seed}};
     snprintf(split, sizeof split, "%s:train", dataset);
-    r.data = split;
-    if (bt_cli_features(&r, "demo", &ftr, &ltr, &n_all, &dim, &C)) goto out;
+    r.req.data = split;
+    if (bt_cli_features(&r, &ftr, &ltr, &n_all, &dim, &C)) goto out;
     snprintf(split, sizeof split, "%s:test", dataset);
-    r.sample = (size_t)ntest;
-    r.data = split;
-    if (bt_cli_features(&r, "demo", &fte, &lte, &n_te, &dim_te, NULL)) goto out;
+    r.req.sample = (size_t)ntest;
+    r.req.data = split;
+    if (bt_cli_features(&r, &fte, &lte, &n_te, &dim_te, NULL)) goto out;
   }
   t_extract = bt_seconds() - t0;
   if (C < 2) FAIL("need at least 2 classes, --classes '%s' keeps %d", classes, C);
   const int F = (int)dim + 1;
-  mean = calloc(dim, sizeof *mean);
-  sd = calloc(dim, sizeof *sd);
   ytr = malloc(n_all * sizeof *ytr);
   yte = malloc(n_te * sizeof *yte);
-  if (!mean || !sd || !ytr || !yte) FAIL("out of memory");
-  for (size_t j = 0; j < dim; j++) {
-    double s = 0, s2 = 0;
-    for (int r = 0; r < ntrain; r++) s += ftr[(size_t)r * dim + j];
-    s /= ntrain;
-    for (int r = 0; r < ntrain; r++) s2 += (ftr[(size_t)r * dim + j] - s) * (ftr[(size_t)r * dim + j] - s);
-    mean[j] = s;
-    sd[j] = sqrt(s2 / ntrain) + 1e-6;
-  }
-  xtr = standardise(ftr, n_all, dim, mean, sd);
-  xte = standardise(fte, n_te, dim, mean, sd);
-  if (!xtr || !xte) FAIL("out of memory");
+  if (!ytr || !yte) FAIL("out of memory");
   for (size_t r = 0; r < n_all; r++) ytr[r] = (int)ltr[r];
   for (size_t r = 0; r < n_te; r++) yte[r] = (int)lte[r];
-  const double *xval = xtr + (size_t)ntrain * F;
+  const float *fval = ftr + (size_t)ntrain * dim;
   const int *yval = ytr + ntrain;
+  if (save_features && (save_split(save_features, "train", ftr, ytr, (size_t)ntrain, dim) ||
+                        save_split(save_features, "val", fval, yval, (size_t)nval, dim) ||
+                        save_split(save_features, "test", fte, yte, n_te, dim)))
+    FAIL("%s", bt_last_error());
 
-  /* ---- parameters, keys (client), server objects ---- */
+  /* ---- client: keys, standardisation, encryption ---- */
   t0 = bt_seconds();
-  TRY(bt_hemat_layout_init(bt_ckks_logn(p) - 1, B, F, C, &L));
-  bt_hemat_layout_fold(&L, 1);
-  TRY(bt_softmax_approx_init(C, NULL, &sa));
-  TRY(bt_cli_session_new(p, &L, &sa, lr, mu, &ss));
-  bt_trainer *const t = ss.trainer;
-  bt_evaluator *const ev = ss.ev; /* the server's: evaluation keys only */
-  cl.p = p;
-  cl.L = &L;
-  cl.sk = ss.sk;
-  bt_prng_init_random(&cl.g); /* its own stream for encryption */
-  cl.slots = malloc(L.slots * sizeof *cl.slots);
-  cl.cv = malloc(L.slots * sizeof *cl.cv);
-  cl.rows_buf = malloc((size_t)B * (size_t)(F > C ? F : C) * sizeof *cl.rows_buf);
-  if (!cl.slots || !cl.cv || !cl.rows_buf) FAIL("out of memory");
-  TRY(bt_plaintext_new(p, &cl.pt));
+  TRY(bt_client_keygen(preset, flags, (int)dim, C, B, threads, &cl, &eb));
+  const bt_ckks_params *p = bt_client_params(cl);
+  const bt_job_tag *tag = bt_client_tag(cl);
+  TRY(bt_job_layout(p, tag, &L, &sa));
   t_setup = bt_seconds() - t0;
   if (!json)
     printf("demo: %s classes %s, %d train / %d validation / %zu test rows, features %s (%zu + bias)\n"
@@ -322,144 +224,129 @@ int bt_cli_demo(int argc, char **argv) {
            "%zu Galois keys; features %.1f s, keys %.1f s\n",
            dataset, classes, ntrain, nval, n_te, bt_vit_pool_name(pool), dim, preset,
            lit.insecure ? " (INSECURE)" : "", bt_ckks_logn(p), threads, B, L.nb, L.s0, L.s1,
-           bt_softmax_approx_depth(&sa), ss.ek->ngalois, t_extract, t_setup);
+           bt_softmax_approx_depth(&sa), eb.ek->ngalois, t_extract, t_setup);
   fflush(stdout);
-
-  /* ---- client: encrypt the batches (its own shuffle was the sampling) ---- */
   t0 = bt_seconds();
-  ntb = (ntrain + B - 1) / B;
-  nvb = (nval + B - 1) / B;
-  tb = calloc((size_t)ntb, sizeof *tb);
-  vb = calloc((size_t)nvb, sizeof *vb);
-  if (!tb || !vb) FAIL("out of memory");
-  for (int k = 0; k < ntb; k++)
-    TRY(client_batch(&cl, xtr, ytr, k * B, ntrain - k * B < B ? ntrain - k * B : B, C, bt_trainer_x_level(t),
-                     bt_trainer_y_level(t), &tb[k]));
-  for (int k = 0; k < nvb; k++)
-    TRY(client_batch(&cl, xval, yval, k * B, nval - k * B < B ? nval - k * B : B, C, bt_trainer_x_level(t),
-                     bt_trainer_y_level(t), &vb[k]));
-  memset(cl.cv, 0, L.slots * sizeof *cl.cv);
-  TRY(client_encrypt(&cl, cl.cv, 4, &a)); /* A_0 = V_0 + i W_0 = 0 */
+  order = malloc((size_t)ntrain * sizeof *order);
+  if (!order) FAIL("out of memory");
+  TRY(bt_pipeline_row_order(seed, (size_t)ntrain, order)); /* as `encrypt --role train --seed S` */
+  TRY(bt_scaler_fit(tag, ftr, (size_t)ntrain, dim, &sc));
+  TRY(bt_client_encrypt(cl, BT_SET_TRAIN, ftr, ytr, (size_t)ntrain, &sc, order, NULL, NULL, &tr));
+  TRY(bt_client_encrypt(cl, BT_SET_VAL, fval, yval, (size_t)nval, &sc, NULL, NULL, NULL, &va));
   t_encrypt = bt_seconds() - t0;
+  /* the twin's rows: the same standardisation, the same order */
+  xtr = standardise(ftr, (size_t)ntrain, &sc, order);
+  xval = standardise(fval, (size_t)nval, &sc, NULL);
+  xte = standardise(fte, n_te, &sc, NULL);
+  int *ytw = malloc((size_t)ntrain * sizeof *ytw);
+  if (!xtr || !xval || !xte || !ytw) FAIL("out of memory");
+  for (int r = 0; r < ntrain; r++) ytw[r] = ytr[order[r]];
+  memcpy(ytr, ytw, (size_t)ntrain * sizeof *ytw); /* training labels in training order from here on */
+  free(ytw);
 
-  /* ---- server: epochs; client: the loss and the bit ---- */
+  /* ---- server: the training job on the evaluation bundle only ---- */
+  bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = seed};
+  TRY(bt_job_new(p, &eb, &tr, &va, &jo, &job));
+  const int ntb = tr.nbatches;
   const size_t CF = (size_t)C * (size_t)F;
   tw_v = calloc(CF, sizeof *tw_v), tw_w = calloc(CF, sizeof *tw_w);
   ex_v = calloc(CF, sizeof *ex_v), ex_w = calloc(CF, sizeof *ex_w);
   hist = calloc((size_t)epochs, sizeof *hist);
   tw_hist = calloc((size_t)epochs, sizeof *tw_hist);
   ex_hist = calloc((size_t)epochs, sizeof *ex_hist);
-  order = malloc((size_t)ntb * sizeof *order);
-  if (!tw_v || !tw_w || !ex_v || !ex_w || !hist || !tw_hist || !ex_hist || !order) FAIL("out of memory");
-  TRY(bt_ciphertext_new(p, &loss));
-  TRY(bt_ciphertext_new(p, &lpart));
-  bt_prng sg; /* the server's batch order: public randomness, it sees no data */
-  {
-    uint8_t s[BT_SEED_BYTES] = {'o', 'r', 'd', 'e', 'r'};
-    memcpy(s + 8, &seed, sizeof seed);
-    bt_prng_init(&sg, s);
-  }
+  border = malloc((size_t)ntb * sizeof *border);
+  if (!tw_v || !tw_w || !ex_v || !ex_w || !hist || !tw_hist || !ex_hist || !border) FAIL("out of memory");
   bt_early_stop es;
   bt_early_stop_init(&es, patience);
-  const double t_train0 = bt_seconds();
-  const double total_steps = (double)epochs * ntb;
+  bt_cli_meter meter = {.who = "demo", .tty = tty, .t0 = bt_seconds(), .total = (double)epochs * ntb};
   int ran = 0;
   for (int e = 0; e < epochs; e++) {
-    for (int k = 0; k < ntb; k++) order[k] = k;
-    for (int k = ntb - 1; k > 0; k--) {
-      const int j = (int)(bt_prng_u64(&sg) % (uint64_t)(k + 1)), tmp = order[k];
-      order[k] = order[j], order[j] = tmp;
-    }
-    double ts = bt_seconds();
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "epoch %d/%d ", e + 1, epochs);
+    meter.prefix = prefix;
+    meter.done0 = (double)e * ntb;
+    bt_job_epoch_report rep;
+    TRY(bt_job_run_epoch(job, bt_cli_meter_cb, &meter, &rep)); /* server */
+    t_train += rep.train_s;
+    t_val += rep.validation_s;
+    stats.matmul_s += rep.stats.matmul_s, stats.softmax_s += rep.stats.softmax_s;
+    stats.bootstrap_s += rep.stats.bootstrap_s, stats.other_s += rep.stats.other_s;
+    stats.bootstraps += rep.stats.bootstraps;
+    /* the twin and the exact reference: the same batches in the same order */
+    bt_pipeline_batch_order(seed, e, ntb, border);
     for (int k = 0; k < ntb; k++) {
-      const enc_batch *b = &tb[order[k]];
-      TRY(bt_trainer_step(t, ev, b->x, b->y, b->rows, a, &stats)); /* server */
-      TRY(bt_plain_step(&sa, b->rows, F, C, xtr + (size_t)b->first * F, ytr + b->first, lr, mu, tw_v, tw_w));
-      TRY(bt_plain_step(NULL, b->rows, F, C, xtr + (size_t)b->first * F, ytr + b->first, lr, mu, ex_v, ex_w));
-      char what[64];
-      snprintf(what, sizeof what, "epoch %d/%d step %d/%d", e + 1, epochs, k + 1, ntb);
-      bt_cli_progress("demo", tty, (double)(e * ntb + k + 1), total_steps, t_train0, what);
+      const int b = border[k], first = b * B, rows = ntrain - first < B ? ntrain - first : B;
+      TRY(bt_plain_step(&sa, rows, F, C, xtr + (size_t)first * F, ytr + first, lr, mu, tw_v, tw_w));
+      TRY(bt_plain_step(NULL, rows, F, C, xtr + (size_t)first * F, ytr + first, lr, mu, ex_v, ex_w));
     }
-    t_train += bt_seconds() - ts;
-    /* server: encrypted validation loss, the sum of the batches' shares */
-    ts = bt_seconds();
-    for (int k = 0; k < nvb; k++) {
-      TRY(bt_trainer_loss(t, ev, vb[k].x, vb[k].y, vb[k].rows, 1.0 / nval, a, k ? lpart : loss, &stats));
-      if (k) TRY(bt_eval_add(ev, loss, lpart, loss));
-    }
-    t_val += bt_seconds() - ts;
+    bt_enc_epoch m, le;
+    TRY(bt_job_model(job, &m));
     TRY(bt_ciphertext_new(p, &hist[e]));
-    TRY(bt_ciphertext_copy(hist[e], a)); /* the server keeps each epoch's model */
+    TRY(bt_ciphertext_copy(m.ct, hist[e])); /* the server keeps each epoch's model */
     tw_hist[e] = malloc(CF * sizeof **tw_hist);
     ex_hist[e] = malloc(CF * sizeof **ex_hist);
     if (!tw_hist[e] || !ex_hist[e]) FAIL("out of memory");
     memcpy(tw_hist[e], tw_w, CF * sizeof *tw_w);
     memcpy(ex_hist[e], ex_w, CF * sizeof *ex_w);
     /* client: decrypt the loss, decide, send one bit */
-    TRY(client_decrypt(&cl, loss));
-    const double vloss = creal(cl.cv[0]);
-    double tw_loss, ex_loss;
+    double vloss, tw_loss, ex_loss;
+    bt_answer ans;
+    TRY(bt_job_loss(job, &le));
+    TRY(bt_client_decide(cl, &es, &le, &vloss, &ans));
     TRY(bt_plain_evaluate(&sa, B, nval, F, C, xval, yval, tw_w, &tw_loss, NULL));
     TRY(bt_plain_evaluate(NULL, B, nval, F, C, xval, yval, ex_w, &ex_loss, NULL));
-    const int go_on = bt_early_stop_update(&es, vloss);
     ran = e + 1;
-    if (tty && (double)(e + 1) * ntb < total_steps) fputc('\n', stderr); /* end the progress line */
+    if (tty && ran * ntb < epochs * ntb) fputc('\n', stderr); /* end the progress line */
     fprintf(stderr, "demo: epoch %d: validation loss %.5f encrypted, %.5f twin, %.5f exact; client says %s\n", e + 1,
-            vloss, tw_loss, ex_loss, go_on ? "continue" : "stop");
+            vloss, tw_loss, ex_loss, ans.go_on ? "continue" : "stop");
     json_object *je = json_object_new_object();
     json_object_object_add(je, "epoch", json_object_new_int(e + 1));
     json_object_object_add(je, "val_loss", json_object_new_double(vloss));
     json_object_object_add(je, "val_loss_twin", json_object_new_double(tw_loss));
     json_object_object_add(je, "val_loss_exact", json_object_new_double(ex_loss));
-    json_object_object_add(je, "continue", json_object_new_boolean(go_on));
+    json_object_object_add(je, "continue", json_object_new_boolean(ans.go_on));
     json_object_array_add(jepochs, je);
-    if (!go_on) break;
+    if (e + 1 < epochs) TRY(bt_job_answer(job, &ans));
+    if (!ans.go_on) break;
   }
   const int best = es.best_epoch >= 0 ? es.best_epoch : ran - 1;
 
   /* ---- client: decrypt the best epoch's model, test it ---- */
-  wdec = calloc(CF, sizeof *wdec);
-  wre = malloc(L.slots * sizeof *wre);
-  if (!wdec || !wre) FAIL("out of memory");
-  TRY(client_decrypt(&cl, hist[best]));
-  for (size_t i = 0; i < L.slots; i++) wre[i] = cimag(cl.cv[i]);
-  bt_hemat_unpack_w(&L, wre, wdec);
+  const bt_enc_epoch bm = {.tag = *tag, .epoch = best + 1, .ct = hist[best]};
+  TRY(bt_client_decrypt_model(cl, &bm, &sc, &head));
+  if (save_model) TRY(bt_pipeline_save_head(save_model, BT_IO_PLAIN_MODEL, p, &head));
   double werr = 0, wmag = 0;
   for (size_t i = 0; i < CF; i++) {
-    werr = fmax(werr, fabs(wdec[i] - tw_hist[best][i]));
+    werr = fmax(werr, fabs(head.w[i] - tw_hist[best][i]));
     wmag = fmax(wmag, fabs(tw_hist[best][i]));
   }
   double acc_enc, acc_tw, acc_ex, loss_enc, loss_tw, loss_ex;
-  TRY(bt_plain_evaluate(NULL, B, (int)n_te, F, C, xte, yte, wdec, &loss_enc, &acc_enc));
+  TRY(bt_plain_head_evaluate(&head, fte, yte, n_te, &acc_enc, &loss_enc, NULL, NULL));
   TRY(bt_plain_evaluate(NULL, B, (int)n_te, F, C, xte, yte, tw_hist[best], &loss_tw, &acc_tw));
   TRY(bt_plain_evaluate(NULL, B, (int)n_te, F, C, xte, yte, ex_hist[best], &loss_ex, &acc_ex));
 
   /* ---- server: encrypted inference on one batch of test images ---- */
   t0 = bt_seconds();
   const int irows = (int)n_te < B ? (int)n_te : B;
-  TRY(client_batch(&cl, xte, yte, 0, irows, C, bt_trainer_x_level(t), bt_trainer_y_level(t), &ib));
-  TRY(bt_ciphertext_new(p, &z));
-  TRY(bt_trainer_logits(t, ev, ib.x, hist[best], z, NULL));
+  TRY(bt_client_encrypt(cl, BT_SET_TEST, fte, NULL, (size_t)irows, &sc, NULL, NULL, NULL, &ts));
+  TRY(bt_job_infer(job, &bm, &ts, NULL, NULL, &lg));
   t_infer = bt_seconds() - t0;
-  TRY(client_decrypt(&cl, z));
-  zbuf = malloc((size_t)B * C * sizeof *zbuf);
-  if (!zbuf) FAIL("out of memory");
-  for (size_t i = 0; i < L.slots; i++) wre[i] = creal(cl.cv[i]);
-  bt_hemat_unpack_logits(&L, wre, zbuf);
+  if (!(zf = malloc((size_t)irows * C * sizeof *zf))) FAIL("out of memory");
+  TRY(bt_client_decrypt_logits(cl, &lg, zf));
+  double *zc = malloc((size_t)C * sizeof *zc);
+  if (!zc) FAIL("out of memory");
   int right = 0, agree = 0;
   for (int r = 0; r < irows; r++) {
     int be = 0, bc = 0;
-    double zc[1024];
+    bt_plain_head_logits(&head, fte + (size_t)r * dim, 1, zc);
     for (int c = 0; c < C; c++) {
-      double s = 0;
-      for (int f = 0; f < F; f++) s += xte[(size_t)r * F + f] * wdec[(size_t)c * F + f];
-      zc[c] = s;
-      if (zbuf[r * C + c] > zbuf[r * C + be]) be = c;
+      if (zf[(size_t)r * C + c] > zf[(size_t)r * C + be]) be = c;
       if (zc[c] > zc[bc]) bc = c;
     }
     right += be == yte[r];
     agree += be == bc;
   }
+  free(zc);
 
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -506,12 +393,6 @@ int bt_cli_demo(int argc, char **argv) {
   rc = 0;
 out:
   json_object_put(jepochs);
-  if (tb)
-    for (int k = 0; k < ntb; k++) free_batch(&L, &tb[k]);
-  if (vb)
-    for (int k = 0; k < nvb; k++) free_batch(&L, &vb[k]);
-  free(tb), free(vb);
-  free_batch(&L, &ib);
   if (hist)
     for (int e = 0; e < epochs; e++) bt_ciphertext_free(hist[e]);
   if (tw_hist)
@@ -519,14 +400,14 @@ out:
   if (ex_hist)
     for (int e = 0; e < epochs; e++) free(ex_hist[e]);
   free(hist), free(tw_hist), free(ex_hist);
-  bt_ciphertext_free(a), bt_ciphertext_free(loss), bt_ciphertext_free(lpart), bt_ciphertext_free(z);
-  bt_prng_wipe(&cl.g);
-  bt_cli_session_free(&ss);
-  bt_plaintext_free(cl.pt);
-  free(cl.slots), free(cl.cv), free(cl.rows_buf);
-  bt_ckks_params_free(p);
+  bt_job_free(job);
+  bt_enc_dataset_clear(&tr), bt_enc_dataset_clear(&va), bt_enc_dataset_clear(&ts);
+  bt_enc_logits_clear(&lg);
+  bt_plain_head_clear(&sc), bt_plain_head_clear(&head);
   bt_softmax_approx_free(&sa);
-  free(ftr), free(fte), free(ltr), free(lte), free(mean), free(sd), free(xtr), free(xte), free(ytr), free(yte);
-  free(tw_v), free(tw_w), free(ex_v), free(ex_w), free(wdec), free(wre), free(zbuf), free(order);
+  bt_eval_bundle_clear(&eb);
+  bt_client_free(cl);
+  free(ftr), free(fte), free(ltr), free(lte), free(ytr), free(yte), free(order), free(border);
+  free(xtr), free(xval), free(xte), free(tw_v), free(tw_w), free(ex_v), free(ex_w), free(zf);
   return rc;
 }

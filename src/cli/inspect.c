@@ -5,7 +5,7 @@
 
 #include <json-c/json.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 
 static void help(void) {
   printf("usage: blindtuner inspect [--json] FILE...\n"
@@ -38,8 +38,8 @@ int bt_cli_inspect(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (argv[i][0] == '-' && argv[i][1]) continue;
     files++;
-    bt_io_summary s;
-    if (bt_io_summarize(argv[i], &s) != BT_OK) {
+    bt_pipeline_summary s;
+    if (bt_pipeline_summarize(argv[i], &s) != BT_OK) {
       fprintf(stderr, "blindtuner inspect: %s\n", bt_last_error());
       bad = 1;
       continue;

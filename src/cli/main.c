@@ -5,7 +5,8 @@
 
 #include "blindtuner/status.h"
 #include "blindtuner/util.h"
-#include "cli/cli.h"
+#include "bench.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -16,7 +17,7 @@ static void usage(FILE *f) {
           "commands:\n"
           "  demo               the whole pipeline on Fashion-MNIST 5-9: features, encryption,\n"
           "                     encrypted training with bootstrapping, decryption, accuracy\n"
-          "  example            worked CKKS example: encrypt, compute, decrypt, print precision\n"
+
           "\n"
           "client (holds the secret key and the plaintext data):\n"
           "  extract            transformer features of a dataset, as .npy\n"
@@ -39,79 +40,6 @@ static void usage(FILE *f) {
           "Environment: BT_THREADS sets the default number of threads.\n");
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-double bt_cli_median(double *t, int n) {
-  qsort(t, (size_t)n, sizeof *t, cmp_double);
-  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
-int bt_cli_parse_int(const char *opt, const char *val, int lo, int hi) {
-  if (!val) {
-    fprintf(stderr, "blindtuner: %s needs a value\n", opt);
-    return -1;
-  }
-  char *end;
-  long v = strtol(val, &end, 10);
-  if (*val == '\0' || *end != '\0' || v < lo || v > hi) {
-    fprintf(stderr, "blindtuner: %s expects an integer in [%d, %d], got '%s'\n", opt, lo, hi, val);
-    return -1;
-  }
-  return (int)v;
-}
-
-int bt_cli_bench_option(bt_cli_bench_opts *o, int argc, char **argv, int *i) {
-  const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-  if (!strcmp(a, "--json")) {
-    o->json = 1;
-    return 1;
-  }
-  if (!strcmp(a, "--allow-insecure")) {
-    o->allow_insecure = 1;
-    return 1;
-  }
-  if (strcmp(a, "--threads") && strcmp(a, "--runs") && strcmp(a, "--preset") &&
-      (strcmp(a, "--shape") || !o->shape[0]))
-    return 0;
-  ++*i;
-  if (!strcmp(a, "--threads")) return (o->threads = bt_cli_parse_int(a, v, 1, 1024)) < 0 ? -1 : 1;
-  if (!strcmp(a, "--runs")) return (o->runs = bt_cli_parse_int(a, v, 1, o->runs_max)) < 0 ? -1 : 1;
-  if (!v) {
-    fprintf(stderr, "blindtuner %s: %s needs a value\n", o->who, a);
-    return -1;
-  }
-  if (!strcmp(a, "--preset")) {
-    o->preset = v;
-    return 1;
-  }
-  char tail;
-  int b, f, c;
-  if (sscanf(v, "%d,%d,%d%c", &b, &f, &c, &tail) != 3 || b < 1 || f < 1 || c < 1) {
-    fprintf(stderr, "blindtuner %s: --shape wants B,F,C (three positive integers), got '%s'\n", o->who, v);
-    return -1;
-  }
-  o->shape[0] = b, o->shape[1] = f, o->shape[2] = c;
-  return 1;
-}
-
-int bt_cli_bench_parse(bt_cli_bench_opts *o, int argc, char **argv, void (*help)(void)) {
-  for (int i = 1; i < argc; i++) {
-    const int r = bt_cli_bench_option(o, argc, argv, &i);
-    if (r < 0) return 2;
-    if (r) continue;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      help();
-      return 1;
-    }
-    fprintf(stderr, "blindtuner %s: unknown option '%s' (see --help)\n", o->who, argv[i]);
-    return 2;
-  }
-  return 0;
-}
-
 int main(int argc, char **argv) {
   if (bt_init() != BT_OK) {
     fprintf(stderr, "blindtuner: %s\n", bt_last_error());
@@ -130,8 +58,7 @@ int main(int argc, char **argv) {
     printf("blindtuner 0.1.0\n");
     return 0;
   }
-  if (!strcmp(cmd, "example")) return bt_cli_example(argc - 1, argv + 1);
-  if (!strcmp(cmd, "bench")) return bt_cli_bench(argc - 1, argv + 1);
+  if (!strcmp(cmd, "bench")) return bt_bench_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "extract")) return bt_cli_extract(argc - 1, argv + 1);
   if (!strcmp(cmd, "demo")) return bt_cli_demo(argc - 1, argv + 1);
   static const struct {

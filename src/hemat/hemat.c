@@ -213,8 +213,9 @@ static size_t sum_steps(int batch, int n, int sign, int *steps) {
   return k;
 }
 
-size_t bt_hemat_steps(const bt_hemat *h, int *steps) {
-  const bt_hemat_layout *L = &h->L;
+size_t bt_hemat_steps(const bt_hemat *h, int *steps) { return bt_hemat_layout_steps(&h->L, steps); }
+
+size_t bt_hemat_layout_steps(const bt_hemat_layout *L, int *steps) {
   const int c = L->cpad, s0 = L->s0, s1 = L->s1, t = L->period_rows;
   const int slots = (int)L->slots;
   int tmp[1024];
@@ -244,7 +245,7 @@ size_t bt_hemat_steps(const bt_hemat *h, int *steps) {
 /* ---- counted primitives ---- */
 static bt_status rot(bt_hemat *h, bt_evaluator *ev, const bt_ciphertext *a, int step, bt_ciphertext *out) {
   const int slots = (int)h->L.slots;
-  if (((step % slots) + slots) % slots == 0) return a == out ? BT_OK : bt_ciphertext_copy(out, a);
+  if (((step % slots) + slots) % slots == 0) return a == out ? BT_OK : bt_ciphertext_copy(a, out);
   h->cnt.rot++;
   return bt_eval_rotate(ev, a, step, out);
 }
@@ -311,7 +312,7 @@ bt_status bt_hemat_roll_x(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *x
   for (int j = 0; j < L->nb; j++) {
     if (x[j]->logslots != L->logslots)
       return bt_fail(BT_E_ARG, "X block %d has 2^%d slots, the layout 2^%d", j, x[j]->logslots, L->logslots);
-    bt_status st = bt_ciphertext_copy(rolled[(size_t)j * c], x[j]);
+    bt_status st = bt_ciphertext_copy(x[j], rolled[(size_t)j * c]);
     if (!st && c > 1) st = bt_eval_rotate_hoisted(ev, x[j], steps, (size_t)(c - 1), rolled + (size_t)j * c + 1);
     if (st) return st;
     h->cnt.rot += c - 1;
@@ -347,7 +348,7 @@ static bt_status abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled
   if (!st) st = bt_ciphertext_new(h->p, &w4);
   if (!st) st = bt_ciphertext_new(h->p, &wrep);
   if (!st) st = bt_ciphertext_new(h->p, &tmp);
-  if (!st) st = bt_ciphertext_copy(w4, w);
+  if (!st) st = bt_ciphertext_copy(w, w4);
   if (!st) st = dsum(h, ev, w4, t * s1, w_period_rows(L) / t, 1, tmp);
   for (int j = 0; j < L->nb && !st; j++) {
     set_rows_mask(h, j * c, c, t, wscale);
@@ -424,7 +425,7 @@ bt_status bt_hemat_atb(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *roll
   if (!st && g > 1) st = new_all(h->p, &dq, (size_t)g);
   if (!st && g > 1) {
     for (int q = 1; q < g; q++) qsteps[q - 1] = q * c;
-    st = bt_ciphertext_copy(dq[0], d);
+    st = bt_ciphertext_copy(d, dq[0]);
     if (!st) st = bt_eval_rotate_hoisted(ev, d, qsteps, (size_t)(g - 1), dq + 1);
     h->cnt.rot += g - 1;
     h->cnt.rot_hoisted += g - 1;

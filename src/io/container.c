@@ -811,3 +811,59 @@ bt_status bt_io_load(const bt_io_codec *c, const char *path, const bt_ckks_param
   close(fd);
   return st;
 }
+
+/* ---- the writer and reader as the layers above see them ---- */
+bt_status bt_io_writer_status(const bt_io_writer *w) { return w->st; }
+
+bt_status bt_io_writer_set_error(bt_io_writer *w, bt_status s) {
+  if (!w->st) w->st = s;
+  return w->st;
+}
+
+bt_status bt_io_reader_status(const bt_io_reader *r) { return r->st; }
+
+const uint8_t *bt_io_reader_params_hash(const bt_io_reader *r) { return r->params_hash; }
+
+bt_status bt_io_object_bytes(const bt_io_codec *c, const void *obj, uint64_t *n) {
+  uint64_t m;
+  bt_status st = c->measure(obj, &m);
+  if (!st) *n += 8 + m;
+  return st;
+}
+
+void bt_io_put_object(bt_io_writer *w, const bt_io_codec *c, const void *obj) {
+  uint64_t m;
+  if (w->st) return;
+  bt_status st = c->measure(obj, &m);
+  if (st) {
+    w->st = st;
+    return;
+  }
+  bt_io_put_u64(w, m);
+  if (!w->st && (st = c->emit(w, obj)) && !w->st) w->st = st;
+}
+
+bt_status bt_io_get_object(bt_io_reader *r, const bt_io_codec *c, const bt_ckks_params *p, unsigned flags,
+                           void *out, const char *what) {
+  const uint64_t len = bt_io_get_u64(r);
+  if (bt_io_frame_begin(r, len, what)) return r->st;
+  bt_status st = c->parse(r, p, flags, out);
+  if (st && !r->st) r->st = st;
+  if (bt_io_frame_end(r, what)) c->discard(out);
+  return r->st;
+}
+
+bt_status bt_io_write_atomic(const char *path, const void *data, size_t len, int secret) {
+  char *tmp = NULL;
+  int fd = -1;
+  bt_status st = create_temp(path, secret, &tmp, &fd);
+  if (st) return st;
+  st = write_full(path, fd, data, len);
+  if (!st && fsync(fd) != 0) st = os_fail(path, "fsync failed");
+  if (close(fd) != 0 && !st) st = os_fail(path, "close failed");
+  if (!st && rename(tmp, path) != 0) st = os_fail(path, "rename failed");
+  if (st) unlink(tmp);
+  else sync_dir(path);
+  bt_free(tmp);
+  return st;
+}

@@ -301,6 +301,29 @@ bt_status bt_io_ct_view_of(const bt_ciphertext *ct, ct_view *v) {
   return BT_OK;
 }
 
+bt_status bt_io_ciphertext_bytes(const bt_ciphertext *ct, uint64_t *n) {
+  ct_view v;
+  bt_status st = bt_io_ct_view_of(ct, &v);
+  return st ? st : bt_io_object_bytes(&bt_io_ciphertext_codec, &v, n);
+}
+
+void bt_io_put_ciphertext(bt_io_writer *w, const bt_ciphertext *ct) {
+  ct_view v;
+  if (w->st) return;
+  bt_status st = bt_io_ct_view_of(ct, &v);
+  if (st) w->st = st;
+  else bt_io_put_object(w, &bt_io_ciphertext_codec, &v);
+}
+
+bt_ciphertext *bt_io_get_ciphertext(bt_io_reader *r, const bt_ckks_params *p, const char *what) {
+  bt_ciphertext *ct = NULL;
+  if (bt_io_get_object(r, &bt_io_ciphertext_codec, p, 0, &ct, what)) {
+    bt_ciphertext_free(ct);
+    return NULL;
+  }
+  return ct;
+}
+
 /* ---- secret key ----
  * Only the ternary coefficients travel: code 0 -> 0, 1 -> 1, 2 -> -1
  * (3 is invalid), four per byte, coefficient j in bits 2(j%4)..2(j%4)+1 of
@@ -706,3 +729,59 @@ bt_status bt_io_load_eval_keys(const char *path, const bt_ckks_params *p, bt_eva
   *out = NULL;
   return bt_io_load(&bt_io_eval_keys_codec, path, p, 0, out);
 }
+
+/* ---- encapsulation key (sparse-secret bootstrapping; embedded in the
+ * evaluation bundle, no container kind of its own) ----
+ * hamming weight u32 | seed | poly b on q_0 | poly b on p_0 */
+static bt_status encaps_measure(const void *obj, uint64_t *payload) {
+  const bt_encaps_key *k = obj;
+  const bt_ckks_params *p = k->params;
+  *payload = 4 + BT_SEED_BYTES + bt_io_poly_bytes(p, 0, 1) + bt_io_poly_bytes(p, p->nq, 1);
+  return BT_OK;
+}
+
+static bt_status encaps_emit(bt_io_writer *w, const void *obj) {
+  const bt_encaps_key *k = obj;
+  const bt_ckks_params *p = k->params;
+  bt_io_put_u32(w, (uint32_t)k->hamming_weight);
+  bt_io_put_bytes(w, k->seed, BT_SEED_BYTES);
+  bt_io_put_poly(w, p, k->b, 0, 1, "encapsulation key b");
+  bt_io_put_poly(w, p, k->b + p->n, p->nq, 1, "encapsulation key b");
+  return w->st;
+}
+
+static bt_status encaps_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
+  (void)flags;
+  bt_encaps_key **kk = out;
+  const int hw = bt_io_get_int(r, 1, (int)p->n, "encapsulation Hamming weight");
+  if (r->st) return r->st;
+  bt_encaps_key *k = bt_calloc(1, sizeof *k);
+  if (!k || !(k->b = bt_alloc(4 * p->n * sizeof *k->b))) {
+    bt_free(k);
+    return BT_E_NOMEM;
+  }
+  *kk = k;
+  k->params = p;
+  k->hamming_weight = hw;
+  k->a = k->b + 2 * p->n;
+  bt_io_get_bytes(r, k->seed, BT_SEED_BYTES);
+  bt_io_get_poly(r, p, k->b, 0, 1, "encapsulation key b");
+  bt_io_get_poly(r, p, k->b + p->n, p->nq, 1, "encapsulation key b");
+  if (r->st) return r->st;
+  /* a, as bt_keygen_encapsulation expands it: q_0 then p_0 from one stream */
+  bt_prng ga;
+  bt_prng_init(&ga, k->seed);
+  bt_sample_uniform(&ga, &p->mod[0], 1, p->n, k->a);
+  bt_sample_uniform(&ga, &p->mod[p->nq], 1, p->n, k->a + p->n);
+  bt_prng_wipe(&ga);
+  return BT_OK;
+}
+
+static void encaps_discard(void *out) {
+  bt_encaps_key **k = out;
+  bt_encaps_key_free(*k);
+  *k = NULL;
+}
+
+const bt_io_codec bt_io_encaps_key_codec = {0, 0, encaps_measure, encaps_emit, encaps_parse, encaps_discard};
+

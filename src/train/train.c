@@ -98,15 +98,17 @@ bt_status bt_trainer_bootstrap_config(const bt_ckks_params *p, const bt_hemat_la
   return st;
 }
 
-size_t bt_trainer_steps(const bt_trainer *t, int *steps) {
-  size_t n = bt_hemat_steps(t->h, steps);
-  for (int w = t->L.cpad / 2; w >= 1; w /= 2) steps[n++] = w;
-  n += bt_inner_sum_steps(1, t->L.cpad, 0, steps + n);
-  n += bt_inner_sum_steps(1, t->L.cpad, 1, steps + n);
-  if (t->L.fold)
-    n += bt_inner_sum_steps(t->L.cpad, (int)(t->L.slots / (size_t)t->L.cpad), 0, steps + n);
+size_t bt_trainer_steps(const bt_trainer *t, int *steps) { return bt_train_layout_steps(&t->L, steps); }
+
+size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps) {
+  size_t n = bt_hemat_layout_steps(L, steps);
+  for (int w = L->cpad / 2; w >= 1; w /= 2) steps[n++] = w;
+  n += bt_inner_sum_steps(1, L->cpad, 0, steps + n);
+  n += bt_inner_sum_steps(1, L->cpad, 1, steps + n);
+  if (L->fold)
+    n += bt_inner_sum_steps(L->cpad, (int)(L->slots / (size_t)L->cpad), 0, steps + n);
   else
-    n += bt_inner_sum_steps(t->L.s1, t->L.s0, 0, steps + n);
+    n += bt_inner_sum_steps(L->s1, L->s0, 0, steps + n);
   /* drop repeats */
   size_t m = 0;
   for (size_t i = 0; i < n; i++) {
@@ -117,14 +119,18 @@ size_t bt_trainer_steps(const bt_trainer *t, int *steps) {
   return m;
 }
 
-int bt_trainer_x_level(const bt_trainer *t) {
-  (void)t;
+/* The step's first products (DiagABT on X, the gradient's DiagATB on
+ * P - Y) take X at level 2 and Y at level 3 whatever the layout. */
+int bt_train_x_level(const bt_hemat_layout *L) {
+  (void)L;
   return 2;
 }
-int bt_trainer_y_level(const bt_trainer *t) {
-  (void)t;
+int bt_train_y_level(const bt_hemat_layout *L) {
+  (void)L;
   return 3;
 }
+int bt_trainer_x_level(const bt_trainer *t) { return bt_train_x_level(&t->L); }
+int bt_trainer_y_level(const bt_trainer *t) { return bt_train_y_level(&t->L); }
 
 /* ---- plaintext patterns on the diagonal layout ----
  * Plain: row r, diagonal a at slot (r, a), a < C'.  Folded (hemat.h): row
@@ -185,7 +191,7 @@ static bt_status refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *ct, int
   ct->scale = t->scale; /* reads the value times r; undone below */
   bt_ciphertext *tmp = t->s[NSCRATCH - 1];
   st = bt_bootstrap(t->bs, ev, ct, tmp);
-  if (!st) st = bt_ciphertext_copy(ct, tmp);
+  if (!st) st = bt_ciphertext_copy(tmp, ct);
   if (!st && !exact) {
     st = bt_eval_mul_const(ev, ct, 1 / r, 0, ct);
     if (!st) st = bt_eval_rescale(ev, ct, ct);
@@ -252,7 +258,7 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
   TRY(refresh(t, ev, z, relu_depth > 1 ? relu_depth : 1));
   TRY(bt_eval_mul_const(ev, z, sa->unit_t / sa->unit_e, 0, zs));
   TRY(bt_eval_rescale(ev, zs, zs));
-  TRY(bt_ciphertext_copy(cur, z));
+  TRY(bt_ciphertext_copy(z, cur));
   for (int w = cp / 2; w >= 1; w /= 2) {
     TRY(refresh(t, ev, cur, relu_depth));
     TRY(bt_eval_rotate(ev, cur, w, b));
@@ -270,8 +276,8 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
   if (lr) {
     /* (z_label - m) / unit_e in column 0: the label picks it out of the row */
     bt_ciphertext *yy = t->s[12];
-    TRY(bt_ciphertext_copy(dy, e));
-    TRY(bt_ciphertext_copy(yy, lr->y));
+    TRY(bt_ciphertext_copy(e, dy));
+    TRY(bt_ciphertext_copy(lr->y, yy));
     TRY(refresh(t, ev, dy, 1));
     TRY(refresh(t, ev, yy, 1));
     TRY(mul_exact(t, ev, dy, yy, dy));
@@ -434,7 +440,7 @@ static bt_status logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x
   bt_status st;
   PHASE_BEGIN(other_s);
   TRY(refresh(t, ev, a, 4)); /* in place: whoever uses a next finds it fresh */
-  TRY(bt_ciphertext_copy(w, a));
+  TRY(bt_ciphertext_copy(a, w));
   TRY(bt_eval_conjugate(ev, w, ac));
   TRY(bt_eval_sub(ev, w, ac, w));               /* 2iW */
   TRY(bt_eval_mul_const(ev, w, 0, -0.5, w));    /* W */

@@ -1,4 +1,5 @@
-/* Helpers shared by the vision layer's sources; not part of the public API. */
+/* Helpers shared by the vision layer's sources; not part of the public API
+ * (what other layers and tests may use is in vision.h and vision_data.h). */
 #ifndef BT_VISION_INTERNAL_H
 #define BT_VISION_INTERNAL_H
 
@@ -7,10 +8,7 @@
 #include <stdio.h>
 
 #include "blindtuner/status.h"
-
-/* Reads a whole file into a bt_alloc'd buffer (*len bytes, plus a NUL past
- * the end).  Errors name the path. */
-bt_status bt_read_file(const char *path, uint8_t **buf, size_t *len) BT_MUST_CHECK;
+#include "blindtuner/vision_data.h"
 
 /* An output file written under a temporary name and renamed into place on
  * commit, so a failed run never leaves a partial file behind. */
@@ -24,8 +22,5 @@ bt_status bt_file_out_open(bt_file_out *fo, const char *path) BT_MUST_CHECK;
 bt_status bt_file_out_commit(bt_file_out *fo) BT_MUST_CHECK;
 /* Closes and removes the temporary file. */
 void bt_file_out_abort(bt_file_out *fo);
-
-float bt_half_to_float(uint16_t h);
-uint16_t bt_float_to_half(float f);
 
 #endif

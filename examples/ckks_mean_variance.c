@@ -1,4 +1,5 @@
-/* `blindtuner example`: a worked CKKS computation on encrypted data.
+/* A worked CKKS computation on encrypted data, on the public API only
+ * (build/example-ckks, `make example`).
  *
  * The client encrypts a vector of measurements; the server, holding only
  * evaluation keys, computes their mean and variance (sum by rotations,
@@ -11,10 +12,9 @@
 #include <string.h>
 
 #include "blindtuner/ckks.h"
-#include "cli/cli.h"
 
 static void help(void) {
-  printf("usage: blindtuner example [--preset NAME] [--threads N] [--allow-insecure]\n"
+  printf("usage: example-ckks [--preset NAME] [--threads N] [--allow-insecure]\n"
          "\n"
          "Encrypts a vector with the CKKS engine, computes its mean and variance on the\n"
          "ciphertext with evaluation keys only, decrypts, and prints the precision of\n"
@@ -29,7 +29,7 @@ static void help(void) {
   do {                                                                            \
     bt_status st_ = (expr);                                                       \
     if (st_ != BT_OK) {                                                           \
-      fprintf(stderr, "blindtuner example: %s (%s)\n", bt_last_error(), bt_status_name(st_)); \
+      fprintf(stderr, "example-ckks: %s (%s)\n", bt_last_error(), bt_status_name(st_)); \
       goto out;                                                                   \
     }                                                                             \
   } while (0)
@@ -48,7 +48,19 @@ static double report(const char *what, const bt_plaintext *pt, const double comp
   return pr.min_bits;
 }
 
-int bt_cli_example(int argc, char **argv) {
+/* "--threads N": N in [1, 1024], or -1 after a message. */
+static int parse_threads(const char *v) {
+  char *end;
+  const long n = v ? strtol(v, &end, 10) : 0;
+  if (!v || *end || n < 1 || n > 1024) {
+    fprintf(stderr, "example-ckks: --threads expects an integer in [1, 1024]\n");
+    return -1;
+  }
+  return (int)n;
+}
+
+int main(int argc, char **argv) {
+  if (bt_init() != BT_OK) return 1;
   const char *preset = "bench-n16";
   int threads = 0;
   unsigned flags = 0;
@@ -59,12 +71,12 @@ int bt_cli_example(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--preset") && i + 1 < argc) {
       preset = argv[++i];
     } else if (!strcmp(argv[i], "--threads")) {
-      if ((threads = bt_cli_parse_int("--threads", i + 1 < argc ? argv[++i] : NULL, 1, 1024)) < 0)
+      if ((threads = parse_threads(i + 1 < argc ? argv[++i] : NULL)) < 0)
         return 2;
     } else if (!strcmp(argv[i], "--allow-insecure")) {
       flags |= BT_ALLOW_INSECURE;
     } else {
-      fprintf(stderr, "blindtuner example: unknown option '%s'\n", argv[i]);
+      fprintf(stderr, "example-ckks: unknown option '%s'\n", argv[i]);
       return 2;
     }
   }
@@ -151,7 +163,7 @@ int bt_cli_example(int argc, char **argv) {
   double b2 = report("variance", pt, want);
   printf("levels left: %d of %d\n", var->level, bt_ckks_max_level(p));
   if (b1 < 15 || b2 < 15) {
-    fprintf(stderr, "blindtuner example: precision below 15 bits\n");
+    fprintf(stderr, "example-ckks: precision below 15 bits\n");
     goto out;
   }
   rc = 0;

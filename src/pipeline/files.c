@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/internal.h"
+#include "blindtuner/pipeline.h"
 
 #define MAX_BATCHES (1 << 20)
 #define MAX_BLOCKS 4096
@@ -23,21 +23,21 @@
 /* ---- building blocks ---- */
 #define TAG_BYTES (BT_KEYSET_ID_BYTES + 3 * 4)
 
-static void put_tag(bt_io_writer *w, const bt_io_tag *t) {
+static void put_tag(bt_io_writer *w, const bt_job_tag *t) {
   bt_io_put_bytes(w, t->keyset, BT_KEYSET_ID_BYTES);
   bt_io_put_u32(w, (uint32_t)t->batch);
   bt_io_put_u32(w, (uint32_t)t->features);
   bt_io_put_u32(w, (uint32_t)t->classes);
 }
 
-static bt_status check_tag_fields(const bt_io_tag *t) {
+static bt_status check_tag_fields(const bt_job_tag *t) {
   if (t->batch < 1 || t->batch > 65536 || t->features < 2 || t->features > (1 << 20) || t->classes < 2 ||
       t->classes > 4096)
     return bt_fail(BT_E_ARG, "layout %d x %d x %d out of range", t->batch, t->features, t->classes);
   return BT_OK;
 }
 
-static void get_tag(bt_io_reader *r, bt_io_tag *t) {
+static void get_tag(bt_io_reader *r, bt_job_tag *t) {
   bt_io_get_bytes(r, t->keyset, BT_KEYSET_ID_BYTES);
   t->batch = bt_io_get_int(r, 1, 65536, "rows per batch");
   t->features = bt_io_get_int(r, 2, 1 << 20, "features");
@@ -45,7 +45,7 @@ static void get_tag(bt_io_reader *r, bt_io_tag *t) {
 }
 
 /* The caller's expectation, after a successful load. */
-static bt_status check_expect(const char *path, const bt_io_tag *got, const bt_io_tag *want) {
+static bt_status check_expect(const char *path, const bt_job_tag *got, const bt_job_tag *want) {
   if (!want) return BT_OK;
   if (memcmp(got->keyset, want->keyset, BT_KEYSET_ID_BYTES) != 0)
     return bt_io_fail(path, BT_E_PARAMS, "was made with the keys of another keygen (key-set ID differs)");
@@ -55,62 +55,15 @@ static bt_status check_expect(const char *path, const bt_io_tag *got, const bt_i
   return BT_OK;
 }
 
-static bt_status obj_bytes(const bt_io_codec *c, const void *obj, uint64_t *n) {
-  uint64_t m;
-  bt_status st = c->measure(obj, &m);
-  if (!st) *n += 8 + m;
-  return st;
-}
-
-static void put_obj(bt_io_writer *w, const bt_io_codec *c, const void *obj) {
-  uint64_t m;
-  if (w->st) return;
-  bt_status st = c->measure(obj, &m);
-  if (st) {
-    w->st = st;
-    return;
-  }
-  bt_io_put_u64(w, m);
-  if (!w->st) {
-    st = c->emit(w, obj);
-    if (st && !w->st) w->st = st;
-  }
-}
-
-static bt_status get_obj(bt_io_reader *r, const bt_io_codec *c, const bt_ckks_params *p, unsigned flags, void *out,
-                         const char *what) {
-  uint64_t len = bt_io_get_u64(r);
-  if (bt_io_frame_begin(r, len, what)) return r->st;
-  bt_status st = c->parse(r, p, flags, out);
-  if (st && !r->st) r->st = st;
-  return bt_io_frame_end(r, what);
-}
-
-static bt_status ct_bytes(const bt_ciphertext *ct, uint64_t *n) {
-  bt_io_ct_view v;
-  bt_status st = bt_io_ct_view_of(ct, &v);
-  return st ? st : obj_bytes(&bt_io_ciphertext_codec, &v, n);
-}
-
-static void put_ct(bt_io_writer *w, const bt_ciphertext *ct) {
-  bt_io_ct_view v;
-  if (w->st) return;
-  bt_status st = bt_io_ct_view_of(ct, &v);
-  if (st) w->st = st;
-  else put_obj(w, &bt_io_ciphertext_codec, &v);
-}
-
-static bt_ciphertext *get_ct(bt_io_reader *r, const bt_ckks_params *p, const char *what) {
-  bt_ciphertext *ct = NULL;
-  if (get_obj(r, &bt_io_ciphertext_codec, p, 0, &ct, what)) {
-    bt_ciphertext_free(ct);
-    return NULL;
-  }
-  return ct;
-}
+#define obj_bytes bt_io_object_bytes
+#define put_obj bt_io_put_object
+#define get_obj bt_io_get_object
+#define ct_bytes bt_io_ciphertext_bytes
+#define put_ct bt_io_put_ciphertext
+#define get_ct bt_io_get_ciphertext
 
 static bt_status params_match(bt_io_reader *r, const bt_ckks_params *p) {
-  if (memcmp(bt_ckks_params_hash(p), r->params_hash, BT_PARAMS_HASH_BYTES) != 0)
+  if (memcmp(bt_ckks_params_hash(p), bt_io_reader_params_hash(r), BT_PARAMS_HASH_BYTES) != 0)
     return bt_io_reader_fail(r, BT_E_FORMAT, "the header's parameter hash does not match the parameters inside");
   return BT_OK;
 }
@@ -121,59 +74,6 @@ typedef struct bundle_load {
   void *b;
 } bundle_load;
 
-/* ---- encapsulation key (inside the evaluation bundle) ----
- * hamming weight u32 | seed | poly b on q_0 | poly b on p_0 */
-static bt_status encaps_measure(const void *obj, uint64_t *payload) {
-  const bt_encaps_key *k = obj;
-  const bt_ckks_params *p = k->params;
-  *payload = 4 + BT_SEED_BYTES + bt_io_poly_bytes(p, 0, 1) + bt_io_poly_bytes(p, p->nq, 1);
-  return BT_OK;
-}
-
-static bt_status encaps_emit(bt_io_writer *w, const void *obj) {
-  const bt_encaps_key *k = obj;
-  const bt_ckks_params *p = k->params;
-  bt_io_put_u32(w, (uint32_t)k->hamming_weight);
-  bt_io_put_bytes(w, k->seed, BT_SEED_BYTES);
-  bt_io_put_poly(w, p, k->b, 0, 1, "encapsulation key b");
-  bt_io_put_poly(w, p, k->b + p->n, p->nq, 1, "encapsulation key b");
-  return w->st;
-}
-
-static bt_status encaps_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
-  (void)flags;
-  bt_encaps_key **kk = out;
-  const int hw = bt_io_get_int(r, 1, (int)p->n, "encapsulation Hamming weight");
-  if (r->st) return r->st;
-  bt_encaps_key *k = bt_calloc(1, sizeof *k);
-  if (!k || !(k->b = bt_alloc(4 * p->n * sizeof *k->b))) {
-    bt_free(k);
-    return BT_E_NOMEM;
-  }
-  *kk = k;
-  k->params = p;
-  k->hamming_weight = hw;
-  k->a = k->b + 2 * p->n;
-  bt_io_get_bytes(r, k->seed, BT_SEED_BYTES);
-  bt_io_get_poly(r, p, k->b, 0, 1, "encapsulation key b");
-  bt_io_get_poly(r, p, k->b + p->n, p->nq, 1, "encapsulation key b");
-  if (r->st) return r->st;
-  /* a, as bt_keygen_encapsulation expands it: q_0 then p_0 from one stream */
-  bt_prng ga;
-  bt_prng_init(&ga, k->seed);
-  bt_sample_uniform(&ga, &p->mod[0], 1, p->n, k->a);
-  bt_sample_uniform(&ga, &p->mod[p->nq], 1, p->n, k->a + p->n);
-  bt_prng_wipe(&ga);
-  return BT_OK;
-}
-
-static void encaps_discard(void *out) {
-  bt_encaps_key **k = out;
-  bt_encaps_key_free(*k);
-  *k = NULL;
-}
-
-static const bt_io_codec encaps_codec = {0, 0, encaps_measure, encaps_emit, encaps_parse, encaps_discard};
 
 /* ---- secret bundle: tag | PARAMS | SECRET_KEY ---- */
 static bt_status sb_measure(const void *obj, uint64_t *payload) {
@@ -191,7 +91,7 @@ static bt_status sb_emit(bt_io_writer *w, const void *obj) {
   put_tag(w, &b->tag);
   put_obj(w, &bt_io_params_codec, b->sk->params);
   put_obj(w, &bt_io_secret_key_codec, b->sk);
-  return w->st;
+  return bt_io_writer_status(w);
 }
 
 static bt_status sb_parse(bt_io_reader *r, const bt_ckks_params *unused, unsigned flags, void *out) {
@@ -199,8 +99,8 @@ static bt_status sb_parse(bt_io_reader *r, const bt_ckks_params *unused, unsigne
   bundle_load *l = out;
   bt_secret_bundle *b = l->b;
   get_tag(r, &b->tag);
-  if (get_obj(r, &bt_io_params_codec, NULL, flags, &l->p, "the parameters")) return r->st;
-  if (params_match(r, l->p)) return r->st;
+  if (get_obj(r, &bt_io_params_codec, NULL, flags, &l->p, "the parameters")) return bt_io_reader_status(r);
+  if (params_match(r, l->p)) return bt_io_reader_status(r);
   return get_obj(r, &bt_io_secret_key_codec, l->p, 0, &b->sk, "the secret key");
 }
 
@@ -219,12 +119,12 @@ void bt_secret_bundle_clear(bt_secret_bundle *b) {
   memset(b, 0, sizeof *b);
 }
 
-bt_status bt_io_save_secret_bundle(const char *path, const bt_secret_bundle *b) {
+bt_status bt_pipeline_save_secret_bundle(const char *path, const bt_secret_bundle *b) {
   if (!b->sk) return bt_fail(BT_E_ARG, "%s: no secret key to save", path);
   return bt_io_save(&sb_codec, path, b, bt_ckks_params_hash(b->sk->params));
 }
 
-bt_status bt_io_load_secret_bundle(const char *path, unsigned flags, bt_ckks_params **p, bt_secret_bundle *b) {
+bt_status bt_pipeline_load_secret_bundle(const char *path, unsigned flags, bt_ckks_params **p, bt_secret_bundle *b) {
   memset(b, 0, sizeof *b);
   *p = NULL;
   bundle_load l = {NULL, b};
@@ -240,7 +140,7 @@ static bt_status eb_measure(const void *obj, uint64_t *payload) {
   bt_status st = check_tag_fields(&b->tag);
   if (!st && !b->to_sparse != !b->to_dense) st = bt_fail(BT_E_ARG, "encapsulation keys come in pairs");
   if (!st) st = obj_bytes(&bt_io_params_codec, b->ek->params, &n);
-  if (!st && b->to_sparse) st = obj_bytes(&encaps_codec, b->to_sparse, &n);
+  if (!st && b->to_sparse) st = obj_bytes(&bt_io_encaps_key_codec, b->to_sparse, &n);
   if (!st && b->to_dense) st = obj_bytes(&bt_io_switch_key_codec, b->to_dense, &n);
   if (!st) st = obj_bytes(&bt_io_eval_keys_codec, b->ek, &n);
   *payload = n;
@@ -253,11 +153,11 @@ static bt_status eb_emit(bt_io_writer *w, const void *obj) {
   put_obj(w, &bt_io_params_codec, b->ek->params);
   bt_io_put_u32(w, b->to_sparse ? 1u : 0u);
   if (b->to_sparse) {
-    put_obj(w, &encaps_codec, b->to_sparse);
+    put_obj(w, &bt_io_encaps_key_codec, b->to_sparse);
     put_obj(w, &bt_io_switch_key_codec, b->to_dense);
   }
   put_obj(w, &bt_io_eval_keys_codec, b->ek);
-  return w->st;
+  return bt_io_writer_status(w);
 }
 
 static bt_status eb_parse(bt_io_reader *r, const bt_ckks_params *unused, unsigned flags, void *out) {
@@ -265,12 +165,12 @@ static bt_status eb_parse(bt_io_reader *r, const bt_ckks_params *unused, unsigne
   bundle_load *l = out;
   bt_eval_bundle *b = l->b;
   get_tag(r, &b->tag);
-  if (get_obj(r, &bt_io_params_codec, NULL, flags, &l->p, "the parameters")) return r->st;
-  if (params_match(r, l->p)) return r->st;
+  if (get_obj(r, &bt_io_params_codec, NULL, flags, &l->p, "the parameters")) return bt_io_reader_status(r);
+  if (params_match(r, l->p)) return bt_io_reader_status(r);
   const int encaps = bt_io_get_int(r, 0, 1, "encapsulation flag");
-  if (encaps && get_obj(r, &encaps_codec, l->p, 0, &b->to_sparse, "the encapsulation key")) return r->st;
+  if (encaps && get_obj(r, &bt_io_encaps_key_codec, l->p, 0, &b->to_sparse, "the encapsulation key")) return bt_io_reader_status(r);
   if (encaps && get_obj(r, &bt_io_switch_key_codec, l->p, 0, &b->to_dense, "the key back from encapsulation"))
-    return r->st;
+    return bt_io_reader_status(r);
   return get_obj(r, &bt_io_eval_keys_codec, l->p, 0, &b->ek, "the evaluation keys");
 }
 
@@ -291,12 +191,12 @@ void bt_eval_bundle_clear(bt_eval_bundle *b) {
   memset(b, 0, sizeof *b);
 }
 
-bt_status bt_io_save_eval_bundle(const char *path, const bt_eval_bundle *b) {
+bt_status bt_pipeline_save_eval_bundle(const char *path, const bt_eval_bundle *b) {
   if (!b->ek) return bt_fail(BT_E_ARG, "%s: no evaluation keys to save", path);
   return bt_io_save(&eb_codec, path, b, bt_ckks_params_hash(b->ek->params));
 }
 
-bt_status bt_io_load_eval_bundle(const char *path, unsigned flags, bt_ckks_params **p, bt_eval_bundle *b) {
+bt_status bt_pipeline_load_eval_bundle(const char *path, unsigned flags, bt_ckks_params **p, bt_eval_bundle *b) {
   memset(b, 0, sizeof *b);
   *p = NULL;
   bundle_load l = {NULL, b};
@@ -350,12 +250,12 @@ static bt_status ds_emit(bt_io_writer *w, const void *obj) {
   bt_io_put_u32(w, (uint32_t)d->nx);
   bt_io_put_u32(w, (uint32_t)d->nbatches);
   bt_io_put_u32(w, d->labelled ? 1u : 0u);
-  for (int k = 0; k < d->nbatches && !w->st; k++) {
+  for (int k = 0; k < d->nbatches && !bt_io_writer_status(w); k++) {
     bt_io_put_u32(w, (uint32_t)d->b[k].rows);
     for (int j = 0; j < d->nx; j++) put_ct(w, d->b[k].x[j]);
     if (d->labelled) put_ct(w, d->b[k].y);
   }
-  return w->st;
+  return bt_io_writer_status(w);
 }
 
 static bt_status ds_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
@@ -367,7 +267,7 @@ static bt_status ds_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned fla
   const int nx = bt_io_get_int(r, 1, MAX_BLOCKS, "blocks per batch");
   const int nb = bt_io_get_int(r, 1, MAX_BATCHES, "batches");
   d->labelled = bt_io_get_int(r, 0, 1, "labels flag");
-  if (r->st) return r->st;
+  if (bt_io_reader_status(r)) return bt_io_reader_status(r);
   /* each batch holds at least (nx + labelled) framed ciphertexts of more
    * than 8 bytes: bound the count by the payload before allocating */
   if ((uint64_t)nb * (uint64_t)(nx + d->labelled) * 16 > bt_io_remaining(r))
@@ -377,17 +277,17 @@ static bt_status ds_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned fla
   d->nbatches = nb;
   d->nx = nx;
   long total = 0;
-  for (int k = 0; k < nb && !r->st; k++) {
+  for (int k = 0; k < nb && !bt_io_reader_status(r); k++) {
     bt_enc_batch *b = &d->b[k];
     b->rows = bt_io_get_int(r, 1, d->tag.batch, "rows of a batch");
     total += b->rows;
     if (!(b->x = calloc((size_t)nx, sizeof *b->x))) return BT_E_NOMEM;
-    for (int j = 0; j < nx && !r->st; j++) b->x[j] = get_ct(r, p, "a feature block");
-    if (d->labelled && !r->st) b->y = get_ct(r, p, "a label block");
+    for (int j = 0; j < nx && !bt_io_reader_status(r); j++) b->x[j] = get_ct(r, p, "a feature block");
+    if (d->labelled && !bt_io_reader_status(r)) b->y = get_ct(r, p, "a label block");
   }
-  if (!r->st && total != d->rows)
+  if (!bt_io_reader_status(r) && total != d->rows)
     return bt_io_reader_fail(r, BT_E_FORMAT, "the batches hold %ld rows, the header says %d", total, d->rows);
-  return r->st;
+  return bt_io_reader_status(r);
 }
 
 static void ds_discard(void *out) { bt_enc_dataset_clear(out); }
@@ -396,12 +296,12 @@ static const bt_io_codec ds_codec = {BT_IO_DATASET, 0, ds_measure, ds_emit, ds_p
 
 static const uint8_t *hash_of(const bt_ciphertext *ct) { return bt_ckks_params_hash(ct->params); }
 
-bt_status bt_io_save_dataset(const char *path, const bt_enc_dataset *d) {
+bt_status bt_pipeline_save_dataset(const char *path, const bt_enc_dataset *d) {
   if (!d->b || !d->b[0].x || !d->b[0].x[0]) return bt_fail(BT_E_ARG, "%s: empty dataset", path);
   return bt_io_save(&ds_codec, path, d, hash_of(d->b[0].x[0]));
 }
 
-bt_status bt_io_load_dataset(const char *path, const bt_ckks_params *p, const bt_io_tag *expect, bt_enc_dataset *d) {
+bt_status bt_pipeline_load_dataset(const char *path, const bt_ckks_params *p, const bt_job_tag *expect, bt_enc_dataset *d) {
   memset(d, 0, sizeof *d);
   bt_status st = bt_io_load(&ds_codec, path, p, 0, d);
   if (!st && (st = check_expect(path, &d->tag, expect))) bt_enc_dataset_clear(d);
@@ -423,7 +323,7 @@ static bt_status ep_emit(bt_io_writer *w, const void *obj) {
   put_tag(w, &e->tag);
   bt_io_put_u32(w, (uint32_t)e->epoch);
   put_ct(w, e->ct);
-  return w->st;
+  return bt_io_writer_status(w);
 }
 
 static bt_status ep_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
@@ -431,8 +331,8 @@ static bt_status ep_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned fla
   bt_enc_epoch *e = out;
   get_tag(r, &e->tag);
   e->epoch = bt_io_get_int(r, 0, 1 << 20, "epoch");
-  if (!r->st) e->ct = get_ct(r, p, "the ciphertext");
-  return r->st;
+  if (!bt_io_reader_status(r)) e->ct = get_ct(r, p, "the ciphertext");
+  return bt_io_reader_status(r);
 }
 
 static void ep_discard(void *out) {
@@ -441,15 +341,19 @@ static void ep_discard(void *out) {
   memset(e, 0, sizeof *e);
 }
 
+void bt_enc_epoch_clear(bt_enc_epoch *e) {
+  if (e) ep_discard(e);
+}
+
 static const bt_io_codec model_codec = {BT_IO_MODEL, 0, ep_measure, ep_emit, ep_parse, ep_discard};
 static const bt_io_codec loss_codec = {BT_IO_LOSS, 0, ep_measure, ep_emit, ep_parse, ep_discard};
 
-bt_status bt_io_save_epoch(const char *path, bt_io_kind kind, const bt_enc_epoch *e) {
+bt_status bt_pipeline_save_epoch(const char *path, bt_io_kind kind, const bt_enc_epoch *e) {
   if (kind != BT_IO_MODEL && kind != BT_IO_LOSS) return bt_fail(BT_E_ARG, "%s: not an epoch kind", path);
   return bt_io_save(kind == BT_IO_MODEL ? &model_codec : &loss_codec, path, e, hash_of(e->ct));
 }
 
-bt_status bt_io_load_epoch(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_io_tag *expect,
+bt_status bt_pipeline_load_epoch(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_job_tag *expect,
                            bt_enc_epoch *e) {
   memset(e, 0, sizeof *e);
   if (kind != BT_IO_MODEL && kind != BT_IO_LOSS) return bt_fail(BT_E_ARG, "%s: not an epoch kind", path);
@@ -482,7 +386,7 @@ static bt_status cp_emit(bt_io_writer *w, const void *obj) {
   bt_io_put_u64(w, (uint64_t)c->steps);
   bt_io_put_u64(w, (uint64_t)c->bootstraps);
   put_ct(w, c->a);
-  return w->st;
+  return bt_io_writer_status(w);
 }
 
 static bt_status cp_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
@@ -498,10 +402,10 @@ static bt_status cp_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned fla
   c->val_s = bt_io_get_f64(r);
   c->steps = (long)(bt_io_get_u64(r) & 0x7fffffffffffffffULL);
   c->bootstraps = (long)(bt_io_get_u64(r) & 0x7fffffffffffffffULL);
-  if (!r->st && !(isfinite(c->lr) && isfinite(c->momentum) && isfinite(c->train_s) && isfinite(c->val_s)))
+  if (!bt_io_reader_status(r) && !(isfinite(c->lr) && isfinite(c->momentum) && isfinite(c->train_s) && isfinite(c->val_s)))
     return bt_io_reader_fail(r, BT_E_FORMAT, "a number of the checkpoint is not finite");
-  if (!r->st) c->a = get_ct(r, p, "the model");
-  return r->st;
+  if (!bt_io_reader_status(r)) c->a = get_ct(r, p, "the model");
+  return bt_io_reader_status(r);
 }
 
 static void cp_discard(void *out) {
@@ -510,13 +414,17 @@ static void cp_discard(void *out) {
   memset(c, 0, sizeof *c);
 }
 
+void bt_checkpoint_clear(bt_checkpoint *c) {
+  if (c) cp_discard(c);
+}
+
 static const bt_io_codec cp_codec = {BT_IO_CHECKPOINT, 0, cp_measure, cp_emit, cp_parse, cp_discard};
 
-bt_status bt_io_save_checkpoint(const char *path, const bt_checkpoint *c) {
+bt_status bt_pipeline_save_checkpoint(const char *path, const bt_checkpoint *c) {
   return bt_io_save(&cp_codec, path, c, hash_of(c->a));
 }
 
-bt_status bt_io_load_checkpoint(const char *path, const bt_ckks_params *p, const bt_io_tag *expect,
+bt_status bt_pipeline_load_checkpoint(const char *path, const bt_ckks_params *p, const bt_job_tag *expect,
                                 bt_checkpoint *c) {
   memset(c, 0, sizeof *c);
   bt_status st = bt_io_load(&cp_codec, path, p, 0, c);
@@ -535,7 +443,7 @@ static bt_status an_emit(bt_io_writer *w, const void *obj) {
   put_tag(w, &a->tag);
   bt_io_put_u32(w, (uint32_t)a->epoch);
   bt_io_put_u32(w, a->go_on ? 1u : 0u);
-  return w->st;
+  return bt_io_writer_status(w);
 }
 
 static bt_status an_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
@@ -544,18 +452,18 @@ static bt_status an_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned fla
   get_tag(r, &a->tag);
   a->epoch = bt_io_get_int(r, 1, 1 << 20, "epoch");
   a->go_on = bt_io_get_int(r, 0, 1, "answer");
-  return r->st;
+  return bt_io_reader_status(r);
 }
 
 static void an_discard(void *out) { memset(out, 0, sizeof(bt_answer)); }
 
 static const bt_io_codec an_codec = {BT_IO_ANSWER, 0, an_measure, an_emit, an_parse, an_discard};
 
-bt_status bt_io_save_answer(const char *path, const bt_ckks_params *p, const bt_answer *a) {
+bt_status bt_pipeline_save_answer(const char *path, const bt_ckks_params *p, const bt_answer *a) {
   return bt_io_save(&an_codec, path, a, bt_ckks_params_hash(p));
 }
 
-bt_status bt_io_load_answer(const char *path, const bt_ckks_params *p, const bt_io_tag *expect, bt_answer *a) {
+bt_status bt_pipeline_load_answer(const char *path, const bt_ckks_params *p, const bt_job_tag *expect, bt_answer *a) {
   memset(a, 0, sizeof *a);
   bt_status st = bt_io_load(&an_codec, path, p, 0, a);
   if (!st && (st = check_expect(path, &a->tag, expect))) an_discard(a);
@@ -589,11 +497,11 @@ static bt_status lg_emit(bt_io_writer *w, const void *obj) {
   put_tag(w, &l->tag);
   bt_io_put_u32(w, (uint32_t)l->rows);
   bt_io_put_u32(w, (uint32_t)l->nbatches);
-  for (int k = 0; k < l->nbatches && !w->st; k++) {
+  for (int k = 0; k < l->nbatches && !bt_io_writer_status(w); k++) {
     bt_io_put_u32(w, (uint32_t)l->batch_rows[k]);
     put_ct(w, l->z[k]);
   }
-  return w->st;
+  return bt_io_writer_status(w);
 }
 
 static bt_status lg_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
@@ -602,7 +510,7 @@ static bt_status lg_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned fla
   get_tag(r, &l->tag);
   l->rows = bt_io_get_int(r, 1, 1 << 30, "rows");
   const int nb = bt_io_get_int(r, 1, MAX_BATCHES, "batches");
-  if (r->st) return r->st;
+  if (bt_io_reader_status(r)) return bt_io_reader_status(r);
   if ((uint64_t)nb * 16 > bt_io_remaining(r))
     return bt_io_reader_fail(r, BT_E_FORMAT, "%d batches cannot fit in %llu bytes", nb,
                              (unsigned long long)bt_io_remaining(r));
@@ -611,25 +519,25 @@ static bt_status lg_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned fla
   if (!l->z || !l->batch_rows) return BT_E_NOMEM;
   l->nbatches = nb;
   long total = 0;
-  for (int k = 0; k < nb && !r->st; k++) {
+  for (int k = 0; k < nb && !bt_io_reader_status(r); k++) {
     total += l->batch_rows[k] = bt_io_get_int(r, 1, l->tag.batch, "rows of a batch");
-    if (!r->st) l->z[k] = get_ct(r, p, "a logits block");
+    if (!bt_io_reader_status(r)) l->z[k] = get_ct(r, p, "a logits block");
   }
-  if (!r->st && total != l->rows)
+  if (!bt_io_reader_status(r) && total != l->rows)
     return bt_io_reader_fail(r, BT_E_FORMAT, "the batches hold %ld rows, the header says %d", total, l->rows);
-  return r->st;
+  return bt_io_reader_status(r);
 }
 
 static void lg_discard(void *out) { bt_enc_logits_clear(out); }
 
 static const bt_io_codec lg_codec = {BT_IO_LOGITS, 0, lg_measure, lg_emit, lg_parse, lg_discard};
 
-bt_status bt_io_save_logits(const char *path, const bt_enc_logits *l) {
+bt_status bt_pipeline_save_logits(const char *path, const bt_enc_logits *l) {
   if (!l->z || !l->z[0]) return bt_fail(BT_E_ARG, "%s: no logits", path);
   return bt_io_save(&lg_codec, path, l, hash_of(l->z[0]));
 }
 
-bt_status bt_io_load_logits(const char *path, const bt_ckks_params *p, const bt_io_tag *expect, bt_enc_logits *l) {
+bt_status bt_pipeline_load_logits(const char *path, const bt_ckks_params *p, const bt_job_tag *expect, bt_enc_logits *l) {
   memset(l, 0, sizeof *l);
   bt_status st = bt_io_load(&lg_codec, path, p, 0, l);
   if (!st && (st = check_expect(path, &l->tag, expect))) bt_enc_logits_clear(l);
@@ -658,7 +566,7 @@ static bt_status hd_measure(const void *obj, uint64_t *payload) {
 }
 
 static void put_f64s(bt_io_writer *w, const double *v, size_t n) {
-  for (size_t i = 0; i < n && !w->st; i++) bt_io_put_f64(w, v[i]);
+  for (size_t i = 0; i < n && !bt_io_writer_status(w); i++) bt_io_put_f64(w, v[i]);
 }
 
 static bt_status hd_emit(bt_io_writer *w, const void *obj) {
@@ -671,23 +579,23 @@ static bt_status hd_emit(bt_io_writer *w, const void *obj) {
   put_f64s(w, h->mean, (size_t)h->dim);
   put_f64s(w, h->sd, (size_t)h->dim);
   if (h->w) put_f64s(w, h->w, (size_t)h->classes * (size_t)(h->dim + 1));
-  return w->st;
+  return bt_io_writer_status(w);
 }
 
 static double *get_f64s(bt_io_reader *r, size_t n, int positive, const char *what) {
-  if (r->st) return NULL;
+  if (bt_io_reader_status(r)) return NULL;
   if (n * 8 > bt_io_remaining(r)) {
     bt_io_reader_fail(r, BT_E_FORMAT, "the payload ends inside %s", what);
     return NULL;
   }
   double *v = bt_alloc(n * sizeof *v);
   if (!v) {
-    r->st = BT_E_NOMEM;
+    bt_io_reader_fail(r, BT_E_NOMEM, "out of memory reading %s", what);
     return NULL;
   }
-  for (size_t i = 0; i < n && !r->st; i++) {
+  for (size_t i = 0; i < n && !bt_io_reader_status(r); i++) {
     v[i] = bt_io_get_f64(r);
-    if (!r->st && (!isfinite(v[i]) || (positive && !(v[i] > 0))))
+    if (!bt_io_reader_status(r) && (!isfinite(v[i]) || (positive && !(v[i] > 0))))
       bt_io_reader_fail(r, BT_E_FORMAT, "%s value %zu is %g", what, i, v[i]);
   }
   return v;
@@ -700,7 +608,7 @@ static bt_status hd_parse_kind(bt_io_reader *r, void *out, int want_w) {
   const int dim = bt_io_get_int(r, 1, (1 << 20) - 1, "feature dimension");
   const int classes = bt_io_get_int(r, 2, 4096, "classes");
   const int has_w = bt_io_get_int(r, 0, 1, "weights flag");
-  if (r->st) return r->st;
+  if (bt_io_reader_status(r)) return bt_io_reader_status(r);
   if (dim + 1 != h->tag.features || classes != h->tag.classes || has_w != want_w)
     return bt_io_reader_fail(r, BT_E_FORMAT, "head of %d features, %d classes%s does not match its tag", dim, classes,
                              has_w ? " with weights" : "");
@@ -709,7 +617,7 @@ static bt_status hd_parse_kind(bt_io_reader *r, void *out, int want_w) {
   h->mean = get_f64s(r, (size_t)dim, 0, "the feature means");
   h->sd = get_f64s(r, (size_t)dim, 1, "the feature deviations");
   if (has_w) h->w = get_f64s(r, (size_t)classes * (size_t)(dim + 1), 0, "the weights");
-  return r->st;
+  return bt_io_reader_status(r);
 }
 
 static bt_status hm_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
@@ -727,14 +635,14 @@ static void hd_discard(void *out) { bt_plain_head_clear(out); }
 static const bt_io_codec hm_codec = {BT_IO_PLAIN_MODEL, 1, hd_measure, hd_emit, hm_parse, hd_discard};
 static const bt_io_codec sc_codec = {BT_IO_SCALER, 1, hd_measure, hd_emit, sc_parse, hd_discard};
 
-bt_status bt_io_save_head(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_plain_head *h) {
+bt_status bt_pipeline_save_head(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_plain_head *h) {
   static const uint8_t zero[BT_PARAMS_HASH_BYTES];
   if ((kind != BT_IO_PLAIN_MODEL && kind != BT_IO_SCALER) || (kind == BT_IO_PLAIN_MODEL) != !!h->w)
     return bt_fail(BT_E_ARG, "%s: a decrypted model has weights, a scaler none", path);
   return bt_io_save(kind == BT_IO_SCALER ? &sc_codec : &hm_codec, path, h, p ? bt_ckks_params_hash(p) : zero);
 }
 
-bt_status bt_io_load_head(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_io_tag *expect,
+bt_status bt_pipeline_load_head(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_job_tag *expect,
                           bt_plain_head *h) {
   memset(h, 0, sizeof *h);
   if (kind != BT_IO_PLAIN_MODEL && kind != BT_IO_SCALER) return bt_fail(BT_E_ARG, "%s: not a head kind", path);
@@ -750,7 +658,7 @@ static uint32_t rd32(const uint8_t *b, size_t len, size_t off) {
 }
 
 /* logn and name from a PARAMS payload at b[off..len) */
-static void params_summary(const uint8_t *b, size_t len, size_t off, bt_io_summary *s) {
+static void params_summary(const uint8_t *b, size_t len, size_t off, bt_pipeline_summary *s) {
   s->logn = (int)rd32(b, len, off);
   const uint32_t nq = rd32(b, len, off + 4);
   if (nq > BT_MAX_PRIMES) return;
@@ -762,7 +670,7 @@ static void params_summary(const uint8_t *b, size_t len, size_t off, bt_io_summa
   s->params_name[nl] = '\0';
 }
 
-bt_status bt_io_summarize(const char *path, bt_io_summary *s) {
+bt_status bt_pipeline_summarize(const char *path, bt_pipeline_summary *s) {
   memset(s, 0, sizeof *s);
   s->role = s->rows = s->batches = s->epoch = s->flag = s->logn = -1;
   bt_status st = bt_io_inspect(path, &s->info);
@@ -815,7 +723,7 @@ bt_status bt_io_summarize(const char *path, bt_io_summary *s) {
 }
 
 /* ---- validation in memory (fuzzing, tests) ---- */
-bt_status bt_io_validate_buffer(bt_io_kind kind, const uint8_t *buf, size_t len, const bt_ckks_params *p) {
+bt_status bt_pipeline_validate_buffer(bt_io_kind kind, const uint8_t *buf, size_t len, const bt_ckks_params *p) {
   union {
     bt_secret_bundle sb;
     bt_eval_bundle eb;
@@ -845,5 +753,85 @@ bt_status bt_io_validate_buffer(bt_io_kind kind, const uint8_t *buf, size_t len,
   }
   bt_status st = bt_io_decode(c, buf, len, p, BT_ALLOW_INSECURE, out);
   if (!st) c->discard(out);
+  return st;
+}
+
+/* ---- memory buffers ---- */
+static const bt_io_codec *codec_of(bt_io_kind kind) {
+  switch (kind) {
+    case BT_IO_SECRET_BUNDLE: return &sb_codec;
+    case BT_IO_EVAL_BUNDLE: return &eb_codec;
+    case BT_IO_DATASET: return &ds_codec;
+    case BT_IO_MODEL: return &model_codec;
+    case BT_IO_LOSS: return &loss_codec;
+    case BT_IO_CHECKPOINT: return &cp_codec;
+    case BT_IO_ANSWER: return &an_codec;
+    case BT_IO_LOGITS: return &lg_codec;
+    case BT_IO_PLAIN_MODEL: return &hm_codec;
+    case BT_IO_SCALER: return &sc_codec;
+    default: return NULL;
+  }
+}
+
+const char *bt_pipeline_kind_name(bt_io_kind kind) { return bt_io_kind_name(kind); }
+
+size_t bt_pipeline_sizeof(bt_io_kind kind) {
+  switch (kind) {
+    case BT_IO_SECRET_BUNDLE: return sizeof(bt_secret_bundle);
+    case BT_IO_EVAL_BUNDLE: return sizeof(bt_eval_bundle);
+    case BT_IO_DATASET: return sizeof(bt_enc_dataset);
+    case BT_IO_MODEL:
+    case BT_IO_LOSS: return sizeof(bt_enc_epoch);
+    case BT_IO_CHECKPOINT: return sizeof(bt_checkpoint);
+    case BT_IO_ANSWER: return sizeof(bt_answer);
+    case BT_IO_LOGITS: return sizeof(bt_enc_logits);
+    case BT_IO_PLAIN_MODEL:
+    case BT_IO_SCALER: return sizeof(bt_plain_head);
+    default: return 0;
+  }
+}
+
+bt_status bt_pipeline_encode(bt_io_kind kind, const void *obj, const bt_ckks_params *params, uint8_t **buf,
+                             size_t *len) {
+  *buf = NULL;
+  *len = 0;
+  static const uint8_t zero[BT_PARAMS_HASH_BYTES];
+  const bt_io_codec *c = codec_of(kind);
+  const int head = kind == BT_IO_PLAIN_MODEL || kind == BT_IO_SCALER;
+  if (!c || (!params && !head))
+    return bt_fail(BT_E_ARG, "encode: kind %d is not one of the pipeline's, or no parameters", (int)kind);
+  return bt_io_encode(c, obj, params ? bt_ckks_params_hash(params) : zero, buf, len);
+}
+
+static const bt_job_tag *tag_of(bt_io_kind kind, const void *out) {
+  switch (kind) {
+    case BT_IO_DATASET: return &((const bt_enc_dataset *)out)->tag;
+    case BT_IO_MODEL:
+    case BT_IO_LOSS: return &((const bt_enc_epoch *)out)->tag;
+    case BT_IO_CHECKPOINT: return &((const bt_checkpoint *)out)->tag;
+    case BT_IO_ANSWER: return &((const bt_answer *)out)->tag;
+    case BT_IO_LOGITS: return &((const bt_enc_logits *)out)->tag;
+    case BT_IO_PLAIN_MODEL:
+    case BT_IO_SCALER: return &((const bt_plain_head *)out)->tag;
+    default: return NULL;
+  }
+}
+
+bt_status bt_pipeline_decode(bt_io_kind kind, const uint8_t *buf, size_t len, unsigned flags, bt_ckks_params **params,
+                             const bt_job_tag *expect, void *out) {
+  const bt_io_codec *c = codec_of(kind);
+  if (!c) return bt_fail(BT_E_ARG, "decode: kind %d is not one of the pipeline's", (int)kind);
+  memset(out, 0, bt_pipeline_sizeof(kind));
+  if (kind == BT_IO_SECRET_BUNDLE || kind == BT_IO_EVAL_BUNDLE) {
+    *params = NULL;
+    bundle_load l = {NULL, out};
+    bt_status st = bt_io_decode(c, buf, len, NULL, flags, &l);
+    if (!st) *params = l.p;
+    return st;
+  }
+  if (!params || (!*params && kind != BT_IO_PLAIN_MODEL && kind != BT_IO_SCALER))
+    return bt_fail(BT_E_ARG, "decode: the parameters are needed for %s", bt_io_kind_name(kind));
+  bt_status st = bt_io_decode(c, buf, len, *params, 0, out);
+  if (!st && (st = check_expect(NULL, tag_of(kind, out), expect))) c->discard(out);
   return st;
 }

@@ -1,0 +1,416 @@
+/* pipeline: the BlindTuner protocol as a library, between the layers that
+ * compute (train, io) and the front ends (the `blindtuner` command, the
+ * Python package, the service to come).
+ *
+ * Roles.  The client holds the secret key and the plaintext data: it makes
+ * a key set for a job (bt_client_keygen), standardises and encrypts its
+ * datasets, decrypts what the server returns (models, validation losses,
+ * logits), answers one bit per epoch (continue or stop) and evaluates the
+ * decrypted head in the clear.  The server holds the evaluation bundle and
+ * ciphertexts only: a training job (bt_job) runs epochs of encrypted
+ * Nesterov steps with bootstrapping, computes the encrypted validation
+ * loss, waits for the client's bit, checkpoints and resumes, and runs
+ * encrypted inference.  Nothing in the server half takes a secret key.
+ *
+ * What a job needs is a pure function of its parameters and shape: the
+ * layout, the rotation steps of its evaluation keys and the levels of its
+ * ciphertexts are computed here from (parameters, tag) without building
+ * the objects that use them.
+ *
+ * Files and memory.  Every object that crosses between the roles has a
+ * container kind (include/blindtuner/io.h) and is saved to or loaded from a
+ * file (atomically, validated) or encoded to and decoded from a memory
+ * buffer (bt_pipeline_encode, bt_pipeline_decode), so a service can stream
+ * it.
+ *
+ * Determinism.  Batch membership and batch order are public functions of
+ * the client's and the server's seeds (bt_pipeline_row_order,
+ * bt_pipeline_batch_order), so the same seeds train the same model whether
+ * the roles run in one process (`blindtuner demo`) or apart.  With INSECURE
+ * parameters only, the environment variable BT_INSECURE_TEST_SEED (hex)
+ * replaces the client's fresh randomness (keys, encryption noise) with a
+ * stream derived from it, so tests can compare runs bit for bit; it is
+ * ignored, with a message, for any other parameters. */
+#ifndef BLINDTUNER_PIPELINE_H
+#define BLINDTUNER_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blindtuner/io.h"
+#include "blindtuner/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the pipeline's files (container kinds 8-17, docs/FORMAT.md section 5) ----
+ * Every one of them starts with a tag: the key set's random identifier,
+ * chosen by keygen, and the training layout the keys were made for.  A
+ * loader given `expect` refuses (BT_E_PARAMS) a file whose tag differs:
+ * data encrypted under other keys, or for another layout, is named as such
+ * instead of decrypting to noise.  Bundles carry their parameters (load them
+ * first; the other files are then loaded against them).  Objects inside a
+ * loaded bundle or file refer to the parameters, which must outlive them. */
+#define BT_KEYSET_ID_BYTES 16
+typedef struct bt_job_tag {
+  uint8_t keyset[BT_KEYSET_ID_BYTES];
+  int batch;    /* rows per batch */
+  int features; /* F: feature columns including the bias column */
+  int classes;  /* C */
+} bt_job_tag;
+
+/* The client's: the secret key (file mode 0600, wiped buffers). */
+typedef struct bt_secret_bundle {
+  bt_job_tag tag;
+  bt_secret_key *sk;
+} bt_secret_bundle;
+/* The server's: everything it computes with, nothing secret. */
+typedef struct bt_eval_bundle {
+  bt_job_tag tag;
+  bt_eval_keys *ek;
+  bt_encaps_key *to_sparse; /* dense-secret bootstrapping; both NULL otherwise */
+  bt_switch_key *to_dense;
+} bt_eval_bundle;
+
+typedef enum bt_set_role { BT_SET_TRAIN = 1, BT_SET_VAL = 2, BT_SET_TEST = 3 } bt_set_role;
+BT_API const char *bt_set_role_name(bt_set_role role);
+/* An encrypted dataset: batches of rows, each as nx feature blocks and
+ * (when labelled) one label ciphertext. */
+typedef struct bt_enc_batch {
+  int rows;
+  bt_ciphertext **x; /* nx */
+  bt_ciphertext *y;  /* NULL: no labels */
+} bt_enc_batch;
+typedef struct bt_enc_dataset {
+  bt_job_tag tag;
+  bt_set_role role;
+  int rows, nx, nbatches, labelled;
+  bt_enc_batch *b;
+} bt_enc_dataset;
+BT_API void bt_enc_dataset_clear(bt_enc_dataset *d);
+
+/* One ciphertext of an epoch: MODEL (A = V + iW) or LOSS (slot 0). */
+typedef struct bt_enc_epoch {
+  bt_job_tag tag;
+  int epoch; /* 1-based */
+  bt_ciphertext *ct;
+} bt_enc_epoch;
+/* Frees a loaded epoch's ciphertext (not for the views bt_job_model and
+ * bt_job_loss return). */
+BT_API void bt_enc_epoch_clear(bt_enc_epoch *e);
+
+/* The server's training state after `epochs_done` epochs. */
+typedef struct bt_checkpoint {
+  bt_job_tag tag;
+  int epochs_done;
+  int stopped;            /* the client said stop */
+  double lr, momentum;
+  uint64_t seed;          /* batch order */
+  double train_s, val_s;  /* seconds so far */
+  long steps, bootstraps;
+  bt_ciphertext *a;
+  int answered;           /* in memory only (not saved): the client's bit for the last
+                           * epoch has been given; a restored job asks for it again */
+} bt_checkpoint;
+/* Frees a loaded checkpoint's ciphertext (not for bt_job_checkpoint's view). */
+BT_API void bt_checkpoint_clear(bt_checkpoint *c);
+
+/* The client's one bit for an epoch. */
+typedef struct bt_answer {
+  bt_job_tag tag;
+  int epoch;
+  int go_on; /* 1 continue, 0 stop */
+} bt_answer;
+
+/* Encrypted logits of a dataset: one ciphertext per batch. */
+typedef struct bt_enc_logits {
+  bt_job_tag tag;
+  int rows, nbatches;
+  int *batch_rows;
+  bt_ciphertext **z;
+} bt_enc_logits;
+BT_API void bt_enc_logits_clear(bt_enc_logits *l);
+
+/* The client's plaintext head: standardisation of the `dim` raw features
+ * (x - mean) / sd, then logits W [x; 1] with W classes x (dim + 1).  A
+ * SCALER file holds the standardisation only (w NULL).  Both mode 0600. */
+typedef struct bt_plain_head {
+  bt_job_tag tag;
+  int epoch; /* the model's epoch; 0 for a scaler */
+  int dim, classes;
+  double *mean, *sd, *w;
+} bt_plain_head;
+BT_API void bt_plain_head_clear(bt_plain_head *h);
+
+BT_API bt_status bt_pipeline_save_secret_bundle(const char *path, const bt_secret_bundle *b) BT_MUST_CHECK BT_NONNULL(1, 2);
+/* *p gets the bundle's parameters (flags as for bt_ckks_params_new). */
+BT_API bt_status bt_pipeline_load_secret_bundle(const char *path, unsigned flags, bt_ckks_params **p,
+                                   bt_secret_bundle *b) BT_MUST_CHECK BT_NONNULL(1, 3, 4);
+BT_API void bt_secret_bundle_clear(bt_secret_bundle *b);
+BT_API bt_status bt_pipeline_save_eval_bundle(const char *path, const bt_eval_bundle *b) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_pipeline_load_eval_bundle(const char *path, unsigned flags, bt_ckks_params **p,
+                                 bt_eval_bundle *b) BT_MUST_CHECK BT_NONNULL(1, 3, 4);
+BT_API void bt_eval_bundle_clear(bt_eval_bundle *b);
+
+BT_API bt_status bt_pipeline_save_dataset(const char *path, const bt_enc_dataset *d) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_pipeline_load_dataset(const char *path, const bt_ckks_params *p, const bt_job_tag *expect,
+                             bt_enc_dataset *d) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
+/* kind: BT_IO_MODEL or BT_IO_LOSS */
+BT_API bt_status bt_pipeline_save_epoch(const char *path, bt_io_kind kind, const bt_enc_epoch *e) BT_MUST_CHECK BT_NONNULL(1, 3);
+BT_API bt_status bt_pipeline_load_epoch(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_job_tag *expect,
+                           bt_enc_epoch *e) BT_MUST_CHECK BT_NONNULL(1, 3, 5);
+BT_API bt_status bt_pipeline_save_checkpoint(const char *path, const bt_checkpoint *c) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_pipeline_load_checkpoint(const char *path, const bt_ckks_params *p, const bt_job_tag *expect,
+                                bt_checkpoint *c) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
+BT_API bt_status bt_pipeline_save_answer(const char *path, const bt_ckks_params *p, const bt_answer *a) BT_MUST_CHECK
+    BT_NONNULL(1, 2, 3);
+BT_API bt_status bt_pipeline_load_answer(const char *path, const bt_ckks_params *p, const bt_job_tag *expect,
+                            bt_answer *a) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
+BT_API bt_status bt_pipeline_save_logits(const char *path, const bt_enc_logits *l) BT_MUST_CHECK BT_NONNULL(1, 2);
+BT_API bt_status bt_pipeline_load_logits(const char *path, const bt_ckks_params *p, const bt_job_tag *expect,
+                            bt_enc_logits *l) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
+/* kind: BT_IO_PLAIN_MODEL or BT_IO_SCALER.  These hold no ciphertexts: the
+ * parameter hash is that of `p` (the key set's) when given, and a loader
+ * given p == NULL does not check it, so a decrypted model can be used
+ * without any key. */
+BT_API bt_status bt_pipeline_save_head(const char *path, bt_io_kind kind, const bt_ckks_params *p,
+                          const bt_plain_head *h) BT_MUST_CHECK BT_NONNULL(1, 4);
+BT_API bt_status bt_pipeline_load_head(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_job_tag *expect,
+                          bt_plain_head *h) BT_MUST_CHECK BT_NONNULL(1, 5);
+
+/* What a file holds, for `blindtuner inspect`: the header (checksum
+ * verified over the whole file) and the first fields of the payload.  Never
+ * reads key material.  Fields that do not apply to the kind are -1. */
+typedef struct bt_pipeline_summary {
+  bt_io_info info;
+  int has_tag;
+  bt_job_tag tag;
+  int role, rows, batches, epoch, flag; /* flag: stopped (checkpoint), continue (answer) */
+  int logn;                             /* PARAMS and bundles */
+  char params_name[64];
+} bt_pipeline_summary;
+BT_API bt_status bt_pipeline_summarize(const char *path, bt_pipeline_summary *s) BT_MUST_CHECK BT_NONNULL(1, 2);
+
+/* Parses a pipeline container (kinds 8..17) from memory with every check a
+ * file load makes, then discards it: BT_OK when valid (fuzzing, tests).  p:
+ * the parameters other kinds than bundles must have been made for. */
+BT_API bt_status bt_pipeline_validate_buffer(bt_io_kind kind, const uint8_t *buf, size_t len,
+                                const bt_ckks_params *p) BT_MUST_CHECK BT_NONNULL(2);
+
+
+/* Memory buffers: one container of `kind` (8..17) for the object `obj`
+ * (the struct of that kind above; for BT_IO_MODEL and BT_IO_LOSS a
+ * bt_enc_epoch, for the two head kinds a bt_plain_head).  `params` are the
+ * object's parameters; for the two head kinds they may be NULL, as for
+ * bt_pipeline_save_head.  *buf is freed with bt_free_secret(*buf, *len) (the
+ * secret bundle and heads hold secrets; other kinds may use bt_free).  The
+ * decoder applies every check a file load makes; for the bundles `*params`
+ * receives the parameters (flags as for bt_ckks_params_new), for the other
+ * kinds `params` points at the parameters they must have been made for. */
+BT_API bt_status bt_pipeline_encode(bt_io_kind kind, const void *obj, const bt_ckks_params *params, uint8_t **buf,
+                                    size_t *len) BT_MUST_CHECK;
+BT_API bt_status bt_pipeline_decode(bt_io_kind kind, const uint8_t *buf, size_t len, unsigned flags,
+                                    bt_ckks_params **params, const bt_job_tag *expect, void *out) BT_MUST_CHECK;
+/* The size of the struct that holds an object of `kind` (8..17), 0 for
+ * any other kind: for bindings that allocate the caller-owned structs
+ * without mirroring their fields (the Python package). */
+BT_API size_t bt_pipeline_sizeof(bt_io_kind kind);
+/* "secret bundle", "encrypted dataset", ...; the container registry's name. */
+BT_API const char *bt_pipeline_kind_name(bt_io_kind kind);
+
+/* ---- a job's shape: pure functions of (parameters, tag) ---- */
+/* The layout of a tag: the diagonal layout of hemat, folded wherever the
+ * shape allows (include/blindtuner/hemat.h), and the softmax approximation
+ * for its classes (sa may be NULL; else free it with bt_softmax_approx_free). */
+BT_API bt_status bt_job_layout(const bt_ckks_params *p, const bt_job_tag *tag, bt_hemat_layout *L,
+                               bt_softmax_approx *sa) BT_MUST_CHECK;
+/* The rotation steps the evaluation keys of a job must cover (bootstrapping
+ * and training, without repeats): writes at most `cap` into steps and sets
+ * *count to the number there are (call with cap 0 to size the array). */
+BT_API bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *steps, size_t cap,
+                                  size_t *count) BT_MUST_CHECK;
+/* The Hamming weight of the encapsulation keys the job's bootstrapping
+ * needs (0: none, the secret is sparse already). */
+BT_API int bt_job_encaps_weight(const bt_ckks_params *p);
+
+/* The client's row order of a training set: a permutation of n rows from
+ * the seed (the same in `encrypt --seed S` and `demo --seed S`). */
+BT_API bt_status bt_pipeline_row_order(uint64_t seed, size_t n, int *perm) BT_MUST_CHECK;
+/* The server's batch order in epoch `epoch` (0-based) from its seed. */
+BT_API void bt_pipeline_batch_order(uint64_t seed, int epoch, int nbatches, int *order);
+
+/* Progress of a long call: `done` of `total` units of `what` ("batch",
+ * "step", "validation batch"); return nonzero to cancel (the call then
+ * fails with BT_E_ARG "cancelled"). */
+typedef int (*bt_progress_fn)(void *user, const char *what, int done, int total);
+
+/* ---- the client ---- */
+typedef struct bt_client bt_client;
+
+/* A new key set for `classes` classes of `dim`-dimensional features in
+ * batches of `batch` rows (0: 1024) under the preset (flags as for
+ * bt_ckks_params_new): the client (secret key, tag with a fresh key-set
+ * ID) and, in *eb, the evaluation bundle for the server (clear it with
+ * bt_eval_bundle_clear; its objects refer to the client's parameters, so
+ * free the client after it).  threads: 0 for bt_default_threads(). */
+BT_API bt_status bt_client_keygen(const char *preset, unsigned flags, int dim, int classes, int batch, int threads,
+                                  bt_client **out, bt_eval_bundle *eb) BT_MUST_CHECK;
+/* The client of a saved secret bundle (file or memory). */
+BT_API bt_status bt_client_open(const char *path, unsigned flags, bt_client **out) BT_MUST_CHECK;
+BT_API bt_status bt_client_open_buffer(const uint8_t *buf, size_t len, unsigned flags,
+                                       bt_client **out) BT_MUST_CHECK;
+/* The secret bundle: a file of mode 0600, or a buffer for bt_free_secret. */
+BT_API bt_status bt_client_save(const bt_client *c, const char *path) BT_MUST_CHECK;
+BT_API bt_status bt_client_write(const bt_client *c, uint8_t **buf, size_t *len) BT_MUST_CHECK;
+/* Wipes the secret key. */
+BT_API void bt_client_free(bt_client *c);
+BT_API const bt_ckks_params *bt_client_params(const bt_client *c);
+BT_API const bt_job_tag *bt_client_tag(const bt_client *c);
+BT_API void bt_client_set_threads(bt_client *c, int threads);
+
+/* The standardisation of the client's training rows: mean and deviation
+ * (+1e-6) of each of the dim features over n rows (x: n x dim). */
+BT_API bt_status bt_scaler_fit(const bt_job_tag *tag, const float *x, size_t n, size_t dim,
+                               bt_plain_head *scaler) BT_MUST_CHECK;
+
+/* Encrypts n rows of x (n x dim float32, dim = tag features - 1) and, when
+ * y is not NULL, their labels (0..classes-1): rows standardised by
+ * `scaler`, the bias column appended, taken in the order `order` (NULL:
+ * as given; a training set is normally taken in bt_pipeline_row_order's
+ * order), packed into batches of the tag's batch rows (the last one
+ * partial) and encrypted under the secret key. */
+BT_API bt_status bt_client_encrypt(bt_client *c, bt_set_role role, const float *x, const int *y, size_t n,
+                                   const bt_plain_head *scaler, const int *order, bt_progress_fn progress,
+                                   void *user, bt_enc_dataset *out) BT_MUST_CHECK;
+/* The plaintext head of an encrypted model: W = Im(A) unpacked (classes x
+ * features, standardised units, bias last) with the scaler's
+ * standardisation copied in, ready for evaluate/predict. */
+BT_API bt_status bt_client_decrypt_model(bt_client *c, const bt_enc_epoch *model, const bt_plain_head *scaler,
+                                         bt_plain_head *out) BT_MUST_CHECK;
+/* The value of an encrypted validation loss (slot 0). */
+BT_API bt_status bt_client_decrypt_loss(bt_client *c, const bt_enc_epoch *loss, double *value) BT_MUST_CHECK;
+/* Decrypted logits: z gets rows x classes floats (rows = lg->rows). */
+BT_API bt_status bt_client_decrypt_logits(bt_client *c, const bt_enc_logits *lg, float *z) BT_MUST_CHECK;
+
+/* The early-stopping half of the protocol: decrypts the loss of the next
+ * epoch (it must be epoch es->epochs + 1), feeds it to `es` and fills the
+ * one-bit answer for the server.  *value (may be NULL) gets the loss; it
+ * stays with the client. */
+BT_API bt_status bt_client_decide(bt_client *c, bt_early_stop *es, const bt_enc_epoch *loss, double *value,
+                                  bt_answer *answer) BT_MUST_CHECK;
+
+/* ---- the plaintext head (client side, no keys) ---- */
+/* z (n x classes) = W [standardised x; 1] for n rows of raw features. */
+BT_API void bt_plain_head_logits(const bt_plain_head *h, const float *x, size_t n, double *z);
+/* Accuracy and mean cross-entropy on labelled rows; right and count (each
+ * `classes` long, may be NULL) get per-class hits and rows. */
+BT_API bt_status bt_plain_head_evaluate(const bt_plain_head *h, const float *x, const int *y, size_t n,
+                                        double *accuracy, double *loss, long *right, long *count) BT_MUST_CHECK;
+/* Predicted labels (n) and, when prob is not NULL, softmax probabilities (n x classes). */
+BT_API bt_status bt_plain_head_predict(const bt_plain_head *h, const float *x, size_t n, int64_t *labels,
+                                       float *prob) BT_MUST_CHECK;
+
+/* ---- the server: evaluation keys and ciphertexts only ---- */
+/* The objects encrypted training and inference run on, built from an
+ * evaluation bundle (which must outlive them). */
+typedef struct bt_server_engine {
+  bt_bootstrapper *bs;
+  bt_trainer *trainer;
+  bt_evaluator *ev;
+  double setup_s;
+} bt_server_engine;
+BT_API bt_status bt_server_engine_init(const bt_ckks_params *p, const bt_hemat_layout *L,
+                                       const bt_softmax_approx *sa, const bt_eval_bundle *eb, double lr,
+                                       double momentum, bt_server_engine *e) BT_MUST_CHECK;
+BT_API void bt_server_engine_clear(bt_server_engine *e);
+
+typedef struct bt_job_options {
+  int epochs;      /* at most this many epochs (default 2) */
+  double lr;       /* default 0.3 */
+  double momentum; /* default 0.9 */
+  uint64_t seed;   /* batch order (default 1) */
+} bt_job_options;
+/* The defaults above. */
+BT_API void bt_job_options_init(bt_job_options *o);
+
+typedef enum bt_job_state {
+  BT_JOB_TRAIN = 1, /* an epoch is ready to train */
+  BT_JOB_WAIT = 2,  /* the validation loss of the last epoch waits for the client's answer */
+  BT_JOB_DONE = 3   /* all epochs trained, or the client said stop */
+} bt_job_state;
+
+/* What one epoch took. */
+typedef struct bt_job_epoch_report {
+  int epoch, steps;
+  double train_s, validation_s;
+  bt_train_stats stats; /* training and validation together */
+} bt_job_epoch_report;
+
+typedef struct bt_job bt_job;
+/* A job on the evaluation bundle `eb` (whose parameters are p) and the
+ * encrypted sets (decoded against p; borrowed:
+ * they must outlive the job; val may be NULL: no validation loss and no
+ * answers; train may be NULL for an inference-only job).  It starts from
+ * the zero model; the server's objects are built on the first epoch or
+ * inference. */
+BT_API bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt_enc_dataset *train,
+                            const bt_enc_dataset *val, const bt_job_options *o, bt_job **out) BT_MUST_CHECK;
+BT_API void bt_job_free(bt_job *j);
+/* Continues from a checkpoint (copied): its options must be the job's. */
+BT_API bt_status bt_job_restore(bt_job *j, const bt_checkpoint *cp) BT_MUST_CHECK;
+/* The state to save after an epoch or an answer: a view (cp->a points at
+ * the job's model; do not free it). */
+BT_API void bt_job_checkpoint(const bt_job *j, bt_checkpoint *cp);
+BT_API bt_job_state bt_job_state_of(const bt_job *j);
+BT_API int bt_job_epochs_done(const bt_job *j);
+/* Trains the next epoch and, with a validation set, computes its encrypted
+ * loss; the job then waits for the answer (BT_JOB_WAIT) or is done.  On
+ * failure or cancellation the job is as it was before the call (the model
+ * of the last finished epoch), so the epoch can be run again. */
+BT_API bt_status bt_job_run_epoch(bt_job *j, bt_progress_fn progress, void *user,
+                                  bt_job_epoch_report *report) BT_MUST_CHECK;
+/* Views of the model and the validation loss after the last epoch (ct
+ * points into the job). */
+BT_API bt_status bt_job_model(const bt_job *j, bt_enc_epoch *out) BT_MUST_CHECK;
+BT_API bt_status bt_job_loss(const bt_job *j, bt_enc_epoch *out) BT_MUST_CHECK;
+/* The client's bit for the last epoch: checked against the job (key set,
+ * epoch); go on or stop. */
+BT_API bt_status bt_job_answer(bt_job *j, const bt_answer *a) BT_MUST_CHECK;
+/* Encrypted inference: the logits of every row of `d` under `model`. */
+BT_API bt_status bt_job_infer(bt_job *j, const bt_enc_epoch *model, const bt_enc_dataset *d, bt_progress_fn progress,
+                              void *user, bt_enc_logits *out) BT_MUST_CHECK;
+/* Seconds spent building the server's objects (0 before they exist). */
+BT_API double bt_job_setup_seconds(const bt_job *j);
+
+/* ---- reports ---- */
+typedef struct bt_report_series {
+  const char *name, *colour;
+  const double *y; /* one value per epoch; NaN: none */
+} bt_report_series;
+/* SVG documents (malloc'd; NULL when out of memory): curves over epochs
+ * 1..n with tick labels in `fmt`; stacked bars per epoch. */
+BT_API char *bt_report_svg_lines(const char *title, int n, const bt_report_series *s, int ns, const char *fmt);
+BT_API char *bt_report_svg_bars(const char *title, int n, const bt_report_series *s, int ns);
+/* The server's time split: phase[e * BT_REPORT_PHASES + k] for these keys. */
+#define BT_REPORT_PHASES 5
+BT_API extern const char *const bt_report_phase_keys[BT_REPORT_PHASES];
+BT_API char *bt_report_svg_phases(int n, const double *phase);
+/* The client's page (malloc'd HTML): the decrypted validation loss per
+ * epoch and, with scored_on (the features' name), each epoch model's loss
+ * and accuracy on them; phase (may be NULL) the server's timings. */
+BT_API char *bt_report_html(const char *dir, int n, const double *loss, const double *sloss, const double *acc,
+                            const double *phase, const char *scored_on);
+/* The server's record in DIR: report.json gets (or has replaced) the entry
+ * of epoch r->epoch with its timings, and report.svg is redrawn. */
+BT_API bt_status bt_report_record_epoch(const char *dir, const bt_job_epoch_report *r) BT_MUST_CHECK;
+
+/* ---- file names in a training job's exchange directory ----
+ * DIR/NAME-EEE.bt for epoch > 0, DIR/NAME.bt otherwise ("model", "loss",
+ * "answer", "checkpoint"); BT_E_ARG if it does not fit in cap. */
+BT_API bt_status bt_pipeline_path(char *out, size_t cap, const char *dir, const char *name, int epoch) BT_MUST_CHECK;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,86 @@
+/* What a job needs, as pure functions of its parameters and shape: the
+ * layout, the rotation steps its evaluation keys must cover, and the public
+ * orders of rows and batches that both roles agree on. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blindtuner/pipeline.h"
+
+bt_status bt_job_layout(const bt_ckks_params *p, const bt_job_tag *tag, bt_hemat_layout *L, bt_softmax_approx *sa) {
+  bt_status st = bt_hemat_layout_init(bt_ckks_logn(p) - 1, tag->batch, tag->features, tag->classes, L);
+  if (!st) bt_hemat_layout_fold(L, 1); /* the folded softmax wherever the shape allows it */
+  if (!st && sa) st = bt_softmax_approx_init(tag->classes, NULL, sa);
+  return st;
+}
+
+int bt_job_encaps_weight(const bt_ckks_params *p) {
+  bt_bootstrap_config cfg;
+  return bt_bootstrap_config_default(p, &cfg) ? 0 : cfg.encaps_hamming_weight;
+}
+
+bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *steps, size_t cap, size_t *count) {
+  bt_hemat_layout L;
+  bt_bootstrap_config cfg;
+  *count = 0;
+  bt_status st = bt_job_layout(p, tag, &L, NULL);
+  if (!st) st = bt_trainer_bootstrap_config(p, &L, &cfg);
+  size_t nb = 0;
+  if (!st) st = bt_bootstrap_config_steps(p, &cfg, NULL, 0, &nb);
+  int *all = st ? NULL : malloc((nb + 512) * sizeof *all);
+  if (!st && !all) st = bt_fail(BT_E_NOMEM, "out of memory");
+  if (!st) st = bt_bootstrap_config_steps(p, &cfg, all, nb, &nb);
+  if (!st) {
+    /* training's own steps, without the ones bootstrapping has already */
+    int train[512];
+    const size_t nt = bt_train_layout_steps(&L, train);
+    size_t n = nb;
+    for (size_t i = 0; i < nt; i++) {
+      size_t j = 0;
+      while (j < n && all[j] != train[i]) j++;
+      if (j == n) all[n++] = train[i];
+    }
+    if (cap) memcpy(steps, all, (n < cap ? n : cap) * sizeof *steps);
+    *count = n;
+  }
+  free(all);
+  return st;
+}
+
+bt_status bt_pipeline_row_order(uint64_t seed, size_t n, int *perm) {
+  if (n > (size_t)1 << 30) return bt_fail(BT_E_ARG, "%zu rows: at most 2^30", n);
+  for (size_t i = 0; i < n; i++) perm[i] = (int)i;
+  bt_prng g;
+  uint8_t s[BT_SEED_BYTES] = {'r', 'o', 'w', 's'};
+  memcpy(s + 8, &seed, sizeof seed);
+  bt_prng_init(&g, s);
+  for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
+    const size_t j = (size_t)(bt_prng_u64(&g) % (uint64_t)i);
+    const int t = perm[i - 1];
+    perm[i - 1] = perm[j], perm[j] = t;
+  }
+  bt_prng_wipe(&g);
+  return BT_OK;
+}
+
+void bt_pipeline_batch_order(uint64_t seed, int epoch, int nbatches, int *order) {
+  bt_prng g;
+  uint8_t s[BT_SEED_BYTES] = {'o', 'r', 'd', 'e', 'r'};
+  const uint64_t e64 = (uint64_t)epoch;
+  memcpy(s + 8, &seed, 8);
+  memcpy(s + 16, &e64, 8);
+  bt_prng_init(&g, s);
+  for (int k = 0; k < nbatches; k++) order[k] = k;
+  for (int k = nbatches - 1; k > 0; k--) {
+    const int j = (int)(bt_prng_u64(&g) % (uint64_t)(k + 1)), t = order[k];
+    order[k] = order[j], order[j] = t;
+  }
+  bt_prng_wipe(&g);
+}
+
+bt_status bt_pipeline_path(char *out, size_t cap, const char *dir, const char *name, int epoch) {
+  const int n = epoch > 0 ? snprintf(out, cap, "%s/%s-%03d.bt", dir, name, epoch)
+                          : snprintf(out, cap, "%s/%s.bt", dir, name);
+  if (n < 0 || (size_t)n >= cap) return bt_fail(BT_E_ARG, "path %s/%s... is too long", dir, name);
+  return BT_OK;
+}

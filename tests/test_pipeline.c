@@ -1,0 +1,383 @@
+/* The pipeline layer: its file kinds on disk and in memory, the pure
+ * functions that say what a job needs, and the client's and the server's
+ * objects on a small INSECURE preset. */
+#include <complex.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blindtuner/pipeline.h"
+#include "testutil.h"
+
+enum { H_END = 88 };
+
+typedef struct fixture {
+  bt_ckks_params *p, *other; /* INSECURE-n12 and INSECURE-n12-sparse */
+  bt_secret_key *sk;
+  bt_eval_keys *ek;
+  bt_prng g;
+  size_t slots;
+  int logslots;
+  char dir[256];
+} fixture;
+
+static bt_ckks_params *make_params(const char *name) {
+  bt_ckks_literal lit;
+  bt_ckks_params *p = NULL;
+  if (bt_ckks_preset(name, &lit) || bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p)) return NULL;
+  return p;
+}
+
+static int group_setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  static const int steps[] = {1, -1};
+  if (!f || !(f->p = make_params("INSECURE-n12")) || !(f->other = make_params("INSECURE-n12-sparse"))) return -1;
+  bt_test_prng(&f->g, "pipeline");
+  f->logslots = bt_ckks_logn(f->p) - 1;
+  f->slots = (size_t)1 << f->logslots;
+  if (bt_keygen_secret(f->p, &f->g, &f->sk) || bt_eval_keys_new(f->p, &f->ek) ||
+      bt_keygen_eval(f->sk, &f->g, 1, steps, 2, 1, f->ek))
+    return -1;
+  const char *tmp = getenv("TMPDIR");
+  snprintf(f->dir, sizeof f->dir, "%s/bt-pipeline-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(f->dir)) return -1;
+  *state = f;
+  return 0;
+}
+
+static int group_teardown(void **state) {
+  fixture *f = *state;
+  if (rmdir(f->dir) != 0) printf("  note: %s not removed (%s)\n", f->dir, strerror(errno));
+  bt_eval_keys_free(f->ek);
+  bt_secret_key_free(f->sk);
+  bt_ckks_params_free(f->p);
+  bt_ckks_params_free(f->other);
+  bt_prng_wipe(&f->g);
+  free(f);
+  return 0;
+}
+
+static void path_in(const fixture *f, const char *name, char *out, size_t cap) {
+  snprintf(out, cap, "%s/%s", f->dir, name);
+}
+
+static size_t dir_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  assert_non_null(d);
+  size_t n = 0;
+  for (struct dirent *e; (e = readdir(d));)
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+  closedir(d);
+  return n;
+}
+
+static uint8_t *dup_buf(const uint8_t *b, size_t len) {
+  uint8_t *c = malloc(len + 1);
+  memcpy(c, b, len);
+  return c;
+}
+
+static void random_values(bt_prng *g, double complex *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    double re = (double)(bt_prng_u64(g) >> 11) / 9007199254740992.0 * 2 - 1;
+    v[i] = re;
+  }
+}
+
+static bt_ciphertext *encrypt_values(fixture *f, const double complex *v, int level, int unused) {
+  (void)unused;
+  bt_plaintext *pt;
+  bt_ciphertext *ct;
+  BT_CHECK(bt_plaintext_new(f->p, &pt));
+  BT_CHECK(bt_ciphertext_new(f->p, &ct));
+  BT_CHECK(bt_ckks_encode(f->p, v, f->slots, f->logslots, level, bt_ckks_default_scale(f->p), pt));
+  BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
+  bt_plaintext_free(pt);
+  return ct;
+}
+
+static void assert_same_ct(const bt_ciphertext *a, const bt_ciphertext *b) {
+  assert_int_equal(a->level, b->level);
+  assert_int_equal(a->degree, b->degree);
+  assert_int_equal(a->logslots, b->logslots);
+  assert_true(a->scale == b->scale);
+  size_t words = (size_t)(a->level + 1) * bt_ckks_n(a->params);
+  for (int i = 0; i <= a->degree; i++) assert_memory_equal(a->c[i], b->c[i], words * sizeof(uint64_t));
+}
+
+static void files_round_trip(void **state) {
+  fixture *f = *state;
+  char sbp[512], ebp[512], dsp[512], anp[512];
+  path_in(f, "client.key", sbp, sizeof sbp);
+  path_in(f, "server.keys", ebp, sizeof ebp);
+  path_in(f, "train.bt", dsp, sizeof dsp);
+  path_in(f, "answer.bt", anp, sizeof anp);
+  bt_job_tag tag = {.batch = 4, .features = 3, .classes = 2};
+  bt_random_bytes(tag.keyset, sizeof tag.keyset);
+
+  /* secret bundle: mode 0600, the same key back */
+  bt_secret_bundle sb = {.tag = tag, .sk = f->sk}, sb2;
+  bt_ckks_params *p2 = NULL;
+  BT_CHECK(bt_pipeline_save_secret_bundle(sbp, &sb));
+  struct stat stt;
+  assert_int_equal(stat(sbp, &stt), 0);
+  assert_int_equal(stt.st_mode & 0777, 0600);
+  BT_CHECK(bt_pipeline_load_secret_bundle(sbp, BT_ALLOW_INSECURE, &p2, &sb2));
+  assert_memory_equal(bt_ckks_params_hash(p2), bt_ckks_params_hash(f->p), BT_PARAMS_HASH_BYTES);
+  assert_memory_equal(sb2.tag.keyset, tag.keyset, BT_KEYSET_ID_BYTES);
+  uint8_t *k1, *k2;
+  size_t l1, l2;
+  BT_CHECK(bt_io_write_secret_key(f->sk, &k1, &l1));
+  BT_CHECK(bt_io_write_secret_key(sb2.sk, &k2, &l2));
+  assert_int_equal(l1, l2);
+  assert_memory_equal(k1 + H_END, k2 + H_END, l1 - H_END);
+  bt_free_secret(k1, l1), bt_free_secret(k2, l2);
+  bt_secret_bundle_clear(&sb2);
+  bt_ckks_params_free(p2);
+
+  /* evaluation bundle: the keys come back */
+  bt_eval_bundle eb = {.tag = tag, .ek = f->ek}, eb2;
+  BT_CHECK(bt_pipeline_save_eval_bundle(ebp, &eb));
+  BT_CHECK(bt_pipeline_load_eval_bundle(ebp, BT_ALLOW_INSECURE, &p2, &eb2));
+  assert_int_equal(eb2.ek->ngalois, f->ek->ngalois);
+  assert_non_null(eb2.ek->relin);
+  assert_null(eb2.to_sparse);
+  bt_eval_bundle_clear(&eb2);
+  bt_ckks_params_free(p2);
+  /* one for the other */
+  bt_test_expect_fail(bt_pipeline_load_eval_bundle(sbp, BT_ALLOW_INSECURE, &p2, &eb2), BT_E_FORMAT,
+              "holds a secret bundle, expected an evaluation-key bundle", "secret bundle as evaluation keys");
+  assert_null(p2);
+
+  /* a dataset of two batches */
+  double complex *v = malloc(f->slots * sizeof *v);
+  random_values(&f->g, v, f->slots);
+  bt_enc_batch b[2];
+  bt_ciphertext *x0[1], *x1[1];
+  x0[0] = encrypt_values(f, v, 2, 0);
+  x1[0] = encrypt_values(f, v, 2, 0);
+  b[0] = (bt_enc_batch){.rows = 4, .x = x0, .y = encrypt_values(f, v, 3, 0)};
+  b[1] = (bt_enc_batch){.rows = 1, .x = x1, .y = encrypt_values(f, v, 3, 0)};
+  bt_enc_dataset d = {.tag = tag, .role = BT_SET_TRAIN, .rows = 5, .nx = 1, .nbatches = 2, .labelled = 1, .b = b},
+                 d2;
+  BT_CHECK(bt_pipeline_save_dataset(dsp, &d));
+  BT_CHECK(bt_pipeline_load_dataset(dsp, f->p, &tag, &d2));
+  assert_int_equal(d2.rows, 5);
+  assert_int_equal(d2.nbatches, 2);
+  assert_int_equal(d2.b[1].rows, 1);
+  for (int k = 0; k < 2; k++) {
+    assert_same_ct(b[k].x[0], d2.b[k].x[0]);
+    assert_same_ct(b[k].y, d2.b[k].y);
+  }
+  bt_enc_dataset_clear(&d2);
+  bt_job_tag other = tag;
+  other.keyset[0] ^= 1;
+  bt_test_expect_fail(bt_pipeline_load_dataset(dsp, f->p, &other, &d2), BT_E_PARAMS, "another keygen", "other key set");
+  other = tag;
+  other.classes = 3;
+  bt_test_expect_fail(bt_pipeline_load_dataset(dsp, f->p, &other, &d2), BT_E_PARAMS, "layout", "other layout");
+  bt_test_expect_fail(bt_pipeline_load_dataset(dsp, f->other, &tag, &d2), BT_E_PARAMS, "other parameters", "other parameters");
+  assert_null(d2.b);
+
+  /* bad fields behind a valid checksum */
+  size_t len;
+  uint8_t *buf = bt_test_read_file(dsp, &len);
+  BT_CHECK(bt_pipeline_validate_buffer(BT_IO_DATASET, buf, len, f->p));
+  uint8_t *bad = dup_buf(buf, len);
+  bt_test_put_le(bad + H_END + 28, 9, 4); /* role */
+  bt_test_fix_checksum(bad, len);
+  bt_test_expect_fail(bt_pipeline_validate_buffer(BT_IO_DATASET, bad, len, f->p), BT_E_FORMAT, "dataset role", "bad role");
+  memcpy(bad, buf, len);
+  bt_test_put_le(bad + H_END + 28 + 20 + 4, (uint64_t)1 << 40, 8); /* the first frame's length */
+  bt_test_fix_checksum(bad, len);
+  bt_test_expect_fail(bt_pipeline_validate_buffer(BT_IO_DATASET, bad, len, f->p), BT_E_FORMAT, "runs past the payload", "long frame");
+  memcpy(bad, buf, len);
+  bt_test_put_le(bad + H_END + 28 + 4, 6, 4); /* rows: the batches hold 5 */
+  bt_test_fix_checksum(bad, len);
+  bt_test_expect_fail(bt_pipeline_validate_buffer(BT_IO_DATASET, bad, len, f->p), BT_E_FORMAT, "the batches hold 5 rows",
+              "row count");
+  free(bad);
+  free(buf);
+
+  /* the same dataset through memory: the bytes of the file, and the same checks */
+  uint8_t *mem;
+  size_t mlen;
+  BT_CHECK(bt_pipeline_encode(BT_IO_DATASET, &d, f->p, &mem, &mlen));
+  buf = bt_test_read_file(dsp, &len);
+  assert_int_equal(mlen, len);
+  assert_memory_equal(mem, buf, len);
+  free(buf);
+  bt_ckks_params *pp = f->p;
+  BT_CHECK(bt_pipeline_decode(BT_IO_DATASET, mem, mlen, 0, &pp, &tag, &d2));
+  assert_same_ct(b[1].y, d2.b[1].y);
+  bt_enc_dataset_clear(&d2);
+  other = tag;
+  other.keyset[3] ^= 4;
+  bt_test_expect_fail(bt_pipeline_decode(BT_IO_DATASET, mem, mlen, 0, &pp, &other, &d2), BT_E_PARAMS, "another keygen",
+                      "memory: other key set");
+  bt_test_expect_fail(bt_pipeline_decode(BT_IO_ANSWER, mem, mlen, 0, &pp, &tag, &d2), BT_E_FORMAT, NULL,
+                      "memory: a dataset as an answer");
+  bt_free(mem);
+
+  /* the one bit */
+  bt_answer a = {.tag = tag, .epoch = 3, .go_on = 0}, a2;
+  BT_CHECK(bt_pipeline_save_answer(anp, f->p, &a));
+  BT_CHECK(bt_pipeline_load_answer(anp, f->p, &tag, &a2));
+  assert_int_equal(a2.epoch, 3);
+  assert_int_equal(a2.go_on, 0);
+
+  for (int k = 0; k < 2; k++) bt_ciphertext_free(b[k].x[0]), bt_ciphertext_free(b[k].y);
+  free(v);
+  unlink(sbp), unlink(ebp), unlink(dsp), unlink(anp);
+  assert_int_equal(dir_entries(f->dir), 0);
+}
+
+
+static int cmp_int(const void *a, const void *b) {
+  const int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* The rotations a key set gets from the parameters alone are exactly those
+ * the server's objects use once built. */
+static void rotations_are_pure(void **state) {
+  (void)state;
+  bt_ckks_params *p = make_params("INSECURE-boot-n12-dense");
+  assert_non_null(p);
+  const bt_job_tag tags[] = {{.batch = 32, .features = 30, .classes = 3}, {.batch = 8, .features = 5, .classes = 2},
+                             {.batch = 64, .features = 17, .classes = 8}};
+  for (size_t t = 0; t < sizeof tags / sizeof *tags; t++) {
+    size_t n = 0, n2 = 0;
+    BT_CHECK(bt_job_rotations(p, &tags[t], NULL, 0, &n));
+    assert_true(n > 0);
+    int *pure = malloc(n * sizeof *pure), *built = malloc((4096 + 512) * sizeof *built), few[3];
+    BT_CHECK(bt_job_rotations(p, &tags[t], pure, n, &n2));
+    assert_int_equal(n, n2);
+    BT_CHECK(bt_job_rotations(p, &tags[t], few, 3, &n2)); /* a short array: filled, the size reported */
+    assert_int_equal(n2, n);
+    assert_memory_equal(few, pure, sizeof few);
+    bt_hemat_layout L;
+    bt_softmax_approx sa;
+    bt_bootstrap_config cfg;
+    bt_bootstrapper *bs;
+    bt_trainer *tr;
+    BT_CHECK(bt_job_layout(p, &tags[t], &L, &sa));
+    BT_CHECK(bt_trainer_bootstrap_config(p, &L, &cfg));
+    BT_CHECK(bt_bootstrapper_new(p, &cfg, bt_ckks_default_scale(p), &bs));
+    BT_CHECK(bt_trainer_new(p, &L, &sa, bs, 0.1, 0, &tr));
+    size_t nb = bt_bootstrap_steps(bs, built, 4096);
+    assert_true(nb > 0 && nb <= 4096);
+    nb += bt_trainer_steps(tr, built + nb);
+    qsort(built, nb, sizeof *built, cmp_int);
+    size_t m = 0;
+    for (size_t i = 0; i < nb; i++)
+      if (!m || built[m - 1] != built[i]) built[m++] = built[i];
+    qsort(pure, n, sizeof *pure, cmp_int);
+    printf("  layout %d x %d x %d: %zu rotations from the parameters, %zu from the built objects\n", tags[t].batch,
+           tags[t].features, tags[t].classes, n, m);
+    assert_int_equal(n, m);
+    assert_memory_equal(pure, built, n * sizeof *pure);
+    bt_trainer_free(tr);
+    bt_bootstrapper_free(bs);
+    bt_softmax_approx_free(&sa);
+    free(pure), free(built);
+  }
+  bt_ckks_params_free(p);
+}
+
+/* The client and the job's objects, short of training: a key set through
+ * memory, a dataset's layout, the zero model, the protocol's state checks. */
+static void client_and_job(void **state) {
+  (void)state;
+  bt_client *c = NULL, *c2 = NULL;
+  bt_eval_bundle eb;
+  bt_test_expect_fail(bt_client_keygen("INSECURE-boot-n12-dense", 0, 4, 3, 8, 2, &c, &eb), BT_E_INSECURE, NULL,
+                      "INSECURE without the flag");
+  BT_CHECK(bt_client_keygen("INSECURE-boot-n12-dense", BT_ALLOW_INSECURE, 4, 3, 8, 2, &c, &eb));
+  const bt_ckks_params *p = bt_client_params(c);
+  assert_int_equal(bt_client_tag(c)->features, 5);
+  size_t nrot = 0;
+  BT_CHECK(bt_job_rotations(p, bt_client_tag(c), NULL, 0, &nrot));
+  /* one key per distinct Galois element (steps equal modulo the slots share one), and conjugation */
+  assert_true(eb.ek->ngalois >= 2 && eb.ek->ngalois <= nrot + 1);
+  assert_non_null(eb.to_sparse);              /* a dense secret: encapsulation keys */
+  uint8_t *buf;
+  size_t len;
+  BT_CHECK(bt_client_write(c, &buf, &len));
+  BT_CHECK(bt_client_open_buffer(buf, len, BT_ALLOW_INSECURE, &c2));
+  bt_free_secret(buf, len);
+  assert_memory_equal(bt_client_tag(c2), bt_client_tag(c), sizeof(bt_job_tag));
+  bt_client_free(c2);
+
+  /* 11 rows of 4 features, 3 classes: two batches of 8 */
+  float x[11 * 4];
+  int y[11];
+  for (int i = 0; i < 11; i++) {
+    y[i] = i % 3;
+    for (int j = 0; j < 4; j++) x[i * 4 + j] = (float)(i * 0.25 + j);
+  }
+  bt_plain_head sc;
+  bt_enc_dataset d;
+  int order[11];
+  BT_CHECK(bt_pipeline_row_order(7, 11, order));
+  int seen[11] = {0};
+  for (int i = 0; i < 11; i++) seen[order[i]]++;
+  for (int i = 0; i < 11; i++) assert_int_equal(seen[i], 1);
+  BT_CHECK(bt_scaler_fit(bt_client_tag(c), x, 11, 4, &sc));
+  assert_true(fabs(sc.mean[1] - (1 + 0.25 * 5)) < 1e-9);
+  bt_test_expect_fail(bt_client_encrypt(c, BT_SET_TRAIN, x, NULL, 11, &sc, order, NULL, NULL, &d), BT_E_ARG, "labels",
+                      "a training set without labels");
+  y[4] = 3;
+  bt_test_expect_fail(bt_client_encrypt(c, BT_SET_TRAIN, x, y, 11, &sc, order, NULL, NULL, &d), BT_E_ARG, "label 4",
+                      "a label out of range");
+  y[4] = 1;
+  BT_CHECK(bt_client_encrypt(c, BT_SET_TRAIN, x, y, 11, &sc, order, NULL, NULL, &d));
+  assert_int_equal(d.nbatches, 2);
+  assert_int_equal(d.b[0].rows, 8);
+  assert_int_equal(d.b[1].rows, 3);
+
+  /* the server's job: the zero model, no answer awaited, no loss yet */
+  bt_job *j;
+  bt_job_options o;
+  bt_job_options_init(&o);
+  BT_CHECK(bt_job_new(p, &eb, &d, NULL, &o, &j));
+  assert_int_equal(bt_job_state_of(j), BT_JOB_TRAIN);
+  bt_enc_epoch m, l;
+  BT_CHECK(bt_job_model(j, &m));
+  assert_int_equal(m.epoch, 0);
+  bt_test_expect_fail(bt_job_loss(j, &l), BT_E_ARG, "no validation loss", "loss before an epoch");
+  bt_answer a = {.tag = *bt_client_tag(c), .epoch = 0, .go_on = 1};
+  bt_test_expect_fail(bt_job_answer(j, &a), BT_E_ARG, "no answer", "an answer nobody asked for");
+  bt_plain_head h;
+  BT_CHECK(bt_client_decrypt_model(c, &m, &sc, &h));
+  for (int i = 0; i < 3 * 5; i++) assert_true(fabs(h.w[i]) < 1e-6);
+  double acc, loss;
+  BT_CHECK(bt_plain_head_evaluate(&h, x, y, 11, &acc, &loss, NULL, NULL));
+  assert_true(fabs(loss - log(3.0)) < 1e-5); /* all logits zero */
+  /* a training set is not a validation set */
+  bt_job *j2 = NULL;
+  bt_test_expect_fail(bt_job_new(p, &eb, &d, &d, &o, &j2), BT_E_FORMAT, "not a labelled validation set",
+                      "the training set as validation");
+  assert_null(j2);
+  bt_plain_head_clear(&h);
+  bt_job_free(j);
+  bt_enc_dataset_clear(&d);
+  bt_plain_head_clear(&sc);
+  bt_eval_bundle_clear(&eb);
+  bt_client_free(c);
+}
+
+int main(void) {
+  bt_test_seed();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(files_round_trip),
+      cmocka_unit_test(rotations_are_pure),
+      cmocka_unit_test(client_and_job),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
