@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS  ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all test asan demo example bench clean
+.PHONY: all test asan demo example bench clean python python-path
 all:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
@@ -34,10 +34,13 @@ clean:
 # (its user site if that is not writable).  Debian's python3 by default (python3-numpy).
 PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 .PHONY: python
-python: all
+# a blindtuner.pth naming python/ in python3's site-packages (tools/install-deps runs it)
+python-path:
 	@dir=$$($(PYTHON) -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null); \
 	if [ -z "$$dir" ] || ! mkdir -p "$$dir" 2>/dev/null || [ ! -w "$$dir" ]; then \
 	  dir=$$($(PYTHON) -c 'import site; print(site.getusersitepackages())') && mkdir -p "$$dir"; fi; \
 	echo "$(CURDIR)/python" > "$$dir/blindtuner.pth" && echo "python: $$dir/blindtuner.pth -> $(CURDIR)/python"
+
+python: all python-path
 	@cd / && BLINDTUNER_LIB=$${BLINDTUNER_LIB:-$(abspath $(BUILD))/libblindtuner.so} $(PYTHON) -c \
-	  'import blindtuner; print("python: import blindtuner: ok (" + blindtuner.library_path() + ")")'
+  'import blindtuner; print("python: import blindtuner: ok (" + blindtuner.library_path() + ")")'

@@ -86,7 +86,8 @@ int bt_bench_hemat(int argc, char **argv) {
   TRY(bt_hemat_layout_init(bt_ckks_logn(p) - 1, B, F, C, &L));
   TRY(bt_hemat_new(p, &L, &h));
   int steps[256];
-  const size_t ns = bt_hemat_steps(h, steps);
+  const size_t ns = bt_hemat_steps(h, steps, 256);
+  if (ns == 0 || ns > 256) TRY(bt_fail(BT_E_NOMEM, "the products need %zu rotation steps", ns));
   double t0 = bt_seconds();
   TRY(bt_keygen_secret(p, &g, &sk));
   TRY(bt_eval_keys_new(p, &ek));

@@ -109,9 +109,10 @@ int bt_bench_train(int argc, char **argv) {
   size_t ns = 0;
   TRY(bt_trainer_bootstrap_config(p, &L, &cfg));
   TRY(bt_bootstrap_config_steps(p, &cfg, NULL, 0, &ns));
-  if (!(steps = malloc((ns + 512) * sizeof *steps))) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
+  const size_t nt = bt_train_layout_steps(&L, NULL, 0);
+  if (!nt || !(steps = malloc((ns + nt) * sizeof *steps))) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   TRY(bt_bootstrap_config_steps(p, &cfg, steps, ns, &ns));
-  ns += bt_train_layout_steps(&L, steps + ns);
+  ns += bt_train_layout_steps(&L, steps + ns, nt);
   TRY(bt_keygen_secret(p, &g, &sk));
   TRY(bt_eval_keys_new(p, &eb.ek));
   TRY(bt_keygen_eval(sk, &g, 1, steps, ns, 1, eb.ek));

@@ -83,7 +83,8 @@ static void one_shape_fold(fixture *f, int logslots, int B, int F, int C, int fo
   BT_CHECK(bt_hemat_new(f->p, &L, &h));
   int steps[256];
   const int G = fold ? L.groups : 1, R = fold ? L.fold_rows : L.s0;
-  size_t nsteps = bt_hemat_steps(h, steps);
+  size_t nsteps = bt_hemat_steps(h, steps, 256);
+  assert_true(nsteps > 0 && nsteps <= 256);
   bt_eval_keys *ek;
   bt_evaluator *ev;
   BT_CHECK(bt_eval_keys_new(f->p, &ek));

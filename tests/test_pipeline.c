@@ -272,7 +272,8 @@ static void rotations_are_pure(void **state) {
     BT_CHECK(bt_trainer_new(p, &L, &sa, bs, 0.1, 0, &tr));
     size_t nb = bt_bootstrap_steps(bs, built, 4096);
     assert_true(nb > 0 && nb <= 4096);
-    nb += bt_trainer_steps(tr, built + nb);
+    nb += bt_trainer_steps(tr, built + nb, 512);
+    assert_true(nb <= 4096 + 512);
     qsort(built, nb, sizeof *built, cmp_int);
     size_t m = 0;
     for (size_t i = 0; i < nb; i++)

@@ -183,7 +183,8 @@ static void encrypted_steps(fixture *f, const int B, const int F, const int C, i
   static int steps[4096 + 512];
   size_t ns = bt_bootstrap_steps(f->bs, steps, 4096);
   assert_true(ns > 0 && ns <= 4096);
-  ns += bt_trainer_steps(t, steps + ns);
+  ns += bt_trainer_steps(t, steps + ns, 512);
+  assert_true(ns <= 4096 + 512);
   BT_CHECK(bt_keygen_eval(f->sk, &f->g, 1, steps, ns, 1, f->ek));
   BT_CHECK(bt_evaluator_new(f->p, f->ek, &f->ev));
 

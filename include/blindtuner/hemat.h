@@ -108,10 +108,12 @@ typedef struct bt_hemat bt_hemat;
 BT_API bt_status bt_hemat_new(const bt_ckks_params *p, const bt_hemat_layout *L, bt_hemat **out) BT_MUST_CHECK;
 BT_API void bt_hemat_free(bt_hemat *h);
 BT_API const bt_hemat_layout *bt_hemat_layout_of(const bt_hemat *h);
-/* Rotation steps whose Galois keys the products need; at most 256 written. */
-BT_API size_t bt_hemat_steps(const bt_hemat *h, int *steps);
+/* Rotation steps whose Galois keys the products need (distinct modulo the
+ * slots): writes at most `cap` and returns how many there are (0 also when
+ * out of memory). */
+BT_API size_t bt_hemat_steps(const bt_hemat *h, int *steps, size_t cap);
 /* The same from the layout alone. */
-BT_API size_t bt_hemat_layout_steps(const bt_hemat_layout *L, int *steps);
+BT_API size_t bt_hemat_layout_steps(const bt_hemat_layout *L, int *steps, size_t cap);
 BT_API bt_hemat_counts bt_hemat_get_counts(const bt_hemat *h);
 BT_API void bt_hemat_reset_counts(bt_hemat *h);
 

@@ -116,11 +116,12 @@ BT_API bt_status bt_trainer_new(const bt_ckks_params *p, const bt_hemat_layout *
                                 bt_trainer **out) BT_MUST_CHECK;
 BT_API void bt_trainer_free(bt_trainer *t);
 /* Rotation steps the trainer needs besides bootstrapping's own (which the
- * caller adds with bt_bootstrap_steps); writes at most 512.  Also needs
- * relinearisation and conjugation keys. */
-BT_API size_t bt_trainer_steps(const bt_trainer *t, int *steps);
+ * caller adds with bt_bootstrap_steps): writes at most `cap` and returns
+ * how many there are (0 when out of memory).  Also needs relinearisation
+ * and conjugation keys. */
+BT_API size_t bt_trainer_steps(const bt_trainer *t, int *steps, size_t cap);
 /* The same from the layout alone (a key set is made without a trainer). */
-BT_API size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps);
+BT_API size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps, size_t cap);
 /* Level the X blocks must be encrypted at, and the labels' level. */
 BT_API int bt_trainer_x_level(const bt_trainer *t);
 BT_API int bt_trainer_y_level(const bt_trainer *t);

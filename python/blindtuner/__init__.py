@@ -29,8 +29,9 @@ this package sits in (python/blindtuner -> ../../build), else the system's
 (ctypes.util.find_library("blindtuner")).
 """
 from ._lib import BlindTunerError, library_path, lib as _load
-from ._objects import (Answer, Client, EarlyStopping, EncryptedDataset, EvalBundle, Head, Job, Logits, Loss, Model,
-                       Scaler, batch_order, load_head, row_order)
+from ._containers import EncryptedDataset, EvalBundle, Logits, Loss, Model
+from ._client import Answer, Client, EarlyStopping, Head, Scaler, load_head, row_order
+from ._server import Job, batch_order
 
 __all__ = ["BlindTunerError", "Client", "EvalBundle", "EncryptedDataset", "Model", "Loss", "Logits", "Answer",
            "EarlyStopping", "Scaler", "Head", "Job", "row_order", "batch_order", "load_head", "library_path"]

@@ -213,32 +213,38 @@ static size_t sum_steps(int batch, int n, int sign, int *steps) {
   return k;
 }
 
-size_t bt_hemat_steps(const bt_hemat *h, int *steps) { return bt_hemat_layout_steps(&h->L, steps); }
+size_t bt_hemat_steps(const bt_hemat *h, int *steps, size_t cap) { return bt_hemat_layout_steps(&h->L, steps, cap); }
 
-size_t bt_hemat_layout_steps(const bt_hemat_layout *L, int *steps) {
+size_t bt_hemat_layout_steps(const bt_hemat_layout *L, int *steps, size_t cap) {
   const int c = L->cpad, s0 = L->s0, s1 = L->s1, t = L->period_rows;
   const int slots = (int)L->slots;
-  int tmp[1024];
+  const int g = L->fold ? L->groups : 1;
+  /* 3c + 2g single steps and six doubling sums of at most 32 each */
+  int *tmp = malloc(((size_t)3 * c + 2 * (size_t)g + 6 * 32) * sizeof *tmp);
+  if (!tmp) return 0;
   size_t n = 0;
   for (int k = 1; k < c; k++) tmp[n++] = k * s1;                            /* rolls */
   n += sum_steps(t * s1, w_period_rows(L) / t, 1, tmp + n);                  /* W period */
   n += sum_steps(c * s1, t / c, 1, tmp + n);                                 /* W expansion */
   n += sum_steps(1, s1, 1, tmp + n);                                         /* column sums */
-  const int g = L->fold ? L->groups : 1;
   for (int k = 0; k < c; k++) tmp[n++] = -(k * s1 + (c - k) % c);            /* Z assembly */
   for (int q = 1; q < g; q++) tmp[n++] = -q * c;                             /* Z gathering */
   for (int q = 1; q < g; q++) tmp[n++] = q * c;                              /* unfolding D */
   for (int k = 0; k < c; k++) tmp[n++] = (c - k) % c + k * s1;               /* D patterns */
   n += sum_steps(1, s1, -1, tmp + n);                                        /* D broadcast */
   n += sum_steps(c * s1, s0 / c, 1, tmp + n);                                /* row sums */
+  /* distinct rotations (steps equal modulo the slots are one), in order */
   size_t out = 0;
   for (size_t i = 0; i < n; i++) {
-    int s = ((tmp[i] % slots) + slots) % slots;
-    if (s == 0) continue;
+    const int r = ((tmp[i] % slots) + slots) % slots;
+    if (r == 0) continue;
     int dup = 0;
-    for (size_t k = 0; k < out; k++) dup |= ((steps[k] % slots) + slots) % slots == s;
-    if (!dup && out < 256) steps[out++] = tmp[i];
+    for (size_t k = 0; k < i && !dup; k++) dup = ((tmp[k] % slots) + slots) % slots == r;
+    if (dup) continue;
+    if (out < cap) steps[out] = tmp[i];
+    out++;
   }
+  free(tmp);
   return out;
 }
 

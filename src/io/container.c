@@ -462,29 +462,6 @@ bt_status bt_io_reader_fail(bt_io_reader *r, bt_status s, const char *fmt, ...) 
   return r->st = bt_io_fail(r->src, s, "%s", msg);
 }
 
-uint64_t bt_io_remaining(const bt_io_reader *r) { return r->framed ? r->frame_left : r->avail + r->unread; }
-
-bt_status bt_io_frame_begin(bt_io_reader *r, uint64_t len, const char *what) {
-  if (r->st) return r->st;
-  if (r->framed) return bt_io_reader_fail(r, BT_E_ARG, "internal error: nested frames");
-  if (len > bt_io_remaining(r))
-    return bt_io_reader_fail(r, BT_E_FORMAT, "%s of %llu bytes runs past the payload (%llu bytes left)", what,
-                             (unsigned long long)len, (unsigned long long)bt_io_remaining(r));
-  r->framed = 1;
-  r->frame_left = len;
-  return BT_OK;
-}
-
-bt_status bt_io_frame_end(bt_io_reader *r, const char *what) {
-  const uint64_t left = r->frame_left;
-  r->framed = 0;
-  r->frame_left = 0;
-  if (!r->st && left)
-    return bt_io_reader_fail(r, BT_E_FORMAT, "%llu unexpected bytes at the end of %s", (unsigned long long)left,
-                             what);
-  return r->st;
-}
-
 const uint8_t *bt_io_take(bt_io_reader *r, size_t n) {
   if (r->st) return NULL;
   if (n > bt_io_remaining(r)) {
@@ -563,15 +540,6 @@ int bt_io_get_int(bt_io_reader *r, int lo, int hi, const char *what) {
     return lo;
   }
   return (int)v;
-}
-
-bt_status bt_io_expect_remaining(bt_io_reader *r, uint64_t want, const char *what) {
-  if (r->st) return r->st;
-  uint64_t have = bt_io_remaining(r);
-  if (have != want)
-    return bt_io_reader_fail(r, BT_E_FORMAT, "%s needs %llu more payload bytes, the payload has %llu",
-                             what, (unsigned long long)want, (unsigned long long)have);
-  return BT_OK;
 }
 
 void bt_io_get_poly(bt_io_reader *r, const bt_ckks_params *p, uint64_t *a, int first, int count,
@@ -810,47 +778,6 @@ bt_status bt_io_load(const bt_io_codec *c, const char *path, const bt_ckks_param
   bt_free_secret(r.stage, r.stage_cap);
   close(fd);
   return st;
-}
-
-/* ---- the writer and reader as the layers above see them ---- */
-bt_status bt_io_writer_status(const bt_io_writer *w) { return w->st; }
-
-bt_status bt_io_writer_set_error(bt_io_writer *w, bt_status s) {
-  if (!w->st) w->st = s;
-  return w->st;
-}
-
-bt_status bt_io_reader_status(const bt_io_reader *r) { return r->st; }
-
-const uint8_t *bt_io_reader_params_hash(const bt_io_reader *r) { return r->params_hash; }
-
-bt_status bt_io_object_bytes(const bt_io_codec *c, const void *obj, uint64_t *n) {
-  uint64_t m;
-  bt_status st = c->measure(obj, &m);
-  if (!st) *n += 8 + m;
-  return st;
-}
-
-void bt_io_put_object(bt_io_writer *w, const bt_io_codec *c, const void *obj) {
-  uint64_t m;
-  if (w->st) return;
-  bt_status st = c->measure(obj, &m);
-  if (st) {
-    w->st = st;
-    return;
-  }
-  bt_io_put_u64(w, m);
-  if (!w->st && (st = c->emit(w, obj)) && !w->st) w->st = st;
-}
-
-bt_status bt_io_get_object(bt_io_reader *r, const bt_io_codec *c, const bt_ckks_params *p, unsigned flags,
-                           void *out, const char *what) {
-  const uint64_t len = bt_io_get_u64(r);
-  if (bt_io_frame_begin(r, len, what)) return r->st;
-  bt_status st = c->parse(r, p, flags, out);
-  if (st && !r->st) r->st = st;
-  if (bt_io_frame_end(r, what)) c->discard(out);
-  return r->st;
 }
 
 bt_status bt_io_write_atomic(const char *path, const void *data, size_t len, int secret) {

@@ -15,13 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blindtuner/pipeline.h"
+#include "pipeline/internal.h"
 
 #define MAX_BATCHES (1 << 20)
 #define MAX_BLOCKS 4096
 
 /* ---- building blocks ---- */
-#define TAG_BYTES (BT_KEYSET_ID_BYTES + 3 * 4)
 
 static void put_tag(bt_io_writer *w, const bt_job_tag *t) {
   bt_io_put_bytes(w, t->keyset, BT_KEYSET_ID_BYTES);
@@ -649,77 +648,6 @@ bt_status bt_pipeline_load_head(const char *path, bt_io_kind kind, const bt_ckks
   bt_status st = bt_io_load(kind == BT_IO_SCALER ? &sc_codec : &hm_codec, path, p, 0, h);
   if (!st && (st = check_expect(path, &h->tag, expect))) bt_plain_head_clear(h);
   return st;
-}
-
-/* ---- summaries ---- */
-static uint32_t rd32(const uint8_t *b, size_t len, size_t off) {
-  if (off + 4 > len) return 0;
-  return (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 | (uint32_t)b[off + 2] << 16 | (uint32_t)b[off + 3] << 24;
-}
-
-/* logn and name from a PARAMS payload at b[off..len) */
-static void params_summary(const uint8_t *b, size_t len, size_t off, bt_pipeline_summary *s) {
-  s->logn = (int)rd32(b, len, off);
-  const uint32_t nq = rd32(b, len, off + 4);
-  if (nq > BT_MAX_PRIMES) return;
-  const size_t at = off + 8 + 4 * (size_t)nq + 6 * 4;
-  if (at >= len) return;
-  size_t nl = b[at];
-  if (nl > sizeof s->params_name - 1 || at + 1 + nl > len) return;
-  for (size_t i = 0; i < nl; i++) s->params_name[i] = (char)(b[at + 1 + i] >= 0x20 && b[at + 1 + i] < 0x7f ? b[at + 1 + i] : '?');
-  s->params_name[nl] = '\0';
-}
-
-bt_status bt_pipeline_summarize(const char *path, bt_pipeline_summary *s) {
-  memset(s, 0, sizeof *s);
-  s->role = s->rows = s->batches = s->epoch = s->flag = s->logn = -1;
-  bt_status st = bt_io_inspect(path, &s->info);
-  if (st) return st;
-  uint8_t b[4096];
-  size_t len = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return bt_io_fail(path, BT_E_IO, "cannot open");
-  if (fseek(f, BT_IO_HEADER_BYTES, SEEK_SET) == 0) len = fread(b, 1, sizeof b, f);
-  fclose(f);
-  const bt_io_kind k = s->info.kind;
-  if (k == BT_IO_PARAMS) {
-    params_summary(b, len, 0, s);
-    return BT_OK;
-  }
-  if (k < BT_IO_SECRET_BUNDLE || len < TAG_BYTES) return BT_OK;
-  s->has_tag = 1;
-  memcpy(s->tag.keyset, b, BT_KEYSET_ID_BYTES);
-  s->tag.batch = (int)rd32(b, len, 16);
-  s->tag.features = (int)rd32(b, len, 20);
-  s->tag.classes = (int)rd32(b, len, 24);
-  const size_t o = TAG_BYTES;
-  switch (k) {
-    case BT_IO_SECRET_BUNDLE:
-    case BT_IO_EVAL_BUNDLE: params_summary(b, len, o + 8, s); break;
-    case BT_IO_DATASET:
-      s->role = (int)rd32(b, len, o);
-      s->rows = (int)rd32(b, len, o + 4);
-      s->batches = (int)rd32(b, len, o + 12);
-      s->flag = (int)rd32(b, len, o + 16);
-      break;
-    case BT_IO_MODEL:
-    case BT_IO_LOSS:
-    case BT_IO_PLAIN_MODEL: s->epoch = (int)rd32(b, len, o); break;
-    case BT_IO_CHECKPOINT:
-      s->epoch = (int)rd32(b, len, o);
-      s->flag = (int)rd32(b, len, o + 4);
-      break;
-    case BT_IO_ANSWER:
-      s->epoch = (int)rd32(b, len, o);
-      s->flag = (int)rd32(b, len, o + 4);
-      break;
-    case BT_IO_LOGITS:
-      s->rows = (int)rd32(b, len, o);
-      s->batches = (int)rd32(b, len, o + 4);
-      break;
-    default: break;
-  }
-  return BT_OK;
 }
 
 /* ---- validation in memory (fuzzing, tests) ---- */

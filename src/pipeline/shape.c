@@ -27,13 +27,13 @@ bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *
   if (!st) st = bt_trainer_bootstrap_config(p, &L, &cfg);
   size_t nb = 0;
   if (!st) st = bt_bootstrap_config_steps(p, &cfg, NULL, 0, &nb);
-  int *all = st ? NULL : malloc((nb + 512) * sizeof *all);
-  if (!st && !all) st = bt_fail(BT_E_NOMEM, "out of memory");
+  const size_t nt = st ? 0 : bt_train_layout_steps(&L, NULL, 0);
+  int *all = st ? NULL : malloc((nb + nt) * sizeof *all), *train = st ? NULL : malloc((nt ? nt : 1) * sizeof *train);
+  if (!st && (!all || !train || !nt)) st = bt_fail(BT_E_NOMEM, "out of memory");
   if (!st) st = bt_bootstrap_config_steps(p, &cfg, all, nb, &nb);
+  if (!st && bt_train_layout_steps(&L, train, nt) != nt) st = bt_fail(BT_E_NOMEM, "out of memory");
   if (!st) {
     /* training's own steps, without the ones bootstrapping has already */
-    int train[512];
-    const size_t nt = bt_train_layout_steps(&L, train);
     size_t n = nb;
     for (size_t i = 0; i < nt; i++) {
       size_t j = 0;
@@ -43,7 +43,7 @@ bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *
     if (cap) memcpy(steps, all, (n < cap ? n : cap) * sizeof *steps);
     *count = n;
   }
-  free(all);
+  free(all), free(train);
   return st;
 }
 

@@ -98,24 +98,33 @@ bt_status bt_trainer_bootstrap_config(const bt_ckks_params *p, const bt_hemat_la
   return st;
 }
 
-size_t bt_trainer_steps(const bt_trainer *t, int *steps) { return bt_train_layout_steps(&t->L, steps); }
+size_t bt_trainer_steps(const bt_trainer *t, int *steps, size_t cap) { return bt_train_layout_steps(&t->L, steps, cap); }
 
-size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps) {
-  size_t n = bt_hemat_layout_steps(L, steps);
-  for (int w = L->cpad / 2; w >= 1; w /= 2) steps[n++] = w;
-  n += bt_inner_sum_steps(1, L->cpad, 0, steps + n);
-  n += bt_inner_sum_steps(1, L->cpad, 1, steps + n);
+size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps, size_t cap) {
+  const size_t nh = bt_hemat_layout_steps(L, NULL, 0);
+  int *all = malloc((nh + 128) * sizeof *all); /* the softmax's: five doubling sums of at most 20 */
+  if (!all || bt_hemat_layout_steps(L, all, nh) != nh) {
+    free(all);
+    return 0;
+  }
+  size_t n = nh;
+  for (int w = L->cpad / 2; w >= 1; w /= 2) all[n++] = w;
+  n += bt_inner_sum_steps(1, L->cpad, 0, all + n);
+  n += bt_inner_sum_steps(1, L->cpad, 1, all + n);
   if (L->fold)
-    n += bt_inner_sum_steps(L->cpad, (int)(L->slots / (size_t)L->cpad), 0, steps + n);
+    n += bt_inner_sum_steps(L->cpad, (int)(L->slots / (size_t)L->cpad), 0, all + n);
   else
-    n += bt_inner_sum_steps(L->s1, L->s0, 0, steps + n);
+    n += bt_inner_sum_steps(L->s1, L->s0, 0, all + n);
   /* drop repeats */
   size_t m = 0;
   for (size_t i = 0; i < n; i++) {
     size_t j = 0;
-    while (j < m && steps[j] != steps[i]) j++;
-    if (j == m) steps[m++] = steps[i];
+    while (j < i && all[j] != all[i]) j++;
+    if (j < i) continue;
+    if (m < cap) steps[m] = all[i];
+    m++;
   }
+  free(all);
   return m;
 }
 
