@@ -87,6 +87,15 @@ BT_API const bt_ckks_literal *bt_ckks_literal_of(const bt_ckks_params *p);
  * NULL when i is out of range.  Owned by the handle. */
 BT_API const bt_modulus *bt_ckks_modulus(const bt_ckks_params *p, int i);
 BT_API const bt_ntt_table *bt_ckks_ntt_table(const bt_ckks_params *p, int i);
+/* Limbs first..first+count-1 (prime indices over q_0.., p_0..) of the
+ * uniform polynomial a public seed expands to, in NTT form: the "a" of
+ * seeded keys and fresh secret-key ciphertexts (docs/FORMAT.md gives the
+ * stream).  Serialisation re-expands them with it. */
+BT_API void bt_ckks_expand_uniform(const bt_ckks_params *p, const uint8_t seed[BT_SEED_BYTES], uint64_t *out,
+                                   int first, int count);
+/* A small signed polynomial (a secret key's coefficients) as NTT limbs
+ * first..first+count-1. */
+BT_API void bt_ckks_small_to_ntt(const bt_ckks_params *p, const int8_t *v, uint64_t *out, int first, int count);
 /* 32-byte hash naming the parameter set (primes, ring, secret distribution,
  * key-switching digit split). */
 BT_API const uint8_t *bt_ckks_params_hash(const bt_ckks_params *p);

@@ -116,3 +116,12 @@ bt_precision bt_precision_measure(const double complex *want, const double compl
   r.min_bits = mx > 0 ? -log2(mx) : 64;
   return r;
 }
+
+void bt_ckks_expand_uniform(const bt_ckks_params *p, const uint8_t seed[BT_SEED_BYTES], uint64_t *out, int first,
+                            int count) {
+  bt_expand_uniform(p, seed, out, first, count);
+}
+
+void bt_ckks_small_to_ntt(const bt_ckks_params *p, const int8_t *v, uint64_t *out, int first, int count) {
+  bt_small_to_ntt(p, v, out, first, count);
+}

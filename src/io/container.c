@@ -386,7 +386,7 @@ void bt_io_put_bytes(bt_io_writer *w, const void *src, size_t n) {
 }
 
 static uint64_t limb_bytes(const bt_ckks_params *p, int i) {
-  return ((uint64_t)p->n * (uint64_t)p->mod[i].bits + 7) / 8;
+  return ((uint64_t)N_OF(p) * (uint64_t)bt_ckks_modulus(p, i)->bits + 7) / 8;
 }
 
 uint64_t bt_io_poly_bytes(const bt_ckks_params *p, int first, int count) {
@@ -444,7 +444,7 @@ void bt_io_put_poly(bt_io_writer *w, const bt_ckks_params *p, const uint64_t *a,
   for (int t = 0; t < count && !w->st; t++) {
     const int i = first + t;
     uint8_t *out = bt_io_reserve(w, (size_t)limb_bytes(p, i));
-    if (out && pack_limb(out, a + (size_t)t * p->n, p->n, p->primes[i], p->mod[i].bits))
+    if (out && pack_limb(out, a + (size_t)t * N_OF(p), N_OF(p), bt_ckks_modulus(p, i)->q, bt_ckks_modulus(p, i)->bits))
       w->st = bt_io_fail(w->src, BT_E_ARG,
                          "cannot save %s: limb %d holds a coefficient not below its prime", what,
                          t);
@@ -548,14 +548,14 @@ void bt_io_get_poly(bt_io_reader *r, const bt_ckks_params *p, uint64_t *a, int f
     const int i = first + t;
     const uint8_t *in = bt_io_take(r, (size_t)limb_bytes(p, i));
     if (!in) return;
-    size_t bad = unpack_limb(in, a + (size_t)t * p->n, p->n, p->primes[i], p->mod[i].bits);
-    if (bad == p->n + 1)
+    size_t bad = unpack_limb(in, a + (size_t)t * N_OF(p), N_OF(p), bt_ckks_modulus(p, i)->q, bt_ckks_modulus(p, i)->bits);
+    if (bad == N_OF(p) + 1)
       bt_io_reader_fail(r, BT_E_FORMAT, "%s, limb %d: padding bits are not zero", what, t);
     else if (bad)
       bt_io_reader_fail(r, BT_E_FORMAT,
                         "%s, limb %d: coefficient %zu = %llu is not below the prime %llu", what, t,
-                        bad - 1, (unsigned long long)a[(size_t)t * p->n + bad - 1],
-                        (unsigned long long)p->primes[i]);
+                        bad - 1, (unsigned long long)a[(size_t)t * N_OF(p) + bad - 1],
+                        (unsigned long long)bt_ckks_modulus(p, i)->q);
   }
 }
 

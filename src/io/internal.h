@@ -7,7 +7,12 @@
 #include <sodium.h>
 
 #include "blindtuner/io.h"
-#include "ckks/internal.h"
+
+/* The parameter handle through its public accessors (the ckks layer's
+ * internals are its own). */
+#define N_OF(p) bt_ckks_n(p)
+#define NQ(p) (bt_ckks_max_level(p) + 1)
+#define NP(p) bt_ckks_num_special(p)
 
 /* Prefixes the message a lower layer recorded with src. */
 bt_status bt_io_rewrap(const char *src, bt_status s, const char *what);

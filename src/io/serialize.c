@@ -39,7 +39,7 @@ static int scale_ok(double s) { return isfinite(s) && s > 0; }
 
 /* ---- parameters ---- */
 
-static size_t name_len(const bt_ckks_params *p) { return p->lit.name ? strlen(p->lit.name) : 0; }
+static size_t name_len(const bt_ckks_params *p) { return bt_ckks_literal_of(p)->name ? strlen(bt_ckks_literal_of(p)->name) : 0; }
 
 static int printable(char c) { return c >= 0x20 && c <= 0x7e; }
 
@@ -48,19 +48,19 @@ static bt_status params_measure(const void *obj, uint64_t *payload) {
   size_t nl = name_len(p);
   if (nl > NAME_MAX_BYTES)
     return bt_fail(BT_E_ARG, "cannot save parameters: the name '%.24s...' exceeds %d bytes",
-                   p->lit.name, NAME_MAX_BYTES);
+                   bt_ckks_literal_of(p)->name, NAME_MAX_BYTES);
   for (size_t i = 0; i < nl; i++)
-    if (!printable(p->lit.name[i]))
+    if (!printable(bt_ckks_literal_of(p)->name[i]))
       return bt_fail(BT_E_ARG, "cannot save parameters: the name has a non-printable byte");
   /* logn, nq, q_bits[nq], dnum, p_bits, log_scale, secret, hamming_weight,
    * insecure, name, nprimes, primes */
-  *payload = 4 + 4 + 4 * (uint64_t)p->nq + 6 * 4 + 1 + nl + 4 + 8 * (uint64_t)(p->nq + p->np);
+  *payload = 4 + 4 + 4 * (uint64_t)NQ(p) + 6 * 4 + 1 + nl + 4 + 8 * (uint64_t)(NQ(p) + NP(p));
   return BT_OK;
 }
 
 static bt_status params_emit(bt_io_writer *w, const void *obj) {
   const bt_ckks_params *p = obj;
-  const bt_ckks_literal *l = &p->lit;
+  const bt_ckks_literal *l = bt_ckks_literal_of(p);
   bt_io_put_u32(w, (uint32_t)l->logn);
   bt_io_put_u32(w, (uint32_t)l->nq);
   for (int i = 0; i < l->nq; i++) bt_io_put_u32(w, (uint32_t)l->q_bits[i]);
@@ -74,8 +74,8 @@ static bt_status params_emit(bt_io_writer *w, const void *obj) {
   uint8_t len8 = (uint8_t)nl;
   bt_io_put_bytes(w, &len8, 1);
   bt_io_put_bytes(w, l->name, nl);
-  bt_io_put_u32(w, (uint32_t)(p->nq + p->np));
-  for (int i = 0; i < p->nq + p->np; i++) bt_io_put_u64(w, p->primes[i]);
+  bt_io_put_u32(w, (uint32_t)(NQ(p) + NP(p)));
+  for (int i = 0; i < NQ(p) + NP(p); i++) bt_io_put_u64(w, bt_ckks_modulus(p, i)->q);
   return w->st;
 }
 
@@ -116,17 +116,17 @@ static bt_status params_parse(bt_io_reader *r, const bt_ckks_params *unused, uns
   bt_status st = bt_ckks_params_new(&lit, flags, pp);
   if (st) return r->st = bt_io_rewrap(r->src, st, "stored parameters refused");
   const bt_ckks_params *p = *pp;
-  if (nprimes != p->nq + p->np)
+  if (nprimes != NQ(p) + NP(p))
     return r->st = bt_io_fail(r->src, BT_E_PARAMS,
                               "stores %d primes, the rebuilt parameters have %d", nprimes,
-                              p->nq + p->np);
+                              NQ(p) + NP(p));
   for (int i = 0; i < nprimes; i++)
-    if (primes[i] != p->primes[i])
+    if (primes[i] != bt_ckks_modulus(p, i)->q)
       return r->st = bt_io_fail(r->src, BT_E_PARAMS,
                                 "stored prime %d is %llu but this build generates %llu "
                                 "(prime generation changed)",
                                 i, (unsigned long long)primes[i],
-                                (unsigned long long)p->primes[i]);
+                                (unsigned long long)bt_ckks_modulus(p, i)->q);
   return BT_OK;
 }
 
@@ -143,7 +143,7 @@ const bt_io_codec bt_io_params_codec = {BT_IO_PARAMS, 0, params_measure, params_
 static bt_status plaintext_measure(const void *obj, uint64_t *payload) {
   const bt_plaintext *pt = obj;
   const bt_ckks_params *p = pt->params;
-  if (pt->level < 0 || pt->level >= p->nq || pt->logslots < 0 || pt->logslots >= p->logn ||
+  if (pt->level < 0 || pt->level >= NQ(p) || pt->logslots < 0 || pt->logslots >= bt_ckks_logn(p) ||
       !scale_ok(pt->scale))
     return bt_fail(BT_E_ARG, "cannot save plaintext: level %d, log2 slots %d, scale %g out of range",
                    pt->level, pt->logslots, pt->scale);
@@ -163,8 +163,8 @@ static bt_status plaintext_emit(bt_io_writer *w, const void *obj) {
 static bt_status plaintext_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
                                  void *out) {
   (void)flags;
-  int level = bt_io_get_int(r, 0, p->nq - 1, "level");
-  int logslots = bt_io_get_int(r, 0, p->logn - 1, "log2 slots");
+  int level = bt_io_get_int(r, 0, NQ(p) - 1, "level");
+  int logslots = bt_io_get_int(r, 0, bt_ckks_logn(p) - 1, "log2 slots");
   double scale = get_scale(r);
   if (bt_io_expect_remaining(r, bt_io_poly_bytes(p, 0, level + 1), "the plaintext")) return r->st;
   bt_plaintext **pt = out;
@@ -197,10 +197,10 @@ typedef bt_io_ct_view ct_view;
 static int c1_is_seed_expansion(const bt_ciphertext *ct) {
   if (!ct->seeded || ct->degree != 1) return 0;
   const bt_ckks_params *p = ct->params;
-  const size_t words = (size_t)(ct->level + 1) * p->n;
+  const size_t words = (size_t)(ct->level + 1) * N_OF(p);
   uint64_t *a = bt_alloc(words * sizeof *a);
   if (!a) return BT_E_NOMEM;
-  bt_expand_uniform(p, ct->seed, a, 0, ct->level + 1);
+  bt_ckks_expand_uniform(p, ct->seed, a, 0, ct->level + 1);
   int same = memcmp(a, ct->c[1], words * sizeof *a) == 0;
   bt_free(a);
   return same;
@@ -208,8 +208,8 @@ static int c1_is_seed_expansion(const bt_ciphertext *ct) {
 
 static bt_status check_ciphertext(const bt_ciphertext *ct) {
   const bt_ckks_params *p = ct->params;
-  if (ct->level < 0 || ct->level >= p->nq || ct->degree < 1 || ct->degree > 2 ||
-      ct->logslots < 0 || ct->logslots >= p->logn || !scale_ok(ct->scale))
+  if (ct->level < 0 || ct->level >= NQ(p) || ct->degree < 1 || ct->degree > 2 ||
+      ct->logslots < 0 || ct->logslots >= bt_ckks_logn(p) || !scale_ok(ct->scale))
     return bt_fail(BT_E_ARG,
                    "cannot save ciphertext: level %d, degree %d, log2 slots %d, scale %g out of range",
                    ct->level, ct->degree, ct->logslots, ct->scale);
@@ -249,9 +249,9 @@ static bt_status ciphertext_emit(bt_io_writer *w, const void *obj) {
 static bt_status ciphertext_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
                                   void *out) {
   (void)flags;
-  int level = bt_io_get_int(r, 0, p->nq - 1, "level");
+  int level = bt_io_get_int(r, 0, NQ(p) - 1, "level");
   int degree = bt_io_get_int(r, 1, 2, "degree");
-  int logslots = bt_io_get_int(r, 0, p->logn - 1, "log2 slots");
+  int logslots = bt_io_get_int(r, 0, bt_ckks_logn(p) - 1, "log2 slots");
   double scale = get_scale(r);
   int seeded = bt_io_get_int(r, 0, 1, "seeded flag");
   if (!r->st && seeded && degree != 1)
@@ -272,7 +272,7 @@ static bt_status ciphertext_parse(bt_io_reader *r, const bt_ckks_params *p, unsi
   bt_io_get_poly(r, p, c->c[0], 0, limbs, "ciphertext c0");
   if (seeded) {
     bt_io_get_bytes(r, c->seed, BT_SEED_BYTES);
-    if (!r->st) bt_expand_uniform(p, c->seed, c->c[1], 0, limbs);
+    if (!r->st) bt_ckks_expand_uniform(p, c->seed, c->c[1], 0, limbs);
     c->seeded = 1;
   } else {
     bt_io_get_poly(r, p, c->c[1], 0, limbs, "ciphertext c1");
@@ -328,7 +328,7 @@ bt_ciphertext *bt_io_get_ciphertext(bt_io_reader *r, const bt_ckks_params *p, co
  * Only the ternary coefficients travel: code 0 -> 0, 1 -> 1, 2 -> -1
  * (3 is invalid), four per byte, coefficient j in bits 2(j%4)..2(j%4)+1 of
  * byte j/4.  The mapping runs without branches on the secret. */
-static size_t sk_bytes(const bt_ckks_params *p) { return (p->n + 3) / 4; }
+static size_t sk_bytes(const bt_ckks_params *p) { return (N_OF(p) + 3) / 4; }
 
 /* 1 if a == b, else 0, for values below 2^63, without a branch. */
 static uint64_t ct_eq(uint64_t a, uint64_t b) { return ((a ^ b) - 1) >> 63; }
@@ -342,8 +342,8 @@ static bt_status secret_key_measure(const void *obj, uint64_t *payload) {
 static bt_status secret_key_emit(bt_io_writer *w, const void *obj) {
   const bt_secret_key *sk = obj;
   const bt_ckks_params *p = sk->params;
-  const size_t n = p->n;
-  const uint64_t q = p->primes[0];
+  const size_t n = N_OF(p);
+  const uint64_t q = bt_ckks_modulus(p, 0)->q;
   uint8_t *out = bt_io_reserve(w, sk_bytes(p));
   uint64_t *s = bt_alloc(n * sizeof *s);
   if (!out || !s) {
@@ -351,7 +351,7 @@ static bt_status secret_key_emit(bt_io_writer *w, const void *obj) {
     return w->st ? w->st : BT_E_NOMEM;
   }
   memcpy(s, sk->s, n * sizeof *s);
-  bt_ntt_inverse(&p->ntt[0], s);
+  bt_ntt_inverse(bt_ckks_ntt_table(p, 0), s);
   uint64_t bad = 0;
   memset(out, 0, sk_bytes(p));
   for (size_t j = 0; j < n; j++) {
@@ -370,7 +370,7 @@ static bt_status secret_key_emit(bt_io_writer *w, const void *obj) {
 static bt_status secret_key_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
                                   void *out) {
   (void)flags;
-  const size_t n = p->n;
+  const size_t n = N_OF(p);
   if (bt_io_expect_remaining(r, sk_bytes(p), "the secret key")) return r->st;
   const uint8_t *in = bt_io_take(r, sk_bytes(p));
   if (!in) return r->st;
@@ -391,14 +391,14 @@ static bt_status secret_key_parse(bt_io_reader *r, const bt_ckks_params *p, unsi
     while (((in[j / 4] >> (2 * (j % 4))) & 3) != 3) j++;
     st = bt_io_reader_fail(r, BT_E_FORMAT,
                            "secret-key coefficient %zu has the invalid 2-bit code 3", j);
-  } else if (p->lit.secret == BT_SECRET_SPARSE && weight != (size_t)p->lit.hamming_weight) {
+  } else if (bt_ckks_literal_of(p)->secret == BT_SECRET_SPARSE && weight != (size_t)bt_ckks_literal_of(p)->hamming_weight) {
     st = bt_io_reader_fail(r, BT_E_FORMAT,
                            "secret key has Hamming weight %zu, the parameters require %d", weight,
-                           p->lit.hamming_weight);
+                           bt_ckks_literal_of(p)->hamming_weight);
   }
   bt_secret_key **sk = out;
   if (!st) st = bt_secret_key_alloc(p, sk);
-  if (!st) bt_small_to_ntt(p, s, (*sk)->s, 0, p->nq + p->np);
+  if (!st) bt_ckks_small_to_ntt(p, s, (*sk)->s, 0, NQ(p) + NP(p));
   bt_free_secret(s, n);
   return st;
 }
@@ -416,13 +416,13 @@ const bt_io_codec bt_io_secret_key_codec = {BT_IO_SECRET_KEY, 1, secret_key_meas
 /* ---- public key ---- */
 static bt_status public_key_measure(const void *obj, uint64_t *payload) {
   const bt_public_key *pk = obj;
-  *payload = bt_io_poly_bytes(pk->params, 0, pk->params->nq) + BT_SEED_BYTES;
+  *payload = bt_io_poly_bytes(pk->params, 0, NQ(pk->params)) + BT_SEED_BYTES;
   return BT_OK;
 }
 
 static bt_status public_key_emit(bt_io_writer *w, const void *obj) {
   const bt_public_key *pk = obj;
-  bt_io_put_poly(w, pk->params, pk->b, 0, pk->params->nq, "public key b");
+  bt_io_put_poly(w, pk->params, pk->b, 0, NQ(pk->params), "public key b");
   bt_io_put_bytes(w, pk->seed, BT_SEED_BYTES);
   return w->st;
 }
@@ -430,14 +430,14 @@ static bt_status public_key_emit(bt_io_writer *w, const void *obj) {
 static bt_status public_key_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
                                   void *out) {
   (void)flags;
-  if (bt_io_expect_remaining(r, bt_io_poly_bytes(p, 0, p->nq) + BT_SEED_BYTES, "the public key"))
+  if (bt_io_expect_remaining(r, bt_io_poly_bytes(p, 0, NQ(p)) + BT_SEED_BYTES, "the public key"))
     return r->st;
   bt_public_key **pk = out;
   bt_status st = bt_public_key_alloc(p, pk);
   if (st) return st;
-  bt_io_get_poly(r, p, (*pk)->b, 0, p->nq, "public key b");
+  bt_io_get_poly(r, p, (*pk)->b, 0, NQ(p), "public key b");
   bt_io_get_bytes(r, (*pk)->seed, BT_SEED_BYTES);
-  if (!r->st) bt_expand_uniform(p, (*pk)->seed, (*pk)->a, 0, p->nq);
+  if (!r->st) bt_ckks_expand_uniform(p, (*pk)->seed, (*pk)->a, 0, NQ(p));
   return r->st;
 }
 
@@ -453,20 +453,20 @@ static const bt_io_codec public_key_codec = {BT_IO_PUBLIC_KEY, 0, public_key_mea
 
 /* ---- switching keys ---- */
 static uint64_t switch_key_bytes(const bt_ckks_params *p) {
-  return 8 + 4 + (uint64_t)p->dnum * (bt_io_poly_bytes(p, 0, p->nq + p->np) + BT_SEED_BYTES);
+  return 8 + 4 + (uint64_t)bt_ckks_dnum(p) * (bt_io_poly_bytes(p, 0, NQ(p) + NP(p)) + BT_SEED_BYTES);
 }
 
 /* 0 (relinearisation) or an odd element of (0, 2N). */
 static int galois_ok(const bt_ckks_params *p, uint64_t g) {
-  return g == 0 || ((g & 1) && g < 2 * (uint64_t)p->n);
+  return g == 0 || ((g & 1) && g < 2 * (uint64_t)N_OF(p));
 }
 
 static bt_status check_switch_key(const bt_switch_key *k, const bt_ckks_params *p) {
   if (k->params != p)
     return bt_fail(BT_E_PARAMS, "cannot save: a switching key has other parameters");
-  if (k->digits != p->dnum || !galois_ok(p, k->galois))
+  if (k->digits != bt_ckks_dnum(p) || !galois_ok(p, k->galois))
     return bt_fail(BT_E_ARG, "cannot save switching key: %d digits (dnum %d), Galois element %llu",
-                   k->digits, p->dnum, (unsigned long long)k->galois);
+                   k->digits, bt_ckks_dnum(p), (unsigned long long)k->galois);
   return BT_OK;
 }
 
@@ -484,7 +484,7 @@ static bt_status switch_key_emit(bt_io_writer *w, const void *obj) {
   bt_io_put_u64(w, k->galois);
   bt_io_put_u32(w, (uint32_t)k->digits);
   for (int j = 0; j < k->digits && !w->st; j++) {
-    bt_io_put_poly(w, p, k->b[j], 0, p->nq + p->np, "switching key b");
+    bt_io_put_poly(w, p, k->b[j], 0, NQ(p) + NP(p), "switching key b");
     bt_io_put_bytes(w, k->seeds[j], BT_SEED_BYTES);
   }
   return w->st;
@@ -497,21 +497,21 @@ static bt_status read_switch_key(bt_io_reader *r, const bt_ckks_params *p, bt_sw
   if (!r->st && !galois_ok(p, galois))
     return bt_io_reader_fail(r, BT_E_FORMAT,
                              "Galois element %llu is neither 0 nor odd below 2N = %llu",
-                             (unsigned long long)galois, (unsigned long long)(2 * p->n));
+                             (unsigned long long)galois, (unsigned long long)(2 * N_OF(p)));
   uint32_t digits = bt_io_get_u32(r);
-  if (!r->st && digits != (uint32_t)p->dnum)
+  if (!r->st && digits != (uint32_t)bt_ckks_dnum(p))
     return bt_io_reader_fail(r, BT_E_FORMAT, "switching key has %lu digits, the parameters use dnum = %d",
-                             (unsigned long)digits, p->dnum);
+                             (unsigned long)digits, bt_ckks_dnum(p));
   if (r->st) return r->st;
   bt_status st = bt_switch_key_alloc(p, galois, out);
   if (st) return st;
   bt_switch_key *k = *out;
-  const int total = p->nq + p->np;
-  for (int j = 0; j < p->dnum && !r->st; j++) {
+  const int total = NQ(p) + NP(p);
+  for (int j = 0; j < bt_ckks_dnum(p) && !r->st; j++) {
     bt_io_get_poly(r, p, k->b[j], 0, total, "switching key b");
     bt_io_get_bytes(r, k->seeds[j], BT_SEED_BYTES);
     /* a_j over every prime of QP, as keys.c's gen_switch expands it */
-    if (!r->st) bt_expand_uniform(p, k->seeds[j], k->a[j], 0, total);
+    if (!r->st) bt_ckks_expand_uniform(p, k->seeds[j], k->a[j], 0, total);
   }
   if (r->st) {
     bt_switch_key_free(k);
@@ -736,7 +736,7 @@ bt_status bt_io_load_eval_keys(const char *path, const bt_ckks_params *p, bt_eva
 static bt_status encaps_measure(const void *obj, uint64_t *payload) {
   const bt_encaps_key *k = obj;
   const bt_ckks_params *p = k->params;
-  *payload = 4 + BT_SEED_BYTES + bt_io_poly_bytes(p, 0, 1) + bt_io_poly_bytes(p, p->nq, 1);
+  *payload = 4 + BT_SEED_BYTES + bt_io_poly_bytes(p, 0, 1) + bt_io_poly_bytes(p, NQ(p), 1);
   return BT_OK;
 }
 
@@ -746,33 +746,33 @@ static bt_status encaps_emit(bt_io_writer *w, const void *obj) {
   bt_io_put_u32(w, (uint32_t)k->hamming_weight);
   bt_io_put_bytes(w, k->seed, BT_SEED_BYTES);
   bt_io_put_poly(w, p, k->b, 0, 1, "encapsulation key b");
-  bt_io_put_poly(w, p, k->b + p->n, p->nq, 1, "encapsulation key b");
+  bt_io_put_poly(w, p, k->b + N_OF(p), NQ(p), 1, "encapsulation key b");
   return w->st;
 }
 
 static bt_status encaps_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
   (void)flags;
   bt_encaps_key **kk = out;
-  const int hw = bt_io_get_int(r, 1, (int)p->n, "encapsulation Hamming weight");
+  const int hw = bt_io_get_int(r, 1, (int)N_OF(p), "encapsulation Hamming weight");
   if (r->st) return r->st;
   bt_encaps_key *k = bt_calloc(1, sizeof *k);
-  if (!k || !(k->b = bt_alloc(4 * p->n * sizeof *k->b))) {
+  if (!k || !(k->b = bt_alloc(4 * N_OF(p) * sizeof *k->b))) {
     bt_free(k);
     return BT_E_NOMEM;
   }
   *kk = k;
   k->params = p;
   k->hamming_weight = hw;
-  k->a = k->b + 2 * p->n;
+  k->a = k->b + 2 * N_OF(p);
   bt_io_get_bytes(r, k->seed, BT_SEED_BYTES);
   bt_io_get_poly(r, p, k->b, 0, 1, "encapsulation key b");
-  bt_io_get_poly(r, p, k->b + p->n, p->nq, 1, "encapsulation key b");
+  bt_io_get_poly(r, p, k->b + N_OF(p), NQ(p), 1, "encapsulation key b");
   if (r->st) return r->st;
   /* a, as bt_keygen_encapsulation expands it: q_0 then p_0 from one stream */
   bt_prng ga;
   bt_prng_init(&ga, k->seed);
-  bt_sample_uniform(&ga, &p->mod[0], 1, p->n, k->a);
-  bt_sample_uniform(&ga, &p->mod[p->nq], 1, p->n, k->a + p->n);
+  bt_sample_uniform(&ga, bt_ckks_modulus(p, 0), 1, N_OF(p), k->a);
+  bt_sample_uniform(&ga, bt_ckks_modulus(p, NQ(p)), 1, N_OF(p), k->a + N_OF(p));
   bt_prng_wipe(&ga);
   return BT_OK;
 }
