@@ -1,7 +1,7 @@
 """ctypes layer: finding libblindtuner.so, the few mirrored structs, the
 prototypes of the functions the package calls, and the error model.
 
-Nothing here is public API; the classes in blindtuner._objects are.
+Nothing here is public API; the classes in blindtuner._client, _containers and _server are.
 """
 import ctypes
 import ctypes.util
