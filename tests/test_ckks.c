@@ -135,6 +135,21 @@ static void presets_validate(void **state) {
   assert_int_equal(bt_ckks_preset("INSECURE-n12-sparse", &lit), BT_OK);
   assert_int_equal(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &b), BT_OK);
   assert_memory_not_equal(bt_ckks_params_hash(a), bt_ckks_params_hash(b), BT_PARAMS_HASH_BYTES);
+  /* the hash covers every field that changes a ciphertext's meaning or trust:
+   * the default scale and the INSECURE flag too */
+  for (int k = 0; k < 2; k++) {
+    bt_ckks_params *v;
+    assert_int_equal(bt_ckks_preset("INSECURE-n12", &lit), BT_OK);
+    if (k == 0) lit.log_scale -= 1;
+    else lit.insecure = 0, lit.name = "not-insecure";
+    const bt_status sv = bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &v);
+    if (sv == BT_OK) {
+      assert_memory_not_equal(bt_ckks_params_hash(a), bt_ckks_params_hash(v), BT_PARAMS_HASH_BYTES);
+      bt_ckks_params_free(v);
+    } else {
+      assert_int_equal(k, 1); /* a tiny set without the flag may be refused as below 128 bits */
+    }
+  }
   assert_int_equal(bt_ckks_max_level(a), 7);
   assert_int_equal(bt_ckks_num_special(a), 4);
   bt_ckks_params_free(a);

@@ -354,12 +354,14 @@ static void client_and_job(void **state) {
   bt_test_expect_fail(bt_job_loss(j, &l), BT_E_ARG, "no validation loss", "loss before an epoch");
   bt_answer a = {.tag = *bt_client_tag(c), .epoch = 0, .go_on = 1};
   bt_test_expect_fail(bt_job_answer(j, &a), BT_E_ARG, "no answer", "an answer nobody asked for");
+  /* the zero model is a trivial encryption (c1 = 0), which no epoch returns:
+   * the client refuses it, as it would a forged one */
   bt_plain_head h;
-  BT_CHECK(bt_client_decrypt_model(c, &m, &sc, &h));
-  for (int i = 0; i < 3 * 5; i++) assert_true(fabs(h.w[i]) < 1e-6);
-  double acc, loss;
-  BT_CHECK(bt_plain_head_evaluate(&h, x, y, 11, &acc, &loss, NULL, NULL));
-  assert_true(fabs(loss - log(3.0)) < 1e-5); /* all logits zero */
+  bt_test_expect_fail(bt_client_decrypt_model(c, &m, &sc, &h), BT_E_FORMAT, "trivial", "the untrained zero model");
+  double zero_w[3 * 5] = {0}, acc, loss;
+  const bt_plain_head zero = {.dim = sc.dim, .classes = 3, .mean = sc.mean, .sd = sc.sd, .w = zero_w};
+  BT_CHECK(bt_plain_head_evaluate(&zero, x, y, 11, &acc, &loss, NULL, NULL));
+  assert_true(fabs(loss - log(3.0)) < 1e-12); /* all logits zero */
   /* a training set is not a validation set */
   bt_job *j2 = NULL;
   bt_test_expect_fail(bt_job_new(p, &eb, &d, &d, &o, &j2), BT_E_FORMAT, "not a labelled validation set",
@@ -373,12 +375,107 @@ static void client_and_job(void **state) {
   bt_client_free(c);
 }
 
+/* Everything the server returns is hostile: a crafted model or loss is
+ * refused before it is decoded, decryptions are flooded and rounded the
+ * same way every time, and `decide` decrypts one loss per agreed epoch. */
+static void hostile_returns(void **state) {
+  (void)state;
+  bt_client *c = NULL;
+  bt_eval_bundle eb;
+  BT_CHECK(bt_client_keygen("INSECURE-boot-n12-dense", BT_ALLOW_INSECURE, 4, 3, 8, 2, &c, &eb));
+  const bt_ckks_params *p = bt_client_params(c);
+  float x[8 * 4];
+  int y[8];
+  for (int i = 0; i < 8; i++) {
+    y[i] = i % 3;
+    for (int j = 0; j < 4; j++) x[i * 4 + j] = (float)(0.1 * i - 0.2 * j);
+  }
+  bt_plain_head sc, h, h2;
+  bt_enc_dataset d;
+  BT_CHECK(bt_scaler_fit(bt_client_tag(c), x, 8, 4, &sc));
+  BT_CHECK(bt_client_encrypt(c, BT_SET_VAL, x, y, 8, &sc, NULL, NULL, NULL, &d));
+  /* a fresh encryption of the job's layout stands for what an epoch returns */
+  bt_ciphertext *ct;
+  BT_CHECK(bt_ciphertext_new(p, &ct));
+  BT_CHECK(bt_ciphertext_copy(d.b[0].y, ct));
+  bt_enc_epoch m = {.tag = *bt_client_tag(c), .epoch = 1, .ct = ct};
+  BT_CHECK(bt_client_decrypt_model(c, &m, &sc, &h));
+  BT_CHECK(bt_client_decrypt_model(c, &m, &sc, &h2));
+  const size_t nw = (size_t)3 * 5;
+  for (size_t i = 0; i < nw; i++) {
+    assert_true(h.w[i] == h2.w[i]);                              /* the same noise every time */
+    assert_true(h.w[i] == bt_release_round(h.w[i]));             /* on the release grid */
+    assert_true(fabs(h.w[i]) < 8 * BT_RELEASE_SIGMA + 1e-6);     /* Im of a real encryption: noise only */
+  }
+  bt_plain_head_clear(&h2);
+  const bt_ciphertext saved = *ct;
+  const struct {
+    double scale;
+    int level, logslots, degree;
+    const char *want;
+  } bad[] = {
+      {0x1p-70, -1, -1, -1, "scale"},  {1e308, -1, -1, -1, "scale"}, {NAN, -1, -1, -1, "scale"},
+      {-1, 27, -1, -1, "level 27"},      {-1, -1, 0, -1, "slots"},     {-1, -1, 5, -1, "slots"},
+      {-1, -1, -1, 2, "degree 2"},
+  };
+  for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+    *ct = saved;
+    if (bad[k].scale >= 0 || isnan(bad[k].scale)) ct->scale = bad[k].scale;
+    if (bad[k].level >= 0) ct->level = bad[k].level;
+    if (bad[k].logslots >= 0) ct->logslots = bad[k].logslots;
+    if (bad[k].degree >= 0) ct->degree = bad[k].degree;
+    bt_test_expect_fail(bt_client_decrypt_model(c, &m, &sc, &h2), BT_E_FORMAT, bad[k].want, "a crafted model");
+  }
+  *ct = saved;
+  /* a trivial encryption (c1 = 0): c0 would decrypt to what the server chose */
+  uint64_t *c1 = malloc(sizeof(uint64_t) * ((size_t)ct->level + 1) << bt_ckks_literal_of(p)->logn);
+  assert_non_null(c1);
+  const size_t c1_bytes = sizeof(uint64_t) * ((size_t)ct->level + 1) << bt_ckks_literal_of(p)->logn;
+  memcpy(c1, ct->c[1], c1_bytes);
+  memset(ct->c[1], 0, c1_bytes);
+  bt_test_expect_fail(bt_client_decrypt_model(c, &m, &sc, &h2), BT_E_FORMAT, "trivial", "a forged model");
+  bt_enc_epoch loss = {.tag = *bt_client_tag(c), .epoch = 1, .ct = ct};
+  double v;
+  bt_answer a;
+  /* decide: the client's record bounds the decryptions */
+  bt_early_stop es;
+  bt_early_stop_init(&es, 5, 3);
+  bt_test_expect_fail(bt_client_decide(c, &es, &loss, &v, &a), BT_E_FORMAT, "trivial", "a forged loss");
+  assert_int_equal(es.stopped, 1); /* a refused loss ends the run */
+  assert_int_equal(a.go_on, 0);
+  assert_int_equal(a.epoch, 1);
+  memcpy(ct->c[1], c1, c1_bytes);
+  loss.epoch = 2;
+  bt_test_expect_fail(bt_client_decide(c, &es, &loss, &v, &a), BT_E_ARG, "said stop", "a loss after the stop");
+  bt_early_stop_init(&es, 5, 2);
+  loss.epoch = 1;
+  BT_CHECK(bt_client_decide(c, &es, &loss, &v, &a));
+  assert_int_equal(a.go_on, 1);
+  assert_true(v == bt_release_round(v));
+  bt_test_expect_fail(bt_client_decide(c, &es, &loss, &v, &a), BT_E_FORMAT, "each epoch once", "a second decision");
+  loss.epoch = 3;
+  bt_test_expect_fail(bt_client_decide(c, &es, &loss, &v, &a), BT_E_FORMAT, "decides epoch 2", "an epoch skipped");
+  loss.epoch = 2;
+  BT_CHECK(bt_client_decide(c, &es, &loss, &v, &a));
+  assert_int_equal(a.go_on, 0); /* the last agreed epoch */
+  loss.epoch = 3;
+  bt_test_expect_fail(bt_client_decide(c, &es, &loss, &v, &a), BT_E_ARG, "beyond the 2 epochs", "an epoch beyond the agreed");
+  free(c1);
+  bt_ciphertext_free(ct);
+  bt_plain_head_clear(&h);
+  bt_enc_dataset_clear(&d);
+  bt_plain_head_clear(&sc);
+  bt_eval_bundle_clear(&eb);
+  bt_client_free(c);
+}
+
 int main(void) {
   bt_test_seed();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(files_round_trip),
       cmocka_unit_test(rotations_are_pure),
       cmocka_unit_test(client_and_job),
+      cmocka_unit_test(hostile_returns),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -96,14 +96,23 @@ static void test_softmax_config(void **state) {
 
   /* the client's early-stopping rule: stop after `patience` epochs without a new best */
   bt_early_stop es;
-  bt_early_stop_init(&es, 3);
+  bt_early_stop_init(&es, 3, 100);
   const double losses[7] = {1.0, 0.8, 0.9, 0.7, 0.75, 0.71, 0.70};
   const int want[7] = {1, 1, 1, 1, 1, 1, 0};
   for (int e = 0; e < 7; e++) assert_int_equal(bt_early_stop_update(&es, losses[e]), want[e]);
   assert_int_equal(es.best_epoch, 3);
-  bt_early_stop_init(&es, 1);
+  bt_early_stop_init(&es, 1, 100);
   assert_int_equal(bt_early_stop_update(&es, NAN), 0); /* a NaN never improves */
   assert_int_equal(es.best_epoch, -1);
+  /* stopped stays stopped; the agreed epochs bound the decisions */
+  assert_int_equal(bt_early_stop_update(&es, 0.1), 0);
+  assert_int_equal(es.epochs, 1);
+  bt_early_stop_init(&es, 5, 2);
+  assert_int_equal(bt_early_stop_update(&es, 1.0), 1);
+  assert_int_equal(bt_early_stop_update(&es, 0.5), 0); /* the second of two agreed epochs */
+  assert_int_equal(bt_early_stop_update(&es, 0.1), 0);
+  assert_int_equal(es.epochs, 2);
+  assert_int_equal(es.best_epoch, 1);
 }
 
 /* ---- encrypted steps ---- */

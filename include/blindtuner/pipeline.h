@@ -273,6 +273,11 @@ BT_API void bt_client_set_threads(bt_client *c, int threads);
  * (+1e-6) of each of the dim features over n rows (x: n x dim). */
 BT_API bt_status bt_scaler_fit(const bt_job_tag *tag, const float *x, size_t n, size_t dim,
                                bt_plain_head *scaler) BT_MUST_CHECK;
+/* The rows encryption packs: out (n x (dim + 1)) = [(x - mean) / sd; 1] for
+ * rows of x (n x dim) taken in `order` (NULL: as given). */
+BT_API void bt_scaler_apply(const bt_plain_head *scaler, const float *x, size_t n, const int *order, double *out);
+/* labels[i] = the index of row i's largest logit (z: rows x classes). */
+BT_API void bt_logits_argmax(const float *z, size_t rows, int classes, int64_t *labels);
 
 /* Encrypts n rows of x (n x dim float32, dim = tag features - 1) and, when
  * y is not NULL, their labels (0..classes-1): rows standardised by
@@ -288,17 +293,71 @@ BT_API bt_status bt_client_encrypt(bt_client *c, bt_set_role role, const float *
  * standardisation copied in, ready for evaluate/predict. */
 BT_API bt_status bt_client_decrypt_model(bt_client *c, const bt_enc_epoch *model, const bt_plain_head *scaler,
                                          bt_plain_head *out) BT_MUST_CHECK;
+/* Everything the server returns is checked before it is decoded (the
+ * job's parameters, slot count and degree 1; a level of the parameters; a
+ * scale within a factor BT_RETURN_SCALE_SLACK of the default and within the
+ * level's modulus; not a trivial encryption), and every decrypted value is
+ * released flooded with Gaussian noise of standard deviation
+ * BT_RELEASE_SIGMA, a function of the secret key and the ciphertext (the
+ * same ciphertext always gives the same values), and rounded to multiples
+ * of 1 / BT_RELEASE_GRID_INV (docs/SECURITY.md). */
+#define BT_RETURN_SCALE_SLACK 1024.0
+#define BT_RELEASE_SIGMA 0x1p-16
+#define BT_RELEASE_GRID_INV 0x1p24
+BT_API double bt_release_round(double v);
 /* The value of an encrypted validation loss (slot 0). */
 BT_API bt_status bt_client_decrypt_loss(bt_client *c, const bt_enc_epoch *loss, double *value) BT_MUST_CHECK;
 /* Decrypted logits: z gets rows x classes floats (rows = lg->rows). */
 BT_API bt_status bt_client_decrypt_logits(bt_client *c, const bt_enc_logits *lg, float *z) BT_MUST_CHECK;
 
 /* The early-stopping half of the protocol: decrypts the loss of the next
- * epoch (it must be epoch es->epochs + 1), feeds it to `es` and fills the
- * one-bit answer for the server.  *value (may be NULL) gets the loss; it
- * stays with the client. */
+ * epoch (it must be epoch es->epochs + 1, within es->max_epochs, and `es`
+ * must not have said stop: the client's record bounds what it decrypts, not
+ * the server's counter), feeds it to `es` and fills the one-bit answer for
+ * the server.  *value (may be NULL) gets the released loss (flooded and
+ * rounded, see bt_release_round).  A loss that fails validation or
+ * decryption is refused: the call fails, `es` is stopped and *answer is a
+ * stop for that epoch. */
 BT_API bt_status bt_client_decide(bt_client *c, bt_early_stop *es, const bt_enc_epoch *loss, double *value,
                                   bt_answer *answer) BT_MUST_CHECK;
+
+/* The client's record of its decisions for one training run: the
+ * early-stopping state (the agreed epochs included) and the released loss
+ * of each decided epoch (NaN for a refused one).  It is kept by the client,
+ * never in the server's hands: a JSON file, mode 0600, checked against the
+ * key set on load. */
+#define BT_MAX_DECISIONS 10000
+typedef struct bt_decisions {
+  bt_early_stop es;
+  double *loss; /* es.max_epochs entries, es.epochs used */
+} bt_decisions;
+BT_API bt_status bt_decisions_init(bt_decisions *d, int patience, int max_epochs) BT_MUST_CHECK;
+BT_API void bt_decisions_clear(bt_decisions *d);
+BT_API bt_status bt_decisions_load(const char *path, const bt_job_tag *tag, bt_decisions *d) BT_MUST_CHECK;
+/* Loads the record at path, or starts one when there is none (which needs
+ * max_epochs; patience 0 means 3).  Non-zero patience and max_epochs must
+ * match an existing record's: the agreement does not change mid-run. */
+BT_API bt_status bt_decisions_open(const char *path, const bt_job_tag *tag, int patience, int max_epochs,
+                                   bt_decisions *d) BT_MUST_CHECK;
+BT_API bt_status bt_decisions_save(const char *path, const bt_job_tag *tag, const bt_decisions *d) BT_MUST_CHECK;
+
+/* The client's step of the file protocol in a job's exchange directory:
+ * decides the next epoch if DIR/loss-EEE.bt is there (bt_client_decide),
+ * saves the record to `record`, then writes DIR/answer-EEE.bt.  A loss
+ * beyond the agreement or after a stop is refused undecrypted; a malformed
+ * or forged one is recorded and answered stop (and the call fails).  With
+ * no new loss nothing is decrypted: a lost answer is re-written from the
+ * record (rewritten = 1). */
+typedef struct bt_decide_result {
+  int decided;   /* an epoch was decided in this call */
+  int rewritten; /* nothing to decide; the last answer was re-written */
+  int epoch;     /* the epoch decided, or the next one when nothing was */
+  double loss;   /* the released loss (decided), NaN otherwise */
+  bt_answer answer; /* the last answer (its epoch 0 when none was written) */
+  char answer_path[4096];
+} bt_decide_result;
+BT_API bt_status bt_client_decide_dir(bt_client *c, const char *dir, const char *record, bt_decisions *d,
+                                      bt_decide_result *out) BT_MUST_CHECK;
 
 /* ---- the plaintext head (client side, no keys) ---- */
 /* z (n x classes) = W [standardised x; 1] for n rows of raw features. */

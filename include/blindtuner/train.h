@@ -154,16 +154,20 @@ BT_API bt_status bt_trainer_loss(bt_trainer *t, bt_evaluator *ev, bt_ciphertext 
 
 /* The client's side of validation-based early stopping: feed it each
  * epoch's decrypted validation loss; it answers 1 (continue) or 0 (stop)
- * once `patience` epochs in a row have not improved on the best, and
- * remembers the best epoch (whose model the client keeps). */
+ * once `patience` epochs in a row have not improved on the best or the
+ * `max_epochs` the client agreed to are reached, and remembers the best
+ * epoch (whose model the client keeps).  Once it has said stop it stays
+ * stopped: the client decides each epoch once and no epoch after a stop. */
 typedef struct bt_early_stop {
   int patience;
   int epochs;     /* losses seen */
   int best_epoch; /* 0-based; -1 before the first */
   double best;
   int since;      /* epochs since the best */
+  int max_epochs; /* the client's agreement: no decision beyond it */
+  int stopped;    /* the last answer was stop */
 } bt_early_stop;
-BT_API void bt_early_stop_init(bt_early_stop *es, int patience);
+BT_API void bt_early_stop_init(bt_early_stop *es, int patience, int max_epochs);
 BT_API int bt_early_stop_update(bt_early_stop *es, double loss);
 
 #ifdef __cplusplus

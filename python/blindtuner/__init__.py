@@ -10,7 +10,7 @@ one row per image; y_*: integer labels)::
     scaler = client.fit_scaler(x_train)
     train = client.encrypt(x_train, y_train, scaler, order=bt.row_order(1, len(x_train)))
     val = client.encrypt(x_val, y_val, scaler, role="val")
-    job, stop, models = bt.Job(keys, train, val, epochs=2), bt.EarlyStopping(patience=3), {}
+    job, stop, models = bt.Job(keys, train, val, epochs=2), bt.EarlyStopping(epochs=2, patience=3), {}
     while job.state != "done":                              # server: keys and ciphertexts only
         job.run_epoch()
         models[job.epochs_done] = job.model()

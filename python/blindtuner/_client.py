@@ -249,16 +249,18 @@ class Client(_Handle):
 
 class EarlyStopping:
     """The client's early-stopping rule (bt_early_stop): stop once `patience`
-    epochs in a row have not improved on the best validation loss.
+    epochs in a row have not improved on the best validation loss, or at the
+    `epochs`-th epoch (the epochs agreed with the server: the client decrypts
+    no loss beyond them, each epoch's once, none after a stop).
 
     best_epoch is the 1-based epoch of the best loss so far (the number a
     Model's .epoch carries; None before the first), best_loss its value,
     losses every loss seen (they never leave the client)."""
 
-    def __init__(self, patience=3):
+    def __init__(self, epochs, patience=3):
         self._lib = L.lib()
         self._es = L.EarlyStop()
-        self._lib.bt_early_stop_init(byref(self._es), _int(patience, "patience", 1))
+        self._lib.bt_early_stop_init(byref(self._es), _int(patience, "patience", 1), _int(epochs, "epochs", 1))
         self.losses = []
 
     def update(self, loss):
@@ -271,6 +273,16 @@ class EarlyStopping:
     @property
     def patience(self):
         return self._es.patience
+
+    @property
+    def max_epochs(self):
+        """The epochs agreed with the server."""
+        return self._es.max_epochs
+
+    @property
+    def stopped(self):
+        """True once the answer was stop (or a loss was refused)."""
+        return bool(self._es.stopped)
 
     @property
     def epochs(self):

@@ -71,7 +71,8 @@ class Answer(Structure):
 
 
 class EarlyStop(Structure):
-    _fields_ = [("patience", c_int), ("epochs", c_int), ("best_epoch", c_int), ("best", c_double), ("since", c_int)]
+    _fields_ = [("patience", c_int), ("epochs", c_int), ("best_epoch", c_int), ("best", c_double), ("since", c_int),
+                ("max_epochs", c_int), ("stopped", c_int)]
 
 
 class JobOptions(Structure):
@@ -169,7 +170,7 @@ _PROTOS = {
     "bt_client_decrypt_loss": (_st, [_p, _p, POINTER(c_double)]),
     "bt_client_decrypt_logits": (_st, [_p, _p, _p]),
     "bt_client_decide": (_st, [_p, _p, _p, POINTER(c_double), _p]),
-    "bt_early_stop_init": (None, [_p, c_int]),
+    "bt_early_stop_init": (None, [_p, c_int, c_int]),
     "bt_early_stop_update": (c_int, [_p, c_double]),
     # the plaintext head
     "bt_plain_head_logits": (None, [_p, _p, c_size_t, _p]),

@@ -101,7 +101,7 @@ class PipelineTest(unittest.TestCase):
         val = bt.EncryptedDataset.from_bytes(wire["val"], keys)
         job = bt.Job(keys, train, val, epochs=EPOCHS, lr=LR, momentum=MOMENTUM, seed=SEED)
         cls.states = [job.state]
-        stop = bt.EarlyStopping(PATIENCE)
+        stop = bt.EarlyStopping(EPOCHS, PATIENCE)
         cls.models, cls.model_bytes, cls.answer_bytes = {}, {}, {}
         cls.reports, cls.answers, cls.steps = [], [], []
         cls.after_cancel = None
@@ -145,7 +145,10 @@ class PipelineTest(unittest.TestCase):
         self.assertEqual([s for s in self.steps if s[0] == "step"], [("step", 1, 2), ("step", 2, 2)] * 2)
         self.assertIn(("validation batch", 1, 1), self.steps)
         self.assertEqual(self.encrypt_ticks, [("batch", 1, 2), ("batch", 2, 2)])
-        self.assertEqual(self.answers, [(1, True), (2, True)])
+        # the last of the agreed epochs is answered stop: no loss beyond it will be decrypted
+        self.assertEqual(self.answers, [(1, True), (2, False)])
+        self.assertTrue(self.stop.stopped)
+        self.assertEqual(self.stop.max_epochs, EPOCHS)
         self.assertEqual(len(self.stop.losses), EPOCHS)
         self.assertIn(self.stop.best_epoch, (1, 2))
         self.assertEqual(self.stop.best_loss, min(self.stop.losses))
@@ -340,18 +343,19 @@ class PipelineTest(unittest.TestCase):
             return p.stdout
 
         th = ("--threads", THREADS)
+        ins = "--allow-insecure"
         run("keygen", "--preset", PRESET, "--allow-insecure", "--dim", DIM, "--classes", CLASSES, "--batch", BATCH,
             "--secret", "client.key", "--eval", "server.keys", *th)
-        run("encrypt", "--keys", "client.key", "--role", "train", "--features", "train.features.npy", "--labels",
+        run("encrypt", ins, "--keys", "client.key", "--role", "train", "--features", "train.features.npy", "--labels",
             "train.labels.npy", "--scaler", "scaler.bt", "--out", "train.bt", "--seed", SEED, *th)
-        run("encrypt", "--keys", "client.key", "--role", "val", "--features", "val.features.npy", "--labels",
+        run("encrypt", ins, "--keys", "client.key", "--role", "val", "--features", "val.features.npy", "--labels",
             "val.labels.npy", "--scaler", "scaler.bt", "--out", "val.bt", *th)
-        train = ("train", "--keys", "server.keys", "--train", "train.bt", "--val", "val.bt", "--workdir", "work",
+        train = ("train", ins, "--keys", "server.keys", "--train", "train.bt", "--val", "val.bt", "--workdir", "work",
                  "--epochs", EPOCHS, "--lr", LR, "--momentum", MOMENTUM, "--seed", SEED) + th
         run(*train, rc=3)  # waits for the answer to epoch 1
-        run("decide", "--keys", "client.key", "--workdir", "work", "--patience", PATIENCE)
+        run("decide", ins, "--keys", "client.key", "--workdir", "work", "--patience", PATIENCE, "--epochs", EPOCHS)
         run(*train)
-        decided = json.loads(run("decide", "--keys", "client.key", "--workdir", "work", "--patience", PATIENCE,
+        decided = json.loads(run("decide", ins, "--keys", "client.key", "--workdir", "work", "--patience", PATIENCE,
                                  "--json"))
         self.assertEqual(decided["best_epoch"], self.stop.best_epoch)
         np.testing.assert_array_equal([e["val_loss"] for e in decided["epochs"]], self.stop.losses)
@@ -361,7 +365,7 @@ class PipelineTest(unittest.TestCase):
         for e in range(1, EPOCHS + 1):
             model = os.path.join("work", "model-%03d.bt" % e)
             self.assertEqual(read(os.path.join(d, model)), self.model_bytes[e], model)
-            run("decrypt", "--keys", "client.key", "--model", model, "--scaler", "scaler.bt", "--out",
+            run("decrypt", ins, "--keys", "client.key", "--model", model, "--scaler", "scaler.bt", "--out",
                 "head-%d.bt" % e)
             with bt.load_head(os.path.join(d, "head-%d.bt" % e)) as h:
                 self.assertEqual(h.epoch, e)

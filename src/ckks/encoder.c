@@ -138,6 +138,15 @@ bt_status bt_ckks_decode(const bt_plaintext *pt, double complex *out) {
   const bt_ckks_params *p = pt->params;
   bt_status st = check_slots(p, pt->logslots, 0);
   if (st) return st;
+  if (pt->level < 0 || pt->level > p->nq - 1)
+    return bt_fail(BT_E_SCALE, "cannot decode at level %d (0 to %d)", pt->level, p->nq - 1);
+  /* a scale below 1 or above the modulus leaves nothing to decode (and a
+   * crafted one would ask for more CRT primes than the level has) */
+  double qbits = 0;
+  for (int i = 0; i <= pt->level; i++) qbits += log2((double)p->primes[i]);
+  if (!isfinite(pt->scale) || !(pt->scale >= 1) || log2(pt->scale) + 1 > qbits)
+    return bt_fail(BT_E_SCALE, "cannot decode at scale %g: outside [1, 2^%.0f) at level %d", pt->scale, qbits - 1,
+                   pt->level);
   const size_t n = (size_t)1 << pt->logslots, gap = p->n / (2 * n);
   /* CRT over the fewest primes whose product exceeds scale * 2^64: exact for
    * every message whose slots stay below 2^62 in magnitude */

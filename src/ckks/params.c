@@ -10,8 +10,11 @@
 
 #include "ckks/internal.h"
 
-/* HE Standard (Albrecht et al. 2018), 128-bit classical security, uniform
- * ternary secret: maximal log2(QP) per ring degree. */
+/* 128-bit classical security, uniform ternary secret: maximal log2(QP) per
+ * ring degree.  N = 2^10 .. 2^15: the HE Standard's table (Albrecht et al.,
+ * "Homomorphic Encryption Standard", 2018).  N = 2^16, where that table
+ * stops: 1747, OpenFHE's HEStd_ternary 128-bit classical figure, derived
+ * with the lattice estimator (docs/SECURITY.md). */
 int bt_ckks_he_standard_max_logqp(int logn) {
   switch (logn) {
   case 10: return 27;
@@ -20,7 +23,7 @@ int bt_ckks_he_standard_max_logqp(int logn) {
   case 13: return 218;
   case 14: return 438;
   case 15: return 881;
-  case 16: return 1772;
+  case 16: return 1747;
   default: return 0;
   }
 }
@@ -41,7 +44,7 @@ bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) {
   if (!name) return bt_fail(BT_E_ARG, "no preset name");
   if (strcmp(name, "bench-n16") == 0) {
     /* N = 2^16, 25 ciphertext primes (60 + 24 x 48 bits), dnum = 3 so
-     * alpha = 9 special primes of 52 bits: log QP = 1680 <= 1772. */
+     * alpha = 9 special primes of 52 bits: log QP = 1680 <= 1747. */
     out->name = "bench-n16";
     out->logn = 16;
     out->nq = 25;
@@ -89,7 +92,7 @@ bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) {
      * SlotsToCoeffs on 40-bit primes (its diagonals keep 34 bits there), 12
      * usable levels on 43-bit primes, q0 of 55 bits (q0 / scale = 2^12);
      * dnum = 5, so 6 special primes of 60 bits.
-     * log2 QP = 55 + 12 x 43 + 3 x 40 + 11 x 60 + 6 x 60 = 1711 <= 1772.
+     * log2 QP = 55 + 12 x 43 + 3 x 40 + 11 x 60 + 6 x 60 = 1711 <= 1747.
      * INSECURE-boot-n12-dense is the same layout at N = 2^12 for tests. */
     const int test = name[0] == 'I';
     out->name = test ? "INSECURE-boot-n12-dense" : "train-n16";
@@ -158,7 +161,7 @@ static bt_status validate(const bt_ckks_literal *l, unsigned flags, int *alpha_o
     return bt_fail(BT_E_PARAMS, "Hamming weight %d out of range", l->hamming_weight);
   if (l->insecure && !(flags & BT_ALLOW_INSECURE))
     return bt_fail(BT_E_INSECURE,
-                   "parameter set '%s' is INSECURE (for tests only); refusing to use it",
+                   "parameter set '%s' is INSECURE (for tests only); refusing it without --allow-insecure",
                    l->name ? l->name : "?");
   int logqp = 0;
   for (int i = 0; i < l->nq; i++) logqp += l->q_bits[i];
@@ -167,7 +170,7 @@ static bt_status validate(const bt_ckks_literal *l, unsigned flags, int *alpha_o
     int bound = bt_ckks_he_standard_max_logqp(l->logn);
     if (bound == 0 || logqp > bound)
       return bt_fail(BT_E_PARAMS,
-                     "log2 QP = %d exceeds the HE Standard 128-bit bound %d for N = 2^%d; "
+                     "log2 QP = %d exceeds the 128-bit bound %d (HE Standard; OpenFHE at 2^16) for N = 2^%d; "
                      "mark the set insecure or use fewer bits",
                      logqp, bound, l->logn);
     if (l->secret == BT_SECRET_SPARSE)
@@ -220,13 +223,15 @@ static void compute_hash(bt_ckks_params *p) {
   crypto_generichash_state h;
   crypto_generichash_init(&h, NULL, 0, BT_PARAMS_HASH_BYTES);
   /* v2: the key-switching digit boundaries are hashed too, so keys made
-   * with another digit split (v1 cut digits by prime count) are refused */
-  const char tag[] = "blindtuner-ckks-params-v2";
+   * with another digit split (v1 cut digits by prime count) are refused;
+   * v3: the default scale and the INSECURE flag, which change what a
+   * ciphertext means and whether it may be trusted */
+  const char tag[] = "blindtuner-ckks-params-v3";
   crypto_generichash_update(&h, (const uint8_t *)tag, sizeof tag);
-  int32_t fields[6] = {p->logn, p->nq, p->np, p->dnum, (int32_t)p->lit.secret,
-                       p->lit.hamming_weight};
+  int32_t fields[8] = {p->logn, p->nq, p->np, p->dnum, (int32_t)p->lit.secret,
+                       p->lit.hamming_weight, p->lit.log_scale, p->lit.insecure ? 1 : 0};
   uint8_t buf[8];
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < 8; i++) {
     for (int b = 0; b < 4; b++) buf[b] = (uint8_t)((uint32_t)fields[i] >> (8 * b));
     crypto_generichash_update(&h, buf, 4);
   }

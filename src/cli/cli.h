@@ -24,7 +24,6 @@ int bt_cli_infer(int argc, char **argv);
 int bt_cli_inspect(int argc, char **argv);
 int bt_cli_report(int argc, char **argv);
 
-
 /* Transformer features of a dataset (extract and demo): the vision
  * layer's request plus progress lines on stderr (unless quiet). */
 typedef struct bt_cli_features_req {
@@ -64,10 +63,7 @@ int bt_cli_need(const char *who, const char *opt, const char *val);
 int bt_cli_load_features(const char *who, const char *path, float **x, size_t *n, size_t *dim);
 int bt_cli_load_labels(const char *who, const char *path, size_t n, int classes, int **y);
 
-/* "who: what, E s elapsed, ETA R s": one rewritten line on a terminal, plain lines otherwise. */
-void bt_cli_progress(const char *who, int tty, double done, double total, double t0, const char *what);
-
-/* A bt_progress_fn printing bt_cli_progress lines; user: a bt_cli_meter. */
+/* A bt_progress_fn printing progress lines; user: a bt_cli_meter. */
 typedef struct bt_cli_meter {
   const char *who, *prefix; /* prefix: "epoch 2/3, " or "" */
   int tty;
@@ -75,6 +71,13 @@ typedef struct bt_cli_meter {
   long kill_after, steps;   /* test hook (BT_TEST_KILL_AFTER_STEPS): SIGKILL after that many steps */
 } bt_cli_meter;
 int bt_cli_meter_cb(void *user, const char *what, int done, int total);
+
+/* The loader flags for --allow-insecure; a stderr note when the loaded
+ * parameters are INSECURE (every command that loads keys says so). */
+#define bt_cli_insecure_flags(allow) ((allow) ? BT_ALLOW_INSECURE : 0u)
+void bt_cli_note_insecure(const char *who, const bt_ckks_params *p);
+/* decide's and report's record: --state, or "<keys>.decisions" */
+void bt_cli_decisions_path(char *out, size_t cap, const char *keys, const char *state);
 
 /* Prints "blindtuner WHO: <last error> (<status>)" and returns 1 when st is an error, else 0. */
 int bt_cli_failed(const char *who, bt_status st);

@@ -134,6 +134,7 @@ static void encrypt_help(void) {
          "`blindtuner extract` writes it, L.npy: int64 labels 0..C-1).\n"
          "\n"
          "  --keys FILE      the secret bundle (blindtuner keygen --secret)\n"
+         "  --allow-insecure accept a secret bundle of INSECURE test parameters\n"
          "  --role ROLE      train, val or test\n"
          "                     train: rows are shuffled (--seed) and the standardisation (mean and\n"
          "                            deviation of each feature over these rows) is written to\n"
@@ -151,8 +152,9 @@ static void encrypt_help(void) {
 
 int bt_cli_encrypt(int argc, char **argv) {
   const char *who = "encrypt", *keys = NULL, *role_s = NULL, *fpath = NULL, *lpath = NULL, *scp = NULL, *outp = NULL;
-  int seed = -1, threads = 0, json = 0;
+  int seed = -1, threads = 0, json = 0, insecure = 0;
   const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},      {"--role", BT_OPT_STR, &role_s, 0, 0},
+                             {"--allow-insecure", BT_OPT_FLAG, &insecure, 0, 0},
                              {"--json", BT_OPT_FLAG, &json, 0, 0},
                              {"--features", BT_OPT_STR, &fpath, 0, 0}, {"--labels", BT_OPT_STR, &lpath, 0, 0},
                              {"--scaler", BT_OPT_STR, &scp, 0, 0},     {"--out", BT_OPT_STR, &outp, 0, 0},
@@ -184,7 +186,8 @@ int bt_cli_encrypt(int argc, char **argv) {
   int *y = NULL, *perm = NULL;
   size_t n = 0, dim = 0;
   const double t0 = bt_seconds();
-  TRY(who, bt_client_open(keys, BT_ALLOW_INSECURE, &c));
+  TRY(who, bt_client_open(keys, bt_cli_insecure_flags(insecure), &c));
+  bt_cli_note_insecure(who, bt_client_params(c));
   bt_client_set_threads(c, threads);
   const bt_job_tag *tag = bt_client_tag(c);
   if (bt_cli_load_features(who, fpath, &f, &n, &dim)) goto out;
@@ -238,27 +241,39 @@ out:
 
 /* ================================================================ decide */
 static void decide_help(void) {
-  printf("usage: blindtuner decide --keys SECRET --workdir DIR [--patience P] [--json]\n"
+  printf("usage: blindtuner decide --keys SECRET --workdir DIR [--epochs E] [--patience P]\n"
+         "                         [--state FILE] [--json]\n"
          "\n"
          "Client: the early-stopping half of the protocol.  Decrypts the encrypted validation\n"
-         "losses the server wrote (DIR/loss-001.bt, loss-002.bt, ...), keeps them to itself, and\n"
-         "writes one bit for the latest epoch, continue or stop, to DIR/answer-EEE.bt for the\n"
-         "server.  It stops once P epochs in a row have not improved on the best loss, and\n"
-         "names the best epoch, whose model (DIR/model-EEE.bt) the client should decrypt.\n"
-         "No decrypted value ever goes back (CKKS decryptions could leak the key).\n"
+         "loss of the next epoch the server wrote (DIR/loss-EEE.bt), keeps it to itself, and\n"
+         "writes one bit, continue or stop, to DIR/answer-EEE.bt for the server.  It stops once\n"
+         "P epochs in a row have not improved on the best loss or at the E-th epoch, and names\n"
+         "the best epoch, whose model (DIR/model-EEE.bt) the client should decrypt.\n"
+         "\n"
+         "The client's own record (--state, mode 0600) bounds what it decrypts: each epoch is\n"
+         "decided once, none beyond the E epochs agreed, none after a stop; a loss that fails\n"
+         "validation is answered stop.  No decrypted value ever goes back, and what is printed\n"
+         "is flooded and rounded (docs/SECURITY.md).\n"
          "\n"
          "  --keys FILE      the secret bundle\n"
          "  --workdir DIR    the exchange directory of `blindtuner train`\n"
+         "  --epochs E       the epochs agreed with the server (train --epochs); needed for the\n"
+         "                   first decision, and must not change afterwards\n"
          "  --patience P     epochs without improvement before stopping (default 3)\n"
+         "  --state FILE     the client's decisions (default SECRET.decisions)\n"
+         "  --allow-insecure accept a secret bundle of INSECURE test parameters\n"
          "  --json           print the losses and the decision as JSON\n");
 }
 
 int bt_cli_decide(int argc, char **argv) {
-  const char *who = "decide", *keys = NULL, *dir = NULL;
-  int patience = 3, json = 0;
+  const char *who = "decide", *keys = NULL, *dir = NULL, *state = NULL;
+  int patience = 0, json = 0, epochs = 0, insecure = 0;
   const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},
                              {"--workdir", BT_OPT_STR, &dir, 0, 0},
+                             {"--epochs", BT_OPT_INT, &epochs, 1, BT_MAX_DECISIONS},
                              {"--patience", BT_OPT_INT, &patience, 1, 100000},
+                             {"--state", BT_OPT_STR, &state, 0, 0},
+                             {"--allow-insecure", BT_OPT_FLAG, &insecure, 0, 0},
                              {"--json", BT_OPT_FLAG, &json, 0, 0},
                              {0}};
   int r = bt_cli_parse(who, argc, argv, opts, decide_help);
@@ -266,54 +281,50 @@ int bt_cli_decide(int argc, char **argv) {
   if (bt_cli_need(who, "--keys", keys) || bt_cli_need(who, "--workdir", dir)) return 2;
   int rc = 1;
   bt_client *c = NULL;
-  char path[4096];
-  json_object *ja = json_object_new_array();
-  bt_early_stop es;
-  bt_early_stop_init(&es, patience);
-  bt_answer ans = {0};
-  TRY(who, bt_client_open(keys, BT_ALLOW_INSECURE, &c));
+  bt_decisions d = {0};
+  bt_decide_result res;
+  char spath[4096];
+  TRY(who, bt_client_open(keys, bt_cli_insecure_flags(insecure), &c));
+  bt_cli_note_insecure(who, bt_client_params(c));
   const bt_job_tag *tag = bt_client_tag(c);
-  int n = 0;
-  for (;; n++) {
-    bt_cli_path(path, sizeof path, dir, "loss", n + 1);
-    if (!bt_cli_exists(path)) break;
-    if (n && !ans.go_on) FAIL(who, "the server trained past epoch %d, where the answer was stop", n);
-    bt_enc_epoch e;
-    double v;
-    TRY(who, bt_pipeline_load_epoch(path, BT_IO_LOSS, bt_client_params(c), tag, &e));
-    bt_status st = bt_client_decide(c, &es, &e, &v, &ans);
-    bt_ciphertext_free(e.ct);
-    TRY(who, st);
-    json_object *je = json_object_new_object();
-    json_object_object_add(je, "epoch", json_object_new_int(n + 1));
-    json_object_object_add(je, "val_loss", json_object_new_double(v));
-    json_object_array_add(ja, je);
-    if (!json) printf("decide: epoch %3d  validation loss %.6f%s\n", n + 1, v, es.best_epoch == n ? "  (best)" : "");
-  }
-  if (!n) FAIL(who, "no validation loss in %s (expected %s/loss-001.bt)", dir, dir);
-  const int go_on = ans.go_on;
-  bt_cli_path(path, sizeof path, dir, "answer", n);
-  TRY(who, bt_pipeline_save_answer(path, bt_client_params(c), &ans));
+  bt_cli_decisions_path(spath, sizeof spath, keys, state);
+  TRY(who, bt_decisions_open(spath, tag, patience, epochs, &d)); /* --epochs: needed for the first decision */
+  TRY(who, bt_client_decide_dir(c, dir, spath, &d, &res));
+  const bt_early_stop *es = &d.es;
+  if (res.rewritten)
+    fprintf(stderr, "decide: the answer to epoch %d re-written from %s (nothing decrypted)\n", res.answer.epoch, spath);
   char best[4096];
-  bt_cli_path(best, sizeof best, dir, "model", es.best_epoch + 1);
+  bt_cli_path(best, sizeof best, dir, "model", es->best_epoch + 1);
   if (json) {
-    json_object *o = json_object_new_object();
+    json_object *o = json_object_new_object(), *ja = json_object_new_array();
+    for (int k = 0; k < es->epochs; k++) {
+      json_object *je = json_object_new_object();
+      json_object_object_add(je, "epoch", json_object_new_int(k + 1));
+      json_object_object_add(je, "val_loss", isfinite(d.loss[k]) ? json_object_new_double(d.loss[k]) : NULL);
+      json_object_array_add(ja, je);
+    }
     json_object_object_add(o, "epochs", ja);
-    ja = NULL;
-    json_object_object_add(o, "continue", json_object_new_boolean(go_on));
-    json_object_object_add(o, "best_epoch", json_object_new_int(es.best_epoch + 1));
+    json_object_object_add(o, "continue", json_object_new_boolean(res.answer.go_on));
+    json_object_object_add(o, "best_epoch", json_object_new_int(es->best_epoch + 1));
     json_object_object_add(o, "best_model", json_object_new_string(best));
-    json_object_object_add(o, "answer", json_object_new_string(path));
+    json_object_object_add(o, "answer", json_object_new_string(res.answer_path));
+    json_object_object_add(o, "state", json_object_new_string(spath));
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);
   } else {
+    if (res.decided)
+      printf("decide: epoch %3d  validation loss %.6f%s\n", res.epoch, res.loss,
+             es->best_epoch == res.epoch - 1 ? "  (best)" : "");
+    else
+      printf("decide: no loss of epoch %d to decide (%s)\n", res.epoch,
+             es->stopped || es->epochs >= es->max_epochs ? "no further epoch is agreed" : "the server has not written it yet");
     printf("decide: answer for epoch %d: %s -> %s\n"
            "decide: best epoch so far %d: %s\n",
-           n, go_on ? "continue" : "stop", path, es.best_epoch + 1, best);
+           res.answer.epoch, res.answer.go_on ? "continue" : "stop", res.answer_path, es->best_epoch + 1, best);
   }
   rc = 0;
 out:
-  json_object_put(ja);
+  bt_decisions_clear(&d);
   bt_client_free(c);
   return rc;
 }
@@ -339,6 +350,7 @@ static void decrypt_help(void) {
          "    --predictions, the predicted labels as int64 .npy.\n"
          "\n"
          "  --keys FILE        the secret bundle\n"
+         "  --allow-insecure   accept a secret bundle of INSECURE test parameters\n"
          "  --model FILE       an encrypted model\n"
          "  --scaler FILE      the standardisation written by `encrypt --role train`\n"
          "  --logits FILE      encrypted logits\n"
@@ -350,8 +362,8 @@ static void decrypt_help(void) {
 int bt_cli_decrypt(int argc, char **argv) {
   const char *who = "decrypt", *keys = NULL, *model = NULL, *scp = NULL, *logits = NULL, *outp = NULL,
              *preds = NULL;
-  int json = 0;
-  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},
+  int json = 0, insecure = 0;
+  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0}, {"--allow-insecure", BT_OPT_FLAG, &insecure, 0, 0},
                              {"--keys", BT_OPT_STR, &keys, 0, 0},   {"--model", BT_OPT_STR, &model, 0, 0},
                              {"--scaler", BT_OPT_STR, &scp, 0, 0},  {"--logits", BT_OPT_STR, &logits, 0, 0},
                              {"--out", BT_OPT_STR, &outp, 0, 0},    {"--predictions", BT_OPT_STR, &preds, 0, 0},
@@ -371,7 +383,8 @@ int bt_cli_decrypt(int argc, char **argv) {
   bt_enc_logits lg = {0};
   float *z = NULL;
   int64_t *pred = NULL;
-  TRY(who, bt_client_open(keys, BT_ALLOW_INSECURE, &c));
+  TRY(who, bt_client_open(keys, bt_cli_insecure_flags(insecure), &c));
+  bt_cli_note_insecure(who, bt_client_params(c));
   const bt_ckks_params *p = bt_client_params(c);
   const bt_job_tag *tag = bt_client_tag(c);
   const int C = tag->classes;
@@ -391,12 +404,7 @@ int bt_cli_decrypt(int argc, char **argv) {
     pred = malloc((size_t)lg.rows * sizeof *pred);
     if (!z || !pred) FAIL(who, "out of memory");
     TRY(who, bt_client_decrypt_logits(c, &lg, z));
-    for (size_t i = 0; i < (size_t)lg.rows; i++) {
-      int best = 0;
-      for (int k = 1; k < C; k++)
-        if (z[i * C + (size_t)k] > z[i * C + (size_t)best]) best = k;
-      pred[i] = best;
-    }
+    bt_logits_argmax(z, (size_t)lg.rows, C, pred);
     const int64_t zs[2] = {lg.rows, C}, ps[1] = {lg.rows};
     TRY(who, bt_npy_write_f32(outp, z, 2, zs));
     if (preds) {

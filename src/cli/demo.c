@@ -78,20 +78,6 @@ static void help(void) {
     if (st_ != BT_OK) FAIL("%s (%s)", bt_last_error(), bt_status_name(st_));               \
   } while (0)
 
-/* Rows [x standardised by the scaler; 1], in `order` (NULL: as given): the
- * twin's view of what the client encrypts. */
-static double *standardise(const float *f, size_t n, const bt_plain_head *sc, const int *order) {
-  const size_t dim = (size_t)sc->dim;
-  double *x = malloc(n * (dim + 1) * sizeof *x);
-  if (!x) return NULL;
-  for (size_t r = 0; r < n; r++) {
-    const float *src = f + (order ? (size_t)order[r] : r) * dim;
-    for (size_t j = 0; j < dim; j++) x[r * (dim + 1) + j] = ((double)src[j] - sc->mean[j]) / sc->sd[j];
-    x[r * (dim + 1) + dim] = 1;
-  }
-  return x;
-}
-
 /* --save-features: the rows the demo trains, validates and tests on, as
  * `blindtuner extract` would write them (DIR/train.features.npy, ...). */
 static int save_split(const char *dir, const char *name, const float *f, const int *y, size_t n, size_t dim) {
@@ -235,11 +221,13 @@ int bt_cli_demo(int argc, char **argv) {
   TRY(bt_client_encrypt(cl, BT_SET_VAL, fval, yval, (size_t)nval, &sc, NULL, NULL, NULL, &va));
   t_encrypt = bt_seconds() - t0;
   /* the twin's rows: the same standardisation, the same order */
-  xtr = standardise(ftr, (size_t)ntrain, &sc, order);
-  xval = standardise(fval, (size_t)nval, &sc, NULL);
-  xte = standardise(fte, n_te, &sc, NULL);
+  xtr = malloc((size_t)ntrain * F * sizeof *xtr), xval = malloc((size_t)nval * F * sizeof *xval);
+  xte = malloc(n_te * F * sizeof *xte);
   int *ytw = malloc((size_t)ntrain * sizeof *ytw);
   if (!xtr || !xval || !xte || !ytw) FAIL("out of memory");
+  bt_scaler_apply(&sc, ftr, (size_t)ntrain, order, xtr);
+  bt_scaler_apply(&sc, fval, (size_t)nval, NULL, xval);
+  bt_scaler_apply(&sc, fte, n_te, NULL, xte);
   for (int r = 0; r < ntrain; r++) ytw[r] = ytr[order[r]];
   memcpy(ytr, ytw, (size_t)ntrain * sizeof *ytw); /* training labels in training order from here on */
   free(ytw);
@@ -257,7 +245,7 @@ int bt_cli_demo(int argc, char **argv) {
   border = malloc((size_t)ntb * sizeof *border);
   if (!tw_v || !tw_w || !ex_v || !ex_w || !hist || !tw_hist || !ex_hist || !border) FAIL("out of memory");
   bt_early_stop es;
-  bt_early_stop_init(&es, patience);
+  bt_early_stop_init(&es, patience, epochs);
   bt_cli_meter meter = {.who = "demo", .tty = tty, .t0 = bt_seconds(), .total = (double)epochs * ntb};
   int ran = 0;
   for (int e = 0; e < epochs; e++) {

@@ -14,15 +14,21 @@
 /* ================================================================ report */
 static void report_help(void) {
   printf("usage: blindtuner report --keys SECRET --workdir DIR --scaler FILE --out PREFIX\n"
-         "                         [--features F.npy --labels L.npy] [--json]\n"
+         "                         [--features F.npy --labels L.npy] [--state FILE | --epochs E]\n"
+         "                         [--json]\n"
          "\n"
          "Client.  The report of a training run, with what only the client can see: for every\n"
-         "epoch the server finished (DIR/model-EEE.bt), the decrypted validation loss\n"
-         "(DIR/loss-EEE.bt) and, with --features/--labels, the accuracy and loss of that epoch's\n"
-         "decrypted model on those rows; beside the server's time per phase (DIR/report.json).\n"
-         "Writes PREFIX.json and PREFIX.html (charts a browser opens; no script, no network).\n"
+         "epoch the server finished (DIR/model-EEE.bt), the validation loss `decide` recorded\n"
+         "(its --state; no loss is decrypted again) and, with --features/--labels, the accuracy\n"
+         "and loss of that epoch's decrypted model on those rows; beside the server's time per\n"
+         "phase (DIR/report.json).  Models are decrypted for at most the epochs the client\n"
+         "agreed to (the state's, or --epochs without one).  Writes PREFIX.json and PREFIX.html\n"
+         "(charts a browser opens; no script, no network), mode 0600, values rounded.\n"
          "\n"
          "  --keys FILE       the secret bundle\n"
+         "  --state FILE      decide's record (default SECRET.decisions)\n"
+         "  --epochs E        the agreed epochs, for a run without validation (no state)\n"
+         "  --allow-insecure  accept a secret bundle of INSECURE test parameters\n"
          "  --workdir DIR     train's exchange directory\n"
          "  --scaler FILE     the standardisation written by `encrypt --role train`\n"
          "  --features FILE   labelled rows to score each epoch's model on (e.g. validation)\n"
@@ -38,8 +44,11 @@ static double jnum(json_object *o, const char *key) {
 
 int bt_cli_report(int argc, char **argv) {
   const char *who = "report", *keys = NULL, *dir = NULL, *scp = NULL, *fpath = NULL, *lpath = NULL, *outp = NULL;
-  int json = 0;
+  const char *state = NULL;
+  int json = 0, insecure = 0, epochs = 0;
   const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},       {"--workdir", BT_OPT_STR, &dir, 0, 0},
+                             {"--state", BT_OPT_STR, &state, 0, 0},     {"--epochs", BT_OPT_INT, &epochs, 1, BT_MAX_DECISIONS},
+                             {"--allow-insecure", BT_OPT_FLAG, &insecure, 0, 0},
                              {"--scaler", BT_OPT_STR, &scp, 0, 0},      {"--features", BT_OPT_STR, &fpath, 0, 0},
                              {"--labels", BT_OPT_STR, &lpath, 0, 0},    {"--out", BT_OPT_STR, &outp, 0, 0},
                              {"--json", BT_OPT_FLAG, &json, 0, 0},      {0}};
@@ -54,16 +63,22 @@ int bt_cli_report(int argc, char **argv) {
   }
   int rc = 1, n = 0;
   bt_client *cl = NULL;
+  bt_decisions dec = {0};
+  char spath[4096];
   bt_plain_head sc = {0};
-  double *slots = NULL, *w = NULL, *loss = NULL, *acc = NULL, *sloss = NULL, *phase = NULL;
+  double *loss = NULL, *acc = NULL, *sloss = NULL, *phase = NULL;
   float *f = NULL;
   int *y = NULL;
   size_t nrows = 0, dim = 0;
   json_object *server = NULL, *sep = NULL, *out = json_object_new_object(), *jep = json_object_new_array();
   char path[4200];
-  if (bt_client_open(keys, BT_ALLOW_INSECURE, &cl) != BT_OK) goto fail;
+  if (bt_client_open(keys, bt_cli_insecure_flags(insecure), &cl) != BT_OK) goto fail;
   const bt_ckks_params *p = bt_client_params(cl);
+  bt_cli_note_insecure(who, p);
   const bt_job_tag *tag = bt_client_tag(cl);
+  bt_cli_decisions_path(spath, sizeof spath, keys, state);
+  if (bt_decisions_open(spath, tag, 0, epochs, &dec)) goto fail; /* or --epochs for a run without validation */
+  const int agreed = dec.es.max_epochs;
   if (bt_pipeline_load_head(scp, BT_IO_SCALER, p, tag, &sc) != BT_OK) goto fail;
   const int F = tag->features, C = tag->classes;
   if (fpath) {
@@ -74,31 +89,23 @@ int bt_cli_report(int argc, char **argv) {
     }
     if (bt_cli_load_labels(who, lpath, nrows, C, &y)) goto out;
   }
-  while (bt_cli_path(path, sizeof path, dir, "model", n + 1), bt_cli_exists(path)) n++;
+  while (n < agreed && (bt_cli_path(path, sizeof path, dir, "model", n + 1), bt_cli_exists(path))) n++;
   if (!n) {
     fprintf(stderr, "blindtuner report: no model in %s (expected %s/model-001.bt)\n", dir, dir);
     goto out;
   }
-  slots = malloc(1);
-  w = malloc((size_t)C * F * sizeof *w);
   loss = malloc((size_t)n * sizeof *loss);
   acc = malloc((size_t)n * sizeof *acc);
   sloss = malloc((size_t)n * sizeof *sloss);
   phase = calloc((size_t)n * BT_REPORT_PHASES, sizeof *phase);
-  if (!slots || !w || !loss || !acc || !sloss || !phase) goto nomem;
+  if ((!loss || !acc || !sloss || !phase) && bt_fail(BT_E_NOMEM, "out of memory")) goto fail;
   snprintf(path, sizeof path, "%s/report.json", dir);
   server = bt_cli_exists(path) ? json_object_from_file(path) : NULL;
   if (server) json_object_object_get_ex(server, "epochs", &sep);
   for (int e = 0; e < n; e++) {
     bt_enc_epoch m;
     loss[e] = acc[e] = sloss[e] = NAN;
-    bt_cli_path(path, sizeof path, dir, "loss", e + 1);
-    if (bt_cli_exists(path)) {
-      if (bt_pipeline_load_epoch(path, BT_IO_LOSS, p, tag, &m) != BT_OK) goto fail;
-      const bt_status st = bt_client_decrypt_loss(cl, &m, &loss[e]);
-      bt_ciphertext_free(m.ct);
-      if (st) goto fail;
-    }
+    if (e < dec.es.epochs) loss[e] = dec.loss[e]; /* released by decide */
     if (f) {
       bt_plain_head h;
       bt_cli_path(path, sizeof path, dir, "model", e + 1);
@@ -109,6 +116,7 @@ int bt_cli_report(int argc, char **argv) {
       const bt_status se2 = bt_plain_head_evaluate(&h, f, y, nrows, &acc[e], &sloss[e], NULL, NULL);
       bt_plain_head_clear(&h);
       if (se2) goto fail;
+      acc[e] = bt_release_round(acc[e]), sloss[e] = bt_release_round(sloss[e]);
     }
     json_object *se = sep && (size_t)e < json_object_array_length(sep) ? json_object_array_get_idx(sep, (size_t)e) : NULL;
     json_object *je = json_object_new_object();
@@ -131,7 +139,7 @@ int bt_cli_report(int argc, char **argv) {
   jep = NULL;
   const char *text = json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY);
   snprintf(path, sizeof path, "%s.json", outp);
-  if (bt_io_write_atomic(path, text, strlen(text), 0)) {
+  if (bt_io_write_atomic(path, text, strlen(text), 1)) {
     fprintf(stderr, "blindtuner report: cannot write %s\n", path);
     goto out;
   }
@@ -139,7 +147,7 @@ int bt_cli_report(int argc, char **argv) {
   /* the page */
   char *page = bt_report_html(dir, n, loss, sloss, acc, server ? phase : NULL, fpath);
   snprintf(path, sizeof path, "%s.html", outp);
-  if (!page || bt_io_write_atomic(path, page, strlen(page), 0)) {
+  if (!page || bt_io_write_atomic(path, page, strlen(page), 1)) {
     free(page);
     fprintf(stderr, "blindtuner report: cannot write %s\n", path);
     snprintf(path, sizeof path, "%s.json", outp);
@@ -150,15 +158,13 @@ int bt_cli_report(int argc, char **argv) {
   if (!json) printf("report: %d epochs -> %s.json, %s.html\n", n, outp, outp);
   rc = 0;
   goto out;
-nomem:
-  fprintf(stderr, "blindtuner report: out of memory\n");
-  goto out;
 fail:
   fprintf(stderr, "blindtuner report: %s\n", bt_last_error());
 out:
   json_object_put(server), json_object_put(out), json_object_put(jep);
   bt_client_free(cl);
+  bt_decisions_clear(&dec);
   bt_plain_head_clear(&sc);
-  free(slots), free(w), free(loss), free(acc), free(sloss), free(phase), free(f), free(y);
+  free(loss), free(acc), free(sloss), free(phase), free(f), free(y);
   return rc;
 }

@@ -69,7 +69,8 @@ int bt_cli_load_labels(const char *who, const char *path, size_t n, int classes,
 }
 
 /* ---- progress ---- */
-void bt_cli_progress(const char *who, int tty, double done, double total, double t0, const char *what) {
+/* "who: what, E s elapsed, ETA R s": one rewritten line on a terminal, plain lines otherwise. */
+static void progress_line(const char *who, int tty, double done, double total, double t0, const char *what) {
   const double el = bt_seconds() - t0, eta = done > 0 ? el / done * (total - done) : 0;
   if (tty)
     fprintf(stderr, "\r%s: %s, %.0f s elapsed, ETA %.0f s   %s", who, what, el, eta, done >= total ? "\n" : "");
@@ -84,7 +85,7 @@ int bt_cli_meter_cb(void *user, const char *what, int done, int total) {
   char line[160];
   snprintf(line, sizeof line, "%s%s %d/%d", m->prefix ? m->prefix : "", what, done, total);
   const double t = m->total > 0 ? m->total : total;
-  if (m->tty || t > 1) bt_cli_progress(m->who, m->tty, m->done0 + done, t, m->t0, line);
+  if (m->tty || t > 1) progress_line(m->who, m->tty, m->done0 + done, t, m->t0, line);
   return 0;
 }
 
@@ -110,3 +111,16 @@ void bt_cli_path(char *out, size_t cap, const char *dir, const char *name, int e
 }
 
 int bt_cli_exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* ---- INSECURE parameters: accepted only when the user says so, and said ---- */
+void bt_cli_decisions_path(char *out, size_t cap, const char *keys, const char *state) {
+  if (state) snprintf(out, cap, "%s", state);
+  else snprintf(out, cap, "%s.decisions", keys);
+}
+
+void bt_cli_note_insecure(const char *who, const bt_ckks_params *p) {
+  const bt_ckks_literal *l = bt_ckks_literal_of(p);
+  if (l->insecure)
+    fprintf(stderr, "blindtuner %s: note: INSECURE test parameters (%s), below 128-bit security: test data only\n",
+            who, l->name ? l->name : "custom");
+}

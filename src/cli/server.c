@@ -51,6 +51,7 @@ static void train_help(void) {
          "unfinished epoch is redone.\n"
          "\n"
          "  --keys FILE      the evaluation bundle (blindtuner keygen --eval)\n"
+         "  --allow-insecure accept an evaluation bundle of INSECURE test parameters\n"
          "  --train FILE     the encrypted training set (blindtuner encrypt --role train)\n"
          "  --val FILE       the encrypted validation set (early stopping)\n"
          "  --workdir DIR    the exchange directory (created if missing)\n"
@@ -95,7 +96,7 @@ static int await_answer(const char *who, const char *dir, int e, int wait_s, con
 
 int bt_cli_train(int argc, char **argv) {
   const char *who = "train", *keys = NULL, *trainp = NULL, *valp = NULL, *dir = NULL;
-  int epochs = 2, seed = 1, wait_s = 0, threads = 0, json = 0;
+  int epochs = 2, seed = 1, wait_s = 0, threads = 0, json = 0, insecure = 0;
   double lr = 0.3, mu = 0.9;
   const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},
                              {"--train", BT_OPT_STR, &trainp, 0, 0},
@@ -108,6 +109,7 @@ int bt_cli_train(int argc, char **argv) {
                              {"--wait", BT_OPT_INT, &wait_s, 0, 1e7},
                              {"--threads", BT_OPT_INT, &threads, 1, 1024},
                              {"--json", BT_OPT_FLAG, &json, 0, 0},
+                             {"--allow-insecure", BT_OPT_FLAG, &insecure, 0, 0},
                              {0}};
   int r = bt_cli_parse(who, argc, argv, opts, train_help);
   if (r) return r == 1 ? 0 : 2;
@@ -125,7 +127,8 @@ int bt_cli_train(int argc, char **argv) {
   const char *kill_env = getenv("BT_TEST_KILL_AFTER_STEPS"); /* test hook: SIGKILL mid-epoch */
   const long kill_after = kill_env ? atol(kill_env) : 0;
 
-  TRY(bt_pipeline_load_eval_bundle(keys, BT_ALLOW_INSECURE, &p, &eb));
+  TRY(bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
+  bt_cli_note_insecure(who, p);
   bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
   const bt_job_tag *tag = &eb.tag;
   TRY(bt_pipeline_load_dataset(trainp, p, tag, &tr));
@@ -137,12 +140,18 @@ int bt_cli_train(int argc, char **argv) {
   /* the state: a checkpoint, or the zero model */
   bt_cli_path(path, sizeof path, dir, "checkpoint", 0);
   if (bt_cli_exists(path)) {
-    TRY(bt_pipeline_load_checkpoint(path, p, tag, &cp));
-    if (cp.lr != lr || cp.momentum != mu || cp.seed != (uint64_t)seed)
+    bt_checkpoint saved; /* owns its model until restored into the job */
+    TRY(bt_pipeline_load_checkpoint(path, p, tag, &saved));
+    const int same = saved.lr == lr && saved.momentum == mu && saved.seed == (uint64_t)seed;
+    const bt_status st = same ? bt_job_restore(job, &saved) : BT_OK;
+    const double s_lr = saved.lr, s_mu = saved.momentum;
+    const unsigned long long s_seed = (unsigned long long)saved.seed;
+    bt_checkpoint_clear(&saved);
+    if (!same)
       FAIL("%s was made with --lr %g --momentum %g --seed %llu; resume with the same options or use a new "
-           "--workdir", path, cp.lr, cp.momentum, (unsigned long long)cp.seed);
-    TRY(bt_job_restore(job, &cp));
-    fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, cp.epochs_done);
+           "--workdir", path, s_lr, s_mu, s_seed);
+    TRY(st);
+    fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, bt_job_epochs_done(job));
   }
   const int first_epoch = bt_job_epochs_done(job);
   bt_cli_meter meter = {.who = who, .tty = tty, .t0 = bt_seconds(),
@@ -237,6 +246,7 @@ static void infer_help(void) {
          "client (`blindtuner decrypt --logits`).\n"
          "\n"
          "  --keys FILE    the evaluation bundle\n"
+         "  --allow-insecure accept an evaluation bundle of INSECURE test parameters\n"
          "  --model FILE   an encrypted model (train's DIR/model-EEE.bt)\n"
          "  --data FILE    an encrypted dataset (blindtuner encrypt)\n"
          "  --out FILE     the encrypted logits\n"
@@ -246,8 +256,8 @@ static void infer_help(void) {
 
 int bt_cli_infer(int argc, char **argv) {
   const char *who = "infer", *keys = NULL, *model = NULL, *datap = NULL, *outp = NULL;
-  int threads = 0, json = 0;
-  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0},
+  int threads = 0, json = 0, insecure = 0;
+  const bt_cli_opt opts[] = {{"--json", BT_OPT_FLAG, &json, 0, 0}, {"--allow-insecure", BT_OPT_FLAG, &insecure, 0, 0},
                              {"--keys", BT_OPT_STR, &keys, 0, 0},  {"--model", BT_OPT_STR, &model, 0, 0},
                              {"--data", BT_OPT_STR, &datap, 0, 0}, {"--out", BT_OPT_STR, &outp, 0, 0},
                              {"--threads", BT_OPT_INT, &threads, 1, 1024}, {0}};
@@ -264,7 +274,8 @@ int bt_cli_infer(int argc, char **argv) {
   bt_enc_logits lg = {0};
   bt_job *job = NULL;
   const double t0 = bt_seconds();
-  TRY(bt_pipeline_load_eval_bundle(keys, BT_ALLOW_INSECURE, &p, &eb));
+  TRY(bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
+  bt_cli_note_insecure(who, p);
   bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
   TRY(bt_pipeline_load_epoch(model, BT_IO_MODEL, p, &eb.tag, &m));
   TRY(bt_pipeline_load_dataset(datap, p, &eb.tag, &d));

@@ -17,6 +17,8 @@ struct bt_client {
   bt_hemat_layout L;
   int seeded; /* BT_INSECURE_TEST_SEED in force (INSECURE parameters only) */
   uint8_t seed[BT_SEED_BYTES];
+  int have_flood; /* flood_key derived from the secret key */
+  uint8_t flood_key[crypto_generichash_KEYBYTES];
 };
 
 /* The environment's test seed, for INSECURE parameters only. */
@@ -179,21 +181,106 @@ static bt_status encrypt_slots(const bt_client *c, bt_prng *g, const double *slo
   return st;
 }
 
-/* The slots of a ciphertext of the job's layout: real and imaginary parts (either may be NULL). */
-static bt_status decrypt_slots(const bt_client *c, const bt_ciphertext *ct, double *re, double *im) {
+/* What the server returns is hostile: before anything is decoded, the
+ * ciphertext must be one the protocol can produce for this job: the job's
+ * parameters and slot count, relinearised (degree 1), a level of the
+ * parameters, a scale within a factor BT_RETURN_SCALE_SLACK of the default
+ * (the decoder then also checks that it fits the level's modulus), and not
+ * a trivial encryption (c1 = 0 decrypts to c0 without the key: a value the
+ * server chose).  Models and logits legitimately come at level 0. */
+static bt_status check_returned(const bt_client *c, const bt_ciphertext *ct, const char *what) {
   const bt_hemat_layout *L = &c->L;
-  if (ct->params != c->p) return bt_fail(BT_E_PARAMS, "a ciphertext of other parameters");
-  if ((size_t)1 << ct->logslots != L->slots)
-    return bt_fail(BT_E_FORMAT, "a ciphertext of 2^%d slots, the job's layout has %zu", ct->logslots, L->slots);
+  const double d = bt_ckks_default_scale(c->p);
+  if (ct->params != c->p) return bt_fail(BT_E_PARAMS, "%s: a ciphertext of other parameters", what);
+  if (ct->logslots < 0 || ct->logslots > 30 || (size_t)1 << ct->logslots != L->slots)
+    return bt_fail(BT_E_FORMAT, "%s: a ciphertext of 2^%d slots, the job's layout has %zu", what, ct->logslots,
+                   L->slots);
+  if (ct->degree != 1) return bt_fail(BT_E_FORMAT, "%s: a ciphertext of degree %d (1 expected)", what, ct->degree);
+  if (ct->level < 0 || ct->level > bt_ckks_max_level(c->p))
+    return bt_fail(BT_E_FORMAT, "%s: a ciphertext at level %d (0 to %d expected)", what, ct->level,
+                   bt_ckks_max_level(c->p));
+  if (!isfinite(ct->scale) || !(ct->scale > d / BT_RETURN_SCALE_SLACK) || !(ct->scale < d * BT_RETURN_SCALE_SLACK))
+    return bt_fail(BT_E_FORMAT, "%s: a ciphertext at scale 2^%.1f, the job's is 2^%.0f", what,
+                   ct->scale > 0 ? log2(ct->scale) : -INFINITY, log2(d));
+  const size_t words = (size_t)(ct->level + 1) * ((size_t)1 << bt_ckks_literal_of(c->p)->logn);
+  uint64_t any = 0;
+  for (size_t i = 0; i < words; i++) any |= ct->c[1][i];
+  if (!any) return bt_fail(BT_E_FORMAT, "%s: a trivial ciphertext (c1 = 0), which no computation returns", what);
+  return BT_OK;
+}
+
+/* The flooding key: a hash of the secret key (so a ciphertext decrypts to
+ * the same released values in every process). */
+static bt_status flood_key(bt_client *c) {
+  if (c->have_flood) return BT_OK;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  bt_status st = bt_io_write_secret_key(c->sb.sk, &buf, &len);
+  if (st) return st;
+  static const char domain[] = "blindtuner release flooding v1";
+  crypto_generichash_state h;
+  crypto_generichash_init(&h, NULL, 0, sizeof c->flood_key);
+  crypto_generichash_update(&h, (const unsigned char *)domain, sizeof domain);
+  crypto_generichash_update(&h, buf, len);
+  crypto_generichash_final(&h, c->flood_key, sizeof c->flood_key);
+  sodium_memzero(&h, sizeof h);
+  bt_free_secret(buf, len);
+  c->have_flood = 1;
+  return BT_OK;
+}
+
+/* Gaussian noise of standard deviation BT_RELEASE_SIGMA for every slot, a
+ * function of the flooding key and the ciphertext's bytes: decrypting the
+ * same ciphertext again gives the same values, so repeating a query does
+ * not average the noise away. */
+static bt_status flood(bt_client *c, const bt_ciphertext *ct, double *re, double *im, size_t n) {
+  bt_status st = flood_key(c);
+  uint8_t *buf = NULL, seed[BT_SEED_BYTES];
+  size_t len = 0;
+  if (!st) st = bt_io_write_ciphertext(ct, &buf, &len);
+  if (st) return st;
+  crypto_generichash(seed, sizeof seed, buf, len, c->flood_key, sizeof c->flood_key);
+  bt_free(buf);
+  bt_prng g;
+  bt_prng_init(&g, seed);
+  sodium_memzero(seed, sizeof seed);
+  for (size_t i = 0; i < n; i++) {
+    double z[2];
+    /* Box-Muller from two 53-bit uniforms in (0, 1] and [0, 1) */
+    const double u1 = ((double)(bt_prng_u64(&g) >> 11) + 1) * 0x1p-53, u2 = (double)(bt_prng_u64(&g) >> 11) * 0x1p-53;
+    const double r = sqrt(-2 * log(u1)) * BT_RELEASE_SIGMA;
+    z[0] = r * cos(6.283185307179586 * u2), z[1] = r * sin(6.283185307179586 * u2);
+    if (re) re[i] = bt_release_round(re[i] + z[0]);
+    if (im) im[i] = bt_release_round(im[i] + z[1]);
+  }
+  bt_prng_wipe(&g);
+  return BT_OK;
+}
+
+double bt_release_round(double v) {
+  if (!isfinite(v)) return v;
+  return nearbyint(v * BT_RELEASE_GRID_INV) / BT_RELEASE_GRID_INV;
+}
+
+/* The slots of a ciphertext the server returned (real and imaginary parts,
+ * either may be NULL): validated, decrypted, decoded, then flooded and
+ * rounded (docs/SECURITY.md), the only form in which they leave here. */
+static bt_status decrypt_slots(bt_client *c, const bt_ciphertext *ct, const char *what, double *re, double *im) {
+  const bt_hemat_layout *L = &c->L;
+  bt_status st = check_returned(c, ct, what);
+  if (st) return st;
   double complex *cv = malloc(L->slots * sizeof *cv);
   bt_plaintext *pt = NULL;
-  bt_status st = cv ? bt_plaintext_new(c->p, &pt) : bt_fail(BT_E_NOMEM, "out of memory");
+  st = cv ? bt_plaintext_new(c->p, &pt) : bt_fail(BT_E_NOMEM, "out of memory");
   if (!st) st = bt_decrypt(c->sb.sk, ct, pt);
   if (!st) st = bt_ckks_decode(pt, cv);
   for (size_t i = 0; !st && i < L->slots; i++) {
     if (re) re[i] = creal(cv[i]);
     if (im) im[i] = cimag(cv[i]);
   }
+  if (!st) st = flood(c, ct, re, im, L->slots);
+  if (st && re) sodium_memzero(re, L->slots * sizeof *re);
+  if (st && im) sodium_memzero(im, L->slots * sizeof *im);
   bt_plaintext_free(pt);
   if (cv) sodium_memzero(cv, L->slots * sizeof *cv);
   free(cv);
@@ -240,12 +327,8 @@ bt_status bt_client_encrypt(bt_client *c, bt_set_role role, const float *x, cons
       break;
     }
     memset(rows, 0, (size_t)B * F * sizeof *rows);
-    for (int i = 0; i < b->rows; i++) {
-      const size_t r = order ? (size_t)order[first + (size_t)i] : first + (size_t)i;
-      const float *src = x + r * dim;
-      for (size_t j = 0; j < dim; j++) rows[(size_t)i * F + j] = ((double)src[j] - sc->mean[j]) / sc->sd[j];
-      rows[(size_t)i * F + dim] = 1;
-    }
+    if (order) bt_scaler_apply(sc, x, (size_t)b->rows, order + first, rows);
+    else bt_scaler_apply(sc, x + first * dim, (size_t)b->rows, NULL, rows);
     for (int j = 0; !st && j < L->nb; j++) {
       bt_hemat_pack_x(L, rows, j, slots);
       st = encrypt_slots(c, &g, slots, xl, &b->x[j]);
@@ -292,7 +375,7 @@ bt_status bt_client_decrypt_model(bt_client *c, const bt_enc_epoch *m, const bt_
   h->sd = malloc((size_t)sc->dim * sizeof *h->sd);
   h->w = calloc((size_t)tag->classes * (size_t)tag->features, sizeof *h->w);
   if (!slots || !h->mean || !h->sd || !h->w) st = bt_fail(BT_E_NOMEM, "out of memory");
-  if (!st) st = decrypt_slots(c, m->ct, NULL, slots); /* W = Im(A) */
+  if (!st) st = decrypt_slots(c, m->ct, "the model", NULL, slots); /* W = Im(A) */
   if (!st) {
     bt_hemat_unpack_w(&c->L, slots, h->w);
     memcpy(h->mean, sc->mean, (size_t)sc->dim * sizeof *h->mean);
@@ -307,7 +390,7 @@ bt_status bt_client_decrypt_model(bt_client *c, const bt_enc_epoch *m, const bt_
 bt_status bt_client_decrypt_loss(bt_client *c, const bt_enc_epoch *loss, double *value) {
   double *re = malloc(c->L.slots * sizeof *re);
   bt_status st = re ? check_tag(c, &loss->tag, "the validation loss") : bt_fail(BT_E_NOMEM, "out of memory");
-  if (!st) st = decrypt_slots(c, loss->ct, re, NULL);
+  if (!st) st = decrypt_slots(c, loss->ct, "the validation loss", re, NULL);
   if (!st) *value = re[0];
   if (re) sodium_memzero(re, c->L.slots * sizeof *re);
   free(re);
@@ -324,7 +407,7 @@ bt_status bt_client_decrypt_logits(bt_client *c, const bt_enc_logits *lg, float 
       st = bt_fail(BT_E_FORMAT, "the logits' batch %d claims %d rows", k, lg->batch_rows[k]);
       break;
     }
-    if ((st = decrypt_slots(c, lg->z[k], slots, NULL))) break;
+    if ((st = decrypt_slots(c, lg->z[k], "the logits", slots, NULL))) break;
     bt_hemat_unpack_logits(&c->L, slots, zb);
     for (int i = 0; i < lg->batch_rows[k]; i++, row++)
       for (int j = 0; j < C; j++) z[row * C + (size_t)j] = (float)zb[i * C + j];
@@ -337,15 +420,42 @@ bt_status bt_client_decrypt_logits(bt_client *c, const bt_enc_logits *lg, float 
 
 bt_status bt_client_decide(bt_client *c, bt_early_stop *es, const bt_enc_epoch *loss, double *value,
                            bt_answer *answer) {
+  if (es->epochs >= es->max_epochs)
+    return bt_fail(BT_E_ARG, "epoch %d is beyond the %d epochs the client agreed to", es->epochs + 1, es->max_epochs);
+  if (es->stopped)
+    return bt_fail(BT_E_ARG, "the client has said stop after epoch %d: it decrypts no further loss", es->epochs);
   if (loss->epoch != es->epochs + 1)
-    return bt_fail(BT_E_FORMAT, "the loss is of epoch %d, the client expects epoch %d", loss->epoch, es->epochs + 1);
+    return bt_fail(BT_E_FORMAT, "the loss is of epoch %d, the client decides epoch %d (each epoch once)", loss->epoch,
+                   es->epochs + 1);
   double v;
   bt_status st = bt_client_decrypt_loss(c, loss, &v);
-  if (st) return st;
-  const int go_on = bt_early_stop_update(es, v);
+  *answer = (bt_answer){.tag = c->sb.tag, .epoch = es->epochs + 1, .go_on = 0};
+  if (st) { /* a loss the client refuses ends the run: its answer is stop */
+    es->epochs++;
+    es->stopped = 1;
+    return st;
+  }
+  answer->go_on = bt_early_stop_update(es, v);
   if (value) *value = v;
-  *answer = (bt_answer){.tag = c->sb.tag, .epoch = loss->epoch, .go_on = go_on};
   return BT_OK;
+}
+
+void bt_scaler_apply(const bt_plain_head *sc, const float *x, size_t n, const int *order, double *out) {
+  const size_t dim = (size_t)sc->dim;
+  for (size_t r = 0; r < n; r++) {
+    const float *src = x + (order ? (size_t)order[r] : r) * dim;
+    for (size_t j = 0; j < dim; j++) out[r * (dim + 1) + j] = ((double)src[j] - sc->mean[j]) / sc->sd[j];
+    out[r * (dim + 1) + dim] = 1;
+  }
+}
+
+void bt_logits_argmax(const float *z, size_t rows, int classes, int64_t *labels) {
+  for (size_t i = 0; i < rows; i++) {
+    int best = 0;
+    for (int k = 1; k < classes; k++)
+      if (z[i * (size_t)classes + (size_t)k] > z[i * (size_t)classes + (size_t)best]) best = k;
+    labels[i] = best;
+  }
 }
 
 /* ---- the plaintext head ---- */

@@ -168,6 +168,11 @@ static bt_status eb_parse(bt_io_reader *r, const bt_ckks_params *unused, unsigne
   if (params_match(r, l->p)) return bt_io_reader_status(r);
   const int encaps = bt_io_get_int(r, 0, 1, "encapsulation flag");
   if (encaps && get_obj(r, &bt_io_encaps_key_codec, l->p, 0, &b->to_sparse, "the encapsulation key")) return bt_io_reader_status(r);
+  /* the sparse secret's weight is the one the security argument is made for
+   * (docs/SECURITY.md): a bundle with another one is refused */
+  if (encaps && b->to_sparse->hamming_weight != bt_job_encaps_weight(l->p))
+    return bt_io_reader_fail(r, BT_E_FORMAT, "the encapsulation key has Hamming weight %d, these parameters use %d",
+                             b->to_sparse->hamming_weight, bt_job_encaps_weight(l->p));
   if (encaps && get_obj(r, &bt_io_switch_key_codec, l->p, 0, &b->to_dense, "the key back from encapsulation"))
     return bt_io_reader_status(r);
   return get_obj(r, &bt_io_eval_keys_codec, l->p, 0, &b->ek, "the evaluation keys");

@@ -308,15 +308,18 @@ bt_status bt_plain_evaluate(const bt_softmax_approx *sa, int batch, int n, int f
   return BT_OK;
 }
 
-void bt_early_stop_init(bt_early_stop *es, int patience) {
+void bt_early_stop_init(bt_early_stop *es, int patience, int max_epochs) {
   es->patience = patience < 1 ? 1 : patience;
   es->epochs = 0;
   es->best_epoch = -1;
   es->best = HUGE_VAL;
   es->since = 0;
+  es->max_epochs = max_epochs < 1 ? 1 : max_epochs;
+  es->stopped = 0;
 }
 
 int bt_early_stop_update(bt_early_stop *es, double loss) {
+  if (es->stopped || es->epochs >= es->max_epochs) return 0; /* decided already */
   /* a NaN (a broken run) never counts as an improvement */
   if (loss < es->best) {
     es->best = loss;
@@ -326,5 +329,6 @@ int bt_early_stop_update(bt_early_stop *es, double loss) {
     es->since++;
   }
   es->epochs++;
-  return es->since < es->patience;
+  es->stopped = es->since >= es->patience || es->epochs >= es->max_epochs;
+  return !es->stopped;
 }

@@ -15,18 +15,18 @@ run "$B" extract --quiet --threads 2 --data fashion-mnist:test --classes 5-9 --l
 K="--dim 128 --classes 5 --batch 32 --allow-insecure --threads 2"
 run "$B" keygen $K --preset INSECURE-boot-n12-dense --secret client.key --eval server.keys
 test "$(stat -c %a client.key)" = 600 || { echo "secret bundle mode is $(stat -c %a client.key)"; exit 1; }
-run "$B" encrypt --keys client.key --role train --features tr.features.npy --labels tr.labels.npy \
+run "$B" encrypt --allow-insecure --keys client.key --role train --features tr.features.npy --labels tr.labels.npy \
   --scaler scaler.bt --out train.bt --seed 1
-run "$B" encrypt --keys client.key --role val --features va.features.npy --labels va.labels.npy \
+run "$B" encrypt --allow-insecure --keys client.key --role val --features va.features.npy --labels va.labels.npy \
   --scaler scaler.bt --out val.bt
-run "$B" encrypt --keys client.key --role test --features te.features.npy --scaler scaler.bt --out test.bt
+run "$B" encrypt --allow-insecure --keys client.key --role test --features te.features.npy --scaler scaler.bt --out test.bt
 # another key set, same parameters and layout
 run "$B" keygen $K --preset INSECURE-boot-n12-dense --secret other.key --eval other.keys
-run "$B" encrypt --keys other.key --role train --features tr.features.npy --labels tr.labels.npy \
+run "$B" encrypt --allow-insecure --keys other.key --role train --features tr.features.npy --labels tr.labels.npy \
   --scaler other-scaler.bt --out other-train.bt --seed 1
 # a key set for other parameters
 run "$B" keygen $K --preset INSECURE-boot-n12 --secret sparse.key --eval sparse.keys
-run "$B" encrypt --keys sparse.key --role train --features tr.features.npy --labels tr.labels.npy \
+run "$B" encrypt --allow-insecure --keys sparse.key --role train --features tr.features.npy --labels tr.labels.npy \
   --scaler sparse-scaler.bt --out sparse-train.bt --seed 1
 rm -f sparse.keys other.keys # only their data is needed
 run "$B" inspect client.key server.keys train.bt val.bt test.bt scaler.bt
