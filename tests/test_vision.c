@@ -8,30 +8,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "blindtuner/vision.h"
 #include "blindtuner/vision_data.h"
 #include "testutil.h"
+#include "vision_fixture.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static char data_dir[1024];
-static char tmp_dir[256];
-
-static const char *data_path(const char *name) {
-  static char buf[4][1400];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", data_dir, name);
-  return buf[k];
-}
-
-static const char *tmp_path(const char *name) {
-  static char buf[4][400];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", tmp_dir, name);
-  return buf[k];
-}
 
 /* max |a - b| / max |b|: the error relative to the reference's scale */
 static double rel_err(const float *a, const float *b, size_t n) {
@@ -52,12 +36,6 @@ static float *view_f32(const bt_tensor_view *t) {
   return f;
 }
 
-static void write_bytes(const char *path, const void *b, size_t n) {
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(b, 1, n, f), n);
-  assert_int_equal(fclose(f), 0);
-}
 
 /* ---------------------------------------------------------------- golden models */
 
@@ -211,6 +189,19 @@ static void safetensors_rejects_bad_headers(void **state) {
                 "too deep", 8);
   refuse_header("{\"a\\ud800\":{}}", "surrogate", 0);
   refuse_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}} x", "trailing", 8);
+  /* the tensors must tile the data: overlapping offsets, gaps and trailing bytes are refused */
+  refuse_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+                "overlaps", 8);
+  refuse_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+                "overlaps", 12);
+  refuse_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+                "gap", 12);
+  refuse_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", "gap", 8);
+  refuse_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "trailing", 12);
+  refuse_header("{}", "no tensors", 4);
   /* header length past the end of the file, and absurd */
   uint8_t b[16] = {0xF0, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
   bt_safetensors *st;
@@ -520,8 +511,6 @@ static void image_decoding_refuses_corrupt_files(void **state) {
   assert_int_equal(bt_image_load(data_path("absent.png"), &im), BT_E_IO);
 }
 
-/* ---------------------------------------------------------------- datasets */
-
 static void check_pixels(const bt_dataset *d, size_t i, const bt_tensor_view *want) {
   bt_image im;
   BT_CHECK(bt_dataset_image(d, i, &im));
@@ -656,32 +645,6 @@ static void npy_round_trip(void **state) {
       cmocka_unit_test(datasets_read_idx_npz_and_folders),             \
       cmocka_unit_test(datasets_refuse_corrupt_files), cmocka_unit_test(npy_round_trip),
 
-static int setup(void **state) {
-  (void)state;
-  const char *env = getenv("BT_TEST_DATA");
-  if (env) {
-    snprintf(data_dir, sizeof data_dir, "%s", env);
-  } else {
-    /* __FILE__ is the absolute path CMake compiles */
-    snprintf(data_dir, sizeof data_dir, "%s", __FILE__);
-    char *slash = strrchr(data_dir, '/');
-    if (slash) *slash = '\0';
-    else snprintf(data_dir, sizeof data_dir, ".");
-    strncat(data_dir, "/data/vision", sizeof data_dir - strlen(data_dir) - 1);
-  }
-  const char *t = getenv("TMPDIR");
-  snprintf(tmp_dir, sizeof tmp_dir, "%s/bt_test_vision_XXXXXX", t && *t ? t : "/tmp");
-  if (!mkdtemp(tmp_dir)) return -1;
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void) {
   bt_test_seed();
   const struct CMUnitTest tests[] = {
@@ -696,5 +659,5 @@ int main(void) {
       cmocka_unit_test(vit_presets_and_random),
       VISION_DATA_TESTS
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, vision_setup, vision_teardown);
 }

@@ -87,6 +87,16 @@ typedef struct bt_io_info {
 /* Reads a file's header and verifies its length and checksum (reading the
  * whole payload, without interpreting it). */
 BT_API bt_status bt_io_inspect(const char *path, bt_io_info *info) BT_MUST_CHECK BT_NONNULL(1, 2);
+/* The kind a file's header announces, reading the header only (no
+ * checksum: a quick look before overwriting a file, e.g. to refuse to
+ * replace a secret bundle); 0 when the file is not a container.  Fails only
+ * when the file cannot be opened or is not a regular file. */
+BT_API bt_status bt_io_peek_kind(const char *path, bt_io_kind *kind) BT_MUST_CHECK BT_NONNULL(1, 2);
+/* BT_E_ARG ("PATH holds a secret bundle: not replaced by OUTPUT ...") when
+ * path holds a secret bundle or secret key: what an output is never written
+ * over (bt_io_save refuses it itself, for every kind but the same one).
+ * BT_OK when path is absent, not a regular file or another kind. */
+BT_API bt_status bt_io_refuse_secret(const char *path, const char *output) BT_MUST_CHECK BT_NONNULL(1, 2);
 /* The same for a container in memory. */
 BT_API bt_status bt_io_inspect_buffer(const uint8_t *buf, size_t len,
                                bt_io_info *info) BT_MUST_CHECK BT_NONNULL(3);
@@ -243,17 +253,20 @@ BT_API bt_ciphertext *bt_io_get_ciphertext(bt_io_reader *r, const bt_ckks_params
 BT_API extern const bt_io_codec bt_io_params_codec, bt_io_secret_key_codec, bt_io_switch_key_codec,
     bt_io_eval_keys_codec, bt_io_encaps_key_codec;
 
-/* Any bytes written atomically: a temporary file created exclusively in
- * the destination's directory, flushed, renamed over `path` (mode 0600 when
- * secret, else 0644); a failure leaves neither a partial file nor a
- * changed old one. */
+/* Any bytes written atomically (util's bt_file_write_atomic): a temporary
+ * file created exclusively (O_EXCL | O_NOFOLLOW) in the destination's
+ * directory, flushed, renamed over `path` (mode 0600 when secret, else 0666
+ * less the umask); a failure leaves neither a partial file nor a changed
+ * old one. */
 BT_API bt_status bt_io_write_atomic(const char *path, const void *data, size_t len, int secret) BT_MUST_CHECK;
 
 /* Whole containers with a codec: in memory (*buf freed with bt_free, or
  * bt_free_secret(*buf, *len) for a secret codec) and as files (atomic
  * save; load reads through a stage of about a megabyte).  hash: the
  * object's parameter hash.  p: the parameters the container must have been
- * made for (NULL: not checked, for kinds that carry their own). */
+ * made for (NULL: not checked, for kinds that carry their own).  A save
+ * never replaces a file holding a secret bundle or secret key with an
+ * object of another kind (BT_E_ARG: "holds a secret bundle: not replaced"). */
 BT_API bt_status bt_io_encode(const bt_io_codec *c, const void *obj, const uint8_t *hash, uint8_t **buf,
                               size_t *len) BT_MUST_CHECK;
 BT_API bt_status bt_io_save(const bt_io_codec *c, const char *path, const void *obj,

@@ -154,6 +154,16 @@ BT_API bt_status bt_pipeline_load_eval_bundle(const char *path, unsigned flags, 
 BT_API void bt_eval_bundle_clear(bt_eval_bundle *b);
 
 BT_API bt_status bt_pipeline_save_dataset(const char *path, const bt_enc_dataset *d) BT_MUST_CHECK BT_NONNULL(1, 2);
+/* A training set and its scaler, committed together the same way (the
+ * scaler last, its journal "<scaler>.commit"); the same refusals. */
+BT_API bt_status bt_pipeline_save_train_set(const char *set, const bt_enc_dataset *d, const char *scaler,
+                                            const bt_ckks_params *p, const bt_plain_head *sc) BT_MUST_CHECK;
+/* Finishes a pair commit that a crash interrupted: when "<path>.commit"
+ * exists, the renames it names that are not done yet are done and it is
+ * removed (*finished 1).  Loading a secret bundle or a scaler calls it
+ * first.  A journal that does not name path as its second target, or names
+ * anything but temporaries of its targets, is refused (BT_E_FORMAT). */
+BT_API bt_status bt_pipeline_finish_pair(const char *path, int *finished) BT_MUST_CHECK;
 BT_API bt_status bt_pipeline_load_dataset(const char *path, const bt_ckks_params *p, const bt_job_tag *expect,
                              bt_enc_dataset *d) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
 /* kind: BT_IO_MODEL or BT_IO_LOSS */
@@ -263,6 +273,14 @@ BT_API bt_status bt_client_open_buffer(const uint8_t *buf, size_t len, unsigned 
 /* The secret bundle: a file of mode 0600, or a buffer for bt_free_secret. */
 BT_API bt_status bt_client_save(const bt_client *c, const char *path) BT_MUST_CHECK;
 BT_API bt_status bt_client_write(const bt_client *c, uint8_t **buf, size_t *len) BT_MUST_CHECK;
+/* The key set as a pair of files committed together (src/pipeline/pairs.c):
+ * both written complete under temporary names beside their targets, a
+ * journal "<secret>.commit", then the two renames (the secret bundle last);
+ * a crash leaves the old pair, or the new one once the secret bundle is
+ * next loaded (bt_pipeline_finish_pair).  Refuses two names for one file
+ * (also through links) and an eval path that holds a secret bundle or key. */
+BT_API bt_status bt_client_save_keyset(const bt_client *c, const bt_eval_bundle *eb, const char *secret,
+                                       const char *eval) BT_MUST_CHECK;
 /* Wipes the secret key. */
 BT_API void bt_client_free(bt_client *c);
 BT_API const bt_ckks_params *bt_client_params(const bt_client *c);
@@ -347,7 +365,10 @@ BT_API bt_status bt_decisions_save(const char *path, const bt_job_tag *tag, cons
  * beyond the agreement or after a stop is refused undecrypted; a malformed
  * or forged one is recorded and answered stop (and the call fails).  With
  * no new loss nothing is decrypted: a lost answer is re-written from the
- * record (rewritten = 1). */
+ * record (rewritten = 1).  It holds DIR's lock (bt_dir_lock; the `train`
+ * command takes the same) while it runs and refuses to run when another
+ * process holds it, or when the record on disk is no longer the one *d was
+ * read from (another decide ran in between). */
 typedef struct bt_decide_result {
   int decided;   /* an epoch was decided in this call */
   int rewritten; /* nothing to decide; the last answer was re-written */
@@ -441,6 +462,42 @@ BT_API bt_status bt_job_infer(bt_job *j, const bt_enc_epoch *model, const bt_enc
                               void *user, bt_enc_logits *out) BT_MUST_CHECK;
 /* Seconds spent building the server's objects (0 before they exist). */
 BT_API double bt_job_setup_seconds(const bt_job *j);
+
+/* ---- a job in its exchange directory DIR (the `train` command and the service) ----
+ * Continues the job from DIR/checkpoint.bt when there is one (*resumed = 1):
+ * loaded against the job's parameters and tag, restored (bt_job_restore:
+ * the options must be the job's). */
+BT_API bt_status bt_job_resume_dir(bt_job *j, const char *dir, int *resumed) BT_MUST_CHECK;
+/* The record of the epoch just run: DIR/loss-EEE.bt (with a validation
+ * set), DIR/model-EEE.bt, then DIR/checkpoint.bt (last, so a crash before it
+ * redoes the epoch), then report.json and report.svg (bt_report_record_epoch).
+ * A report that cannot be written does not fail the call: *report_ok (may
+ * be NULL) is 0 and bt_last_error says why. */
+BT_API bt_status bt_job_save_epoch(const bt_job *j, const char *dir, const bt_job_epoch_report *r,
+                                   int *report_ok) BT_MUST_CHECK;
+/* DIR/checkpoint.bt from the job's state now. */
+BT_API bt_status bt_job_save_checkpoint_dir(const bt_job *j, const char *dir) BT_MUST_CHECK;
+/* The client's answer to the epoch the job waits for (BT_JOB_WAIT), from
+ * DIR/answer-EEE.bt: *found = 0 while there is none; else it is loaded
+ * against the job's key set, must answer that epoch, and is given to the job
+ * (bt_job_answer); *go_on says which; after a stop the checkpoint is saved. */
+BT_API bt_status bt_job_answer_dir(bt_job *j, const char *dir, int *found, int *go_on) BT_MUST_CHECK;
+/* bt_job_answer_dir, waiting up to wait_s seconds (0: one look) for the
+ * answer file.  *lock is the directory's lock (bt_dir_lock; -1 where the file
+ * system cannot lock), held on entry: while nothing is there it is let go, so
+ * that the client's decide can take it, and taken again (retrying for a
+ * minute) once the answer file appears; on return it is held again unless
+ * the wait ran out (then *lock is -1 and *found 0).  Fails (BT_E_IO) when
+ * another process saved a checkpoint in DIR meanwhile: a second train on
+ * the directory, started while this one let go, went on without it. */
+BT_API bt_status bt_job_await_answer_dir(bt_job *j, const char *dir, int wait_s, int *lock, int *found,
+                                         int *go_on) BT_MUST_CHECK;
+/* An evaluation bundle's parameters (flags as for bt_ckks_params_new) and
+ * tag, without building its keys: the header and the checksum over the
+ * whole file are verified, the keys are read but not parsed (a service
+ * checks an upload with it; training loads the whole bundle). */
+BT_API bt_status bt_pipeline_load_eval_params(const char *path, unsigned flags, bt_ckks_params **p,
+                                              bt_job_tag *tag) BT_MUST_CHECK BT_NONNULL(1, 3, 4);
 
 /* ---- reports ---- */
 typedef struct bt_report_series {

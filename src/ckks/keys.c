@@ -18,7 +18,9 @@ bt_status bt_secret_key_alloc(const bt_ckks_params *p, bt_secret_key **out) {
   bt_secret_key *sk = bt_calloc(1, sizeof *sk);
   if (!sk) return BT_E_NOMEM;
   sk->params = p;
-  sk->s = bt_calloc(qp_words(p), sizeof(uint64_t));
+  /* guarded: never in a core dump, locked where RLIMIT_MEMLOCK allows,
+   * zeroed; wiped when freed */
+  sk->s = qp_words(p) <= SIZE_MAX / sizeof(uint64_t) ? bt_alloc_locked(qp_words(p) * sizeof(uint64_t)) : NULL;
   if (!sk->s) {
     bt_free(sk);
     return BT_E_NOMEM;
@@ -29,7 +31,7 @@ bt_status bt_secret_key_alloc(const bt_ckks_params *p, bt_secret_key **out) {
 
 void bt_secret_key_free(bt_secret_key *sk) {
   if (!sk) return;
-  bt_free_secret(sk->s, qp_words(sk->params) * sizeof(uint64_t));
+  bt_free_locked(sk->s);
   bt_free_secret(sk, sizeof *sk);
 }
 

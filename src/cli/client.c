@@ -69,7 +69,7 @@ int bt_cli_keygen(int argc, char **argv) {
   if (bt_cli_need(who, "--dim", dim ? "" : NULL) || bt_cli_need(who, "--classes", classes ? "" : NULL) ||
       bt_cli_need(who, "--secret", secret) || bt_cli_need(who, "--eval", evalp))
     return 2;
-  if (!strcmp(secret, evalp)) {
+  if (bt_file_same(secret, evalp)) {
     fprintf(stderr, "blindtuner keygen: --secret and --eval must be different files\n");
     return 2;
   }
@@ -78,7 +78,7 @@ int bt_cli_keygen(int argc, char **argv) {
                     "undecryptable (use --force)\n", secret);
     return 1;
   }
-  int rc = 1, wrote_eval = 0;
+  int rc = 1;
   bt_client *c = NULL;
   bt_eval_bundle eb = {0};
   const double t0 = bt_seconds();
@@ -87,10 +87,7 @@ int bt_cli_keygen(int argc, char **argv) {
   const bt_job_tag tag = *bt_client_tag(c);
   bt_hemat_layout L;
   TRY(who, bt_job_layout(p, &tag, &L, NULL));
-  TRY(who, bt_pipeline_save_eval_bundle(evalp, &eb));
-  wrote_eval = 1;
-  TRY(who, bt_client_save(c, secret));
-  wrote_eval = 0;
+  TRY(who, bt_client_save_keyset(c, &eb, secret, evalp)); /* both or neither */
   char id[2 * BT_KEYSET_ID_BYTES + 1];
   for (int i = 0; i < BT_KEYSET_ID_BYTES; i++) sprintf(id + 2 * i, "%02x", tag.keyset[i]);
   const double secs = bt_seconds() - t0;
@@ -118,7 +115,6 @@ int bt_cli_keygen(int argc, char **argv) {
   }
   rc = 0;
 out:
-  if (wrote_eval) unlink(evalp); /* no half of a key set */
   bt_eval_bundle_clear(&eb);
   bt_client_free(c);
   return rc;
@@ -206,15 +202,9 @@ int bt_cli_encrypt(int argc, char **argv) {
   }
   bt_cli_meter m = {.who = who, .tty = isatty(2), .t0 = t0};
   TRY(who, bt_client_encrypt(c, role, f, y, n, &sc, perm, bt_cli_meter_cb, &m, &d));
-  TRY(who, bt_pipeline_save_dataset(outp, &d));
+  if (role == BT_SET_TRAIN) TRY(who, bt_pipeline_save_train_set(outp, &d, scp, bt_client_params(c), &sc));
+  else TRY(who, bt_pipeline_save_dataset(outp, &d));
   const int B = tag->batch;
-  if (role == BT_SET_TRAIN) {
-    bt_status st = bt_pipeline_save_head(scp, BT_IO_SCALER, bt_client_params(c), &sc);
-    if (st) {
-      unlink(outp); /* a training set without its scaler could not be used */
-      TRY(who, st);
-    }
-  }
   if (json) {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "role", json_object_new_string(bt_set_role_name(role)));
@@ -376,12 +366,20 @@ int bt_cli_decrypt(int argc, char **argv) {
     return 2;
   }
   if (model && bt_cli_need(who, "--scaler", scp)) return 2;
+  if (bt_cli_failed(who, bt_io_refuse_secret(outp, "decrypted values")) ||
+      (preds && bt_cli_failed(who, bt_io_refuse_secret(preds, "predictions"))))
+    return 1;
+  if (preds && bt_file_same(outp, preds)) {
+    fprintf(stderr, "blindtuner decrypt: --out and --predictions must be different files\n");
+    return 2;
+  }
   int rc = 1;
   bt_client *c = NULL;
   bt_plain_head h = {0}, sc = {0};
   bt_enc_epoch e = {0};
   bt_enc_logits lg = {0};
   float *z = NULL;
+  size_t zbytes = 0;
   int64_t *pred = NULL;
   TRY(who, bt_client_open(keys, bt_cli_insecure_flags(insecure), &c));
   bt_cli_note_insecure(who, bt_client_params(c));
@@ -400,7 +398,7 @@ int bt_cli_decrypt(int argc, char **argv) {
       printf("decrypt: model of epoch %d (%d classes x %d features) -> %s\n", e.epoch, C, tag->features, outp);
   } else {
     TRY(who, bt_pipeline_load_logits(logits, p, tag, &lg));
-    z = malloc((size_t)lg.rows * C * sizeof *z);
+    z = malloc(zbytes = (size_t)lg.rows * C * sizeof *z);
     pred = malloc((size_t)lg.rows * sizeof *pred);
     if (!z || !pred) FAIL(who, "out of memory");
     TRY(who, bt_client_decrypt_logits(c, &lg, z));
@@ -428,7 +426,8 @@ out:
   bt_ciphertext_free(e.ct);
   bt_enc_logits_clear(&lg);
   bt_client_free(c);
-  free(z), free(pred);
+  bt_free_secret(z, zbytes); /* decrypted */
+  free(pred);
   return rc;
 }
 
@@ -548,6 +547,9 @@ int bt_cli_predict(int argc, char **argv) {
   if (r) return r == 1 ? 0 : 2;
   if (bt_cli_need(who, "--model", model) || bt_cli_need(who, "--features", fpath) || bt_cli_need(who, "--out", outp))
     return 2;
+  if (bt_cli_failed(who, bt_io_refuse_secret(outp, "predictions")) ||
+      (probp && bt_cli_failed(who, bt_io_refuse_secret(probp, "probabilities"))))
+    return 1;
   int rc = 1;
   bt_plain_head h = {0};
   float *f = NULL, *q = NULL;

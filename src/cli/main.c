@@ -59,17 +59,18 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "bench")) return bt_bench_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "extract")) return bt_cli_extract(argc - 1, argv + 1);
-  if (!strcmp(cmd, "demo")) return bt_cli_demo(argc - 1, argv + 1);
+  /* client: holds the secret key or decrypted data, so never dumps core */
   static const struct {
     const char *name;
     int (*run)(int, char **);
-  } cmds[] = {{"keygen", bt_cli_keygen},   {"encrypt", bt_cli_encrypt},   {"train", bt_cli_train},
-              {"decide", bt_cli_decide},   {"decrypt", bt_cli_decrypt},   {"evaluate", bt_cli_evaluate},
-              {"predict", bt_cli_predict}, {"infer", bt_cli_infer},       {"inspect", bt_cli_inspect},
-              {"report", bt_cli_report}};
+    int client;
+  } cmds[] = {{"keygen", bt_cli_keygen, 1},   {"encrypt", bt_cli_encrypt, 1}, {"train", bt_cli_train, 0},
+              {"decide", bt_cli_decide, 1},   {"decrypt", bt_cli_decrypt, 1}, {"evaluate", bt_cli_evaluate, 1},
+              {"predict", bt_cli_predict, 1}, {"infer", bt_cli_infer, 0},     {"inspect", bt_cli_inspect, 1},
+              {"report", bt_cli_report, 1},   {"extract", bt_cli_extract, 1}, {"demo", bt_cli_demo, 1}};
   for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-    if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
+    if (!strcmp(cmd, cmds[i].name))
+      return cmds[i].client && bt_cli_failed(cmd, bt_disable_core_dumps()) ? 1 : cmds[i].run(argc - 1, argv + 1);
   fprintf(stderr, "blindtuner: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

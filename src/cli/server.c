@@ -54,7 +54,9 @@ static void train_help(void) {
          "  --allow-insecure accept an evaluation bundle of INSECURE test parameters\n"
          "  --train FILE     the encrypted training set (blindtuner encrypt --role train)\n"
          "  --val FILE       the encrypted validation set (early stopping)\n"
-         "  --workdir DIR    the exchange directory (created if missing)\n"
+         "  --workdir DIR    the exchange directory (created if missing); locked while train\n"
+         "                   runs (not while it waits for an answer): a second train or a\n"
+         "                   decide on it is refused\n"
          "  --epochs E       at most E epochs (default 2)\n"
          "  --lr X           learning rate (default 0.3)\n"
          "  --momentum X     Nesterov momentum (default 0.9)\n"
@@ -68,30 +70,42 @@ static void train_help(void) {
          "client's answer, 1 error, 2 bad usage.\n");
 }
 
-/* The client's answer to epoch e: 1 continue, 0 stop, EXIT_WAITING, or -1 after a message. */
-static int await_answer(const char *who, const char *dir, int e, int wait_s, const bt_ckks_params *p,
-                        const bt_job_tag *tag, bt_answer *a) {
+/* The exchange directory's lock (bt_dir_lock), held by `train` while it
+ * runs, so that a second train (or a decide) on the same directory is
+ * refused instead of interleaving its files; let go while it waits for the
+ * client's answer (a train started then is caught when either takes the
+ * lock back: bt_job_await_answer_dir); -1 while not held. */
+static int workdir_lock = -1;
+
+/* Takes it, refusing (1 after a message) when another process holds it; a
+ * file system that cannot lock is said once and not protected. */
+static int lock_workdir(const char *who, const char *dir) {
+  const bt_status st = bt_dir_lock(dir, 0, &workdir_lock);
+  if (st == BT_E_UNSUPPORTED) {
+    fprintf(stderr, "%s: warning: %s; not protected against a concurrent train or decide\n", who, bt_last_error());
+    return 0;
+  }
+  return bt_cli_failed(who, st);
+}
+
+/* Waits up to wait_s seconds for the client's answer to the last epoch and
+ * gives it to the job (bt_job_await_answer_dir, which lets go of the lock
+ * while it waits): 1 continue, 0 stop, EXIT_WAITING, or -1 after a message. */
+static int await_answer(const char *who, const char *dir, int wait_s, bt_job *job) {
+  int found = 0, go_on = 0;
+  const int e = bt_job_epochs_done(job);
+  if (bt_cli_failed(who, bt_job_await_answer_dir(job, dir, wait_s, &workdir_lock, &found, &go_on))) return -1;
+  if (found) {
+    fprintf(stderr, "%s: the client says %s after epoch %d\n", who, go_on ? "continue" : "stop", e);
+    return go_on;
+  }
   char path[4096];
   bt_cli_path(path, sizeof path, dir, "answer", e);
-  const double t0 = bt_seconds();
-  while (!bt_cli_exists(path)) {
-    if (bt_seconds() - t0 >= wait_s) {
-      fprintf(stderr,
-              "blindtuner %s: waiting for the client's answer to epoch %d (%s); run "
-              "`blindtuner decide --workdir %s ...` on the client, then this command again\n",
-              who, e, path, dir);
-      return EXIT_WAITING;
-    }
-    sleep(1);
-  }
-  bt_status st = bt_pipeline_load_answer(path, p, tag, a);
-  if (!st && a->epoch != e) st = bt_fail(BT_E_FORMAT, "%s answers epoch %d, not %d", path, a->epoch, e);
-  if (st) {
-    fprintf(stderr, "blindtuner %s: %s\n", who, bt_last_error());
-    return -1;
-  }
-  fprintf(stderr, "%s: the client says %s after epoch %d\n", who, a->go_on ? "continue" : "stop", e);
-  return a->go_on;
+  fprintf(stderr,
+          "blindtuner %s: waiting for the client's answer to epoch %d (%s); run "
+          "`blindtuner decide --workdir %s ...` on the client, then this command again\n",
+          who, e, path, dir);
+  return EXIT_WAITING;
 }
 
 int bt_cli_train(int argc, char **argv) {
@@ -127,6 +141,10 @@ int bt_cli_train(int argc, char **argv) {
   const char *kill_env = getenv("BT_TEST_KILL_AFTER_STEPS"); /* test hook: SIGKILL mid-epoch */
   const long kill_after = kill_env ? atol(kill_env) : 0;
 
+  /* the exchange directory first: a second train on it is refused before
+   * gigabytes of keys are loaded */
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) FAIL("cannot create %s: %s", dir, strerror(errno));
+  if (lock_workdir(who, dir)) goto out;
   TRY(bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
   bt_cli_note_insecure(who, p);
   bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
@@ -135,24 +153,14 @@ int bt_cli_train(int argc, char **argv) {
   if (valp) TRY(bt_pipeline_load_dataset(valp, p, tag, &va));
   const bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = (uint64_t)seed};
   TRY(bt_job_new(p, &eb, &tr, valp ? &va : NULL, &jo, &job));
-  if (mkdir(dir, 0755) != 0 && errno != EEXIST) FAIL("cannot create %s: %s", dir, strerror(errno));
 
   /* the state: a checkpoint, or the zero model */
+  int resumed;
   bt_cli_path(path, sizeof path, dir, "checkpoint", 0);
-  if (bt_cli_exists(path)) {
-    bt_checkpoint saved; /* owns its model until restored into the job */
-    TRY(bt_pipeline_load_checkpoint(path, p, tag, &saved));
-    const int same = saved.lr == lr && saved.momentum == mu && saved.seed == (uint64_t)seed;
-    const bt_status st = same ? bt_job_restore(job, &saved) : BT_OK;
-    const double s_lr = saved.lr, s_mu = saved.momentum;
-    const unsigned long long s_seed = (unsigned long long)saved.seed;
-    bt_checkpoint_clear(&saved);
-    if (!same)
-      FAIL("%s was made with --lr %g --momentum %g --seed %llu; resume with the same options or use a new "
-           "--workdir", path, s_lr, s_mu, s_seed);
-    TRY(st);
-    fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, bt_job_epochs_done(job));
-  }
+  const bt_status rst = bt_job_resume_dir(job, dir, &resumed);
+  if (rst == BT_E_ARG) FAIL("%s: resume with the same options or use a new --workdir", bt_last_error());
+  TRY(rst);
+  if (resumed) fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, bt_job_epochs_done(job));
   const int first_epoch = bt_job_epochs_done(job);
   bt_cli_meter meter = {.who = who, .tty = tty, .t0 = bt_seconds(),
                         .total = (double)(epochs - first_epoch) * tr.nbatches, .kill_after = kill_after};
@@ -161,19 +169,10 @@ int bt_cli_train(int argc, char **argv) {
     if (js == BT_JOB_DONE) break;
     const int e = bt_job_epochs_done(job);
     if (js == BT_JOB_WAIT) {
-      bt_answer ans;
-      const int a = await_answer(who, dir, e, wait_s, p, tag, &ans);
-      if (a < 0) goto out;
-      if (a == EXIT_WAITING) {
-        rc = EXIT_WAITING;
+      const int a = await_answer(who, dir, wait_s, job);
+      if (a < 0 || a == EXIT_WAITING) {
+        rc = a < 0 ? 1 : EXIT_WAITING;
         goto out;
-      }
-      TRY(bt_job_answer(job, &ans));
-      if (!a) {
-        bt_checkpoint now;
-        bt_job_checkpoint(job, &now);
-        bt_cli_path(path, sizeof path, dir, "checkpoint", 0);
-        TRY(bt_pipeline_save_checkpoint(path, &now));
       }
       continue;
     }
@@ -187,20 +186,9 @@ int bt_cli_train(int argc, char **argv) {
     bt_job_epoch_report er;
     TRY(bt_job_run_epoch(job, bt_cli_meter_cb, &meter, &er));
     if (tty && e + 1 < epochs) fputc('\n', stderr); /* end the progress line */
-    bt_enc_epoch out_e;
-    if (valp) {
-      TRY(bt_job_loss(job, &out_e));
-      bt_cli_path(path, sizeof path, dir, "loss", e + 1);
-      TRY(bt_pipeline_save_epoch(path, BT_IO_LOSS, &out_e));
-    }
-    TRY(bt_job_model(job, &out_e));
-    bt_cli_path(path, sizeof path, dir, "model", e + 1);
-    TRY(bt_pipeline_save_epoch(path, BT_IO_MODEL, &out_e));
-    bt_job_checkpoint(job, &cp);
-    bt_cli_path(path, sizeof path, dir, "checkpoint", 0);
-    TRY(bt_pipeline_save_checkpoint(path, &cp));
-    cp.a = NULL; /* a view of the job's model */
-    if (bt_report_record_epoch(dir, &er))
+    int report_ok;
+    TRY(bt_job_save_epoch(job, dir, &er, &report_ok));
+    if (!report_ok)
       fprintf(stderr, "%s: warning: cannot write the report in %s: %s\n", who, dir, bt_last_error());
     const bt_train_stats *st = &er.stats;
     fprintf(stderr, "%s: epoch %d: %d steps in %.1f s (%.1f s each), %ld bootstraps%s%.1f s -> %s/model-%03d.bt%s\n",
@@ -234,6 +222,8 @@ out:
   bt_enc_dataset_clear(&tr), bt_enc_dataset_clear(&va);
   bt_eval_bundle_clear(&eb);
   bt_ckks_params_free(p);
+  bt_dir_unlock(workdir_lock);
+  workdir_lock = -1;
   return rc;
 }
 

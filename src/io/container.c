@@ -19,8 +19,10 @@
  *   the parser saw, since a corrupted byte explains any later complaint.
  *
  * Saving writes to "<path>.tmp.<random>" in the same directory (rename is
- * atomic only within one file system), fsyncs it, renames it over the
- * destination and fsyncs the directory; any failure unlinks the temporary. */
+ * atomic only within one file system), created O_EXCL | O_NOFOLLOW, fsyncs
+ * it, renames it over the destination (a symlink there is replaced, never
+ * followed) and fsyncs the directory; any failure unlinks the temporary.
+ * Inputs are regular files only, refused without blocking otherwise. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -257,23 +259,12 @@ static bt_status write_full(const char *src, int fd, const uint8_t *buf, size_t 
   return BT_OK;
 }
 
+/* A regular file only, refused without blocking otherwise (util's
+ * bt_file_open_read: a FIFO or a device named as an input cannot hang the
+ * loader).  Containers are streamed, never read whole: no size limit here;
+ * every length inside is checked against what remains. */
 static bt_status open_input(const char *path, int *fd, uint64_t *size) {
-  *fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (*fd < 0) return os_fail(path, "cannot open");
-  struct stat sb;
-  if (fstat(*fd, &sb) != 0) {
-    bt_status st = os_fail(path, "cannot stat");
-    close(*fd);
-    *fd = -1;
-    return st;
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    close(*fd);
-    *fd = -1;
-    return bt_io_fail(path, BT_E_IO, "not a regular file");
-  }
-  *size = (uint64_t)sb.st_size;
-  return BT_OK;
+  return bt_file_open_read(path, fd, size);
 }
 
 /* Reads and parses the header of an open file of `size` bytes. */
@@ -322,11 +313,29 @@ bt_status bt_io_inspect(const char *path, bt_io_info *info) {
     left -= got;
   }
   st = checksum_verdict(path, &s, h);
+  bt_wipe(&s, sizeof s);
 out:
   if (st == BT_E_NOMEM) st = bt_io_rewrap(path, st, NULL);
-  bt_free(chunk);
+  /* the file may be a secret bundle: nothing of it stays in freed memory */
+  bt_free_secret(chunk, STAGE_BYTES);
   close(fd);
   return st;
+}
+
+bt_status bt_io_peek_kind(const char *path, bt_io_kind *kind) {
+  *kind = (bt_io_kind)0;
+  int fd;
+  uint64_t size;
+  uint8_t h[BT_IO_HEADER_BYTES];
+  bt_status st = open_input(path, &fd, &size);
+  if (st) return st;
+  size_t got;
+  st = read_full(path, fd, h, sizeof h, &got);
+  close(fd);
+  if (st) return st;
+  if (got >= OFF_HASH && !memcmp(h + OFF_MAGIC, magic, sizeof magic) && get16(h + OFF_KIND) < NKINDS)
+    *kind = (bt_io_kind)get16(h + OFF_KIND);
+  return BT_OK;
 }
 
 /* ---- writer ---- */
@@ -594,60 +603,47 @@ bt_status bt_io_encode(const bt_io_codec *c, const void *obj, const uint8_t *has
   return BT_OK;
 }
 
-/* Creates "<path>.tmp.<12 hex digits>" exclusively; *tmp is allocated. */
+/* Temporaries and the rename are util's (bt_file_create_temp: O_EXCL |
+ * O_NOFOLLOW, 0600 for secrets; bt_file_commit: rename, fsync the
+ * directory). */
 static bt_status create_temp(const char *path, int secret, char **tmp, int *fd) {
-  size_t plen = strlen(path), cap = plen + 32;
-  *fd = -1;
-  *tmp = bt_alloc(cap);
-  if (!*tmp) return bt_io_rewrap(path, BT_E_NOMEM, NULL);
-  for (int attempt = 0; attempt < 16; attempt++) {
-    uint8_t rnd[6];
-    char hex[13];
-    bt_random_bytes(rnd, sizeof rnd);
-    sodium_bin2hex(hex, sizeof hex, rnd, sizeof rnd);
-    snprintf(*tmp, cap, "%s.tmp.%s", path, hex);
-    /* 0666 leaves the umask in charge for public objects; secrets are
-     * never readable by others, whatever the umask */
-    *fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, secret ? 0600 : 0666);
-    if (*fd >= 0) return BT_OK;
-    if (errno != EEXIST) break;
-  }
-  bt_status st = bt_io_fail(path, BT_E_IO, "cannot create the temporary file %s: %s", *tmp,
-                            strerror(errno));
-  bt_free(*tmp);
-  *tmp = NULL;
+  bt_status st = bt_file_create_temp(path, secret, tmp, fd);
+  if (st == BT_E_NOMEM) st = bt_io_rewrap(path, st, NULL);
   return st;
 }
 
-/* Makes the rename itself durable; a failure here leaves a complete file,
- * so it is not reported. */
-static void sync_dir(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir = NULL;
-  if (!slash) {
-    dir = bt_alloc(2);
-    if (dir) strcpy(dir, ".");
-  } else {
-    size_t n = slash == path ? 1 : (size_t)(slash - path);
-    dir = bt_alloc(n + 1);
-    if (dir) {
-      memcpy(dir, path, n);
-      dir[n] = '\0';
-    }
+/* A file holding a secret (a secret bundle or key) is replaced only by an
+ * object of the same kind: a mistyped output option (decrypt --out
+ * client.key) cannot destroy the user's secret.  A quick look at the header;
+ * a path that does not exist or is not a regular file is nobody's secret, a
+ * regular file that cannot be read is not replaced. */
+static bt_status refuse(const char *path, bt_io_kind writing, const char *output) {
+  bt_io_kind there;
+  if (bt_io_peek_kind(path, &there) != BT_OK) {
+    struct stat sb; /* a regular file that cannot be read may well be a secret */
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+      return bt_io_fail(path, BT_E_IO, "cannot tell whether it holds a secret (%s); not replaced", bt_last_error());
+    bt_clear_error();
+    return BT_OK;
   }
-  if (!dir) return;
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    (void)fsync(fd);
-    close(fd);
-  }
-  bt_free(dir);
+  if ((there == BT_IO_SECRET_BUNDLE || there == BT_IO_SECRET_KEY) && there != writing)
+    return bt_io_fail(path, BT_E_ARG, "holds %s: not replaced by %s (choose another output file)",
+                      kind_phrase(there), output);
+  return BT_OK;
+}
+
+bt_status bt_io_refuse_secret(const char *path, const char *output) { return refuse(path, 0, output); }
+
+static bt_status guard_secret(const char *path, bt_io_kind writing) {
+  return refuse(path, writing, kind_phrase(writing));
 }
 
 bt_status bt_io_save(const bt_io_codec *c, const char *path, const void *obj,
                      const uint8_t *hash) {
   uint64_t payload;
-  bt_status st = c->measure(obj, &payload);
+  bt_status st = guard_secret(path, c->kind);
+  if (st) return st;
+  st = c->measure(obj, &payload);
   if (st) return bt_io_rewrap(path, st, NULL);
   char *tmp = NULL;
   int fd = -1;
@@ -688,11 +684,7 @@ bt_status bt_io_save(const bt_io_codec *c, const char *path, const void *obj,
     st = os_fail(path, "close failed");
     goto fail;
   }
-  if (rename(tmp, path) != 0) {
-    st = os_fail(path, "cannot rename the temporary file over it");
-    goto fail;
-  }
-  sync_dir(path);
+  if ((st = bt_file_commit(tmp, path))) goto fail;
   bt_free_secret(w.buf, w.cap);
   bt_free(tmp);
   return BT_OK;
@@ -775,22 +767,12 @@ bt_status bt_io_load(const bt_io_codec *c, const char *path, const bt_ckks_param
   }
   if (st) c->discard(out);
   if (st == BT_E_NOMEM) st = bt_io_rewrap(path, st, NULL);
+  bt_wipe(&r.hash, sizeof r.hash);
   bt_free_secret(r.stage, r.stage_cap);
   close(fd);
   return st;
 }
 
 bt_status bt_io_write_atomic(const char *path, const void *data, size_t len, int secret) {
-  char *tmp = NULL;
-  int fd = -1;
-  bt_status st = create_temp(path, secret, &tmp, &fd);
-  if (st) return st;
-  st = write_full(path, fd, data, len);
-  if (!st && fsync(fd) != 0) st = os_fail(path, "fsync failed");
-  if (close(fd) != 0 && !st) st = os_fail(path, "close failed");
-  if (!st && rename(tmp, path) != 0) st = os_fail(path, "rename failed");
-  if (st) unlink(tmp);
-  else sync_dir(path);
-  bt_free(tmp);
-  return st;
+  return bt_file_write_atomic(path, data, len, secret);
 }

@@ -11,7 +11,7 @@
 #include <json-c/json.h>
 #include <sodium.h>
 
-#include "blindtuner/pipeline.h"
+#include "pipeline/internal.h"
 
 #define KIND "blindtuner client decisions"
 
@@ -56,8 +56,12 @@ static void keyset_hex(const bt_job_tag *tag, char hex[2 * BT_KEYSET_ID_BYTES + 
 
 bt_status bt_decisions_load(const char *path, const bt_job_tag *tag, bt_decisions *d) {
   memset(d, 0, sizeof *d);
-  json_object *o = json_object_from_file(path), *j = NULL, *arr = NULL;
-  if (!o) return bt_fail(BT_E_FORMAT, "%s: not a readable decisions file", path);
+  json_object *o = bt_pl_json_read(path), *j = NULL, *arr = NULL;
+  if (!o) {
+    char why[448]; /* copied first: bt_fail formats into the buffer bt_last_error points at */
+    snprintf(why, sizeof why, "%s", bt_last_error());
+    return bt_fail(BT_E_FORMAT, "not a readable decisions file: %s", why);
+  }
   char hex[2 * BT_KEYSET_ID_BYTES + 1];
   keyset_hex(tag, hex);
   bt_early_stop es = {0};
@@ -130,7 +134,44 @@ bt_status bt_decisions_save(const char *path, const bt_job_tag *tag, const bt_de
   return st;
 }
 
+/* Under the directory's lock, the record on disk must still be the one *d
+ * was read from: a decide that ran in between (and decrypted the epoch this
+ * one is about to) is caught here rather than repeated. */
+static bt_status record_unchanged(const char *record, const bt_job_tag *tag, const bt_decisions *d) {
+  if (access(record, F_OK) != 0) {
+    if (d->es.epochs == 0) return BT_OK;
+    return bt_fail(BT_E_IO, "%s disappeared while deciding; nothing decided", record);
+  }
+  bt_decisions now;
+  bt_status st = bt_decisions_load(record, tag, &now);
+  if (st) return st;
+  if (now.es.epochs != d->es.epochs || now.es.stopped != d->es.stopped || now.es.max_epochs != d->es.max_epochs)
+    st = bt_fail(BT_E_IO, "%s changed since it was read (another decide ran); nothing decided: run decide again",
+                 record);
+  bt_decisions_clear(&now);
+  return st;
+}
+
+static bt_status decide_locked(bt_client *c, const char *dir, const char *record, bt_decisions *d,
+                               bt_decide_result *out);
+
 bt_status bt_client_decide_dir(bt_client *c, const char *dir, const char *record, bt_decisions *d,
+                               bt_decide_result *out) {
+  /* one decide (or train) at a time in the directory (bt_dir_lock): a train
+   * holds it for a moment after writing an epoch's files, so this waits up to
+   * a minute; on a file system that cannot lock, unprotected as before */
+  memset(out, 0, sizeof *out);
+  out->loss = NAN;
+  int lock;
+  bt_status st = bt_dir_lock(dir, 60, &lock);
+  if (st == BT_E_UNSUPPORTED) st = BT_OK;
+  if (!st) st = record_unchanged(record, bt_client_tag(c), d);
+  if (!st) st = decide_locked(c, dir, record, d, out);
+  bt_dir_unlock(lock);
+  return st;
+}
+
+static bt_status decide_locked(bt_client *c, const char *dir, const char *record, bt_decisions *d,
                                bt_decide_result *out) {
   const bt_job_tag *tag = bt_client_tag(c);
   const bt_ckks_params *p = bt_client_params(c);

@@ -127,7 +127,8 @@ bt_status bt_pipeline_load_secret_bundle(const char *path, unsigned flags, bt_ck
   memset(b, 0, sizeof *b);
   *p = NULL;
   bundle_load l = {NULL, b};
-  bt_status st = bt_io_load(&sb_codec, path, NULL, flags, &l);
+  bt_status st = bt_pipeline_finish_pair(path, NULL); /* an interrupted keygen (pairs.c) */
+  if (!st) st = bt_io_load(&sb_codec, path, NULL, flags, &l);
   if (!st) *p = l.p;
   return st;
 }
@@ -650,7 +651,8 @@ bt_status bt_pipeline_load_head(const char *path, bt_io_kind kind, const bt_ckks
                           bt_plain_head *h) {
   memset(h, 0, sizeof *h);
   if (kind != BT_IO_PLAIN_MODEL && kind != BT_IO_SCALER) return bt_fail(BT_E_ARG, "%s: not a head kind", path);
-  bt_status st = bt_io_load(kind == BT_IO_SCALER ? &sc_codec : &hm_codec, path, p, 0, h);
+  bt_status st = kind == BT_IO_SCALER ? bt_pipeline_finish_pair(path, NULL) : BT_OK; /* pairs.c */
+  if (!st) st = bt_io_load(kind == BT_IO_SCALER ? &sc_codec : &hm_codec, path, p, 0, h);
   if (!st && (st = check_expect(path, &h->tag, expect))) bt_plain_head_clear(h);
   return st;
 }

@@ -11,7 +11,7 @@
 
 #include <json-c/json.h>
 
-#include "blindtuner/pipeline.h"
+#include "pipeline/internal.h"
 
 /* ---- a growing string ---- */
 typedef struct sbuf {
@@ -194,9 +194,19 @@ char *bt_report_html(const char *dir, int n, const double *loss, const double *s
   return done(&html);
 }
 
+json_object *bt_pl_json_read(const char *path) {
+  uint8_t *buf;
+  size_t len;
+  if (bt_file_read(path, BT_JSON_MAX, &buf, &len)) return NULL;
+  json_object *o = json_tokener_parse((const char *)buf);
+  if (!o) bt_fail(BT_E_FORMAT, "%s: not valid JSON", path);
+  bt_free_secret(buf, len + 1); /* the client's record holds released losses */
+  return o;
+}
+
 /* ---- the server's record of a training job ---- */
 static json_object *record_load(const char *path) {
-  json_object *o = access(path, F_OK) == 0 ? json_object_from_file(path) : NULL, *ep;
+  json_object *o = access(path, F_OK) == 0 ? bt_pl_json_read(path) : NULL, *ep;
   if (!o || !json_object_object_get_ex(o, "epochs", &ep) || !json_object_is_type(ep, json_type_array)) {
     json_object_put(o);
     o = json_object_new_object();

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blindtuner/pipeline.h"
+#include "pipeline/internal.h"
 
 void bt_server_engine_clear(bt_server_engine *e) {
   if (!e) return;
@@ -136,6 +136,9 @@ bt_job_state bt_job_state_of(const bt_job *j) {
 }
 
 int bt_job_epochs_done(const bt_job *j) { return j->cp.epochs_done; }
+const bt_ckks_params *bt_job_params_of(const bt_job *j) { return j->p; }
+const bt_job_tag *bt_job_tag_of(const bt_job *j) { return &j->eb->tag; }
+int bt_job_has_validation(const bt_job *j) { return j->val != NULL; }
 double bt_job_setup_seconds(const bt_job *j) { return j->en.setup_s; }
 
 static bt_status engine(bt_job *j) {

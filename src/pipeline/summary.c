@@ -1,8 +1,10 @@
 /* What a pipeline file holds, for `blindtuner inspect`: the header (its
  * checksum verified over the whole file) and the first fields of the
  * payload, read as raw bytes; never key material. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pipeline/internal.h"
 
@@ -24,23 +26,40 @@ static void params_summary(const uint8_t *b, size_t len, size_t off, bt_pipeline
   s->params_name[nl] = '\0';
 }
 
+static void summarize_payload(const uint8_t *b, size_t len, bt_pipeline_summary *s);
+
 bt_status bt_pipeline_summarize(const char *path, bt_pipeline_summary *s) {
   memset(s, 0, sizeof *s);
   s->role = s->rows = s->batches = s->epoch = s->flag = s->logn = -1;
   bt_status st = bt_io_inspect(path, &s->info);
   if (st) return st;
+  /* The first bytes of the payload: a secret bundle's include the start of
+   * the secret key, so they are read with no stdio buffer in between, never
+   * printed, and wiped before returning.  Opened like every input (a
+   * regular file only, without blocking). */
   uint8_t b[4096];
   size_t len = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return bt_io_fail(path, BT_E_IO, "cannot open");
-  if (fseek(f, BT_IO_HEADER_BYTES, SEEK_SET) == 0) len = fread(b, 1, sizeof b, f);
-  fclose(f);
+  int fd;
+  uint64_t size;
+  if ((st = bt_file_open_read(path, &fd, &size))) return st;
+  for (ssize_t r; len < sizeof b; len += (size_t)r) {
+    r = pread(fd, b + len, sizeof b - len, (off_t)(BT_IO_HEADER_BYTES + len));
+    if (r < 0 && errno == EINTR) r = 0;
+    else if (r <= 0) break;
+  }
+  close(fd);
+  summarize_payload(b, len, s);
+  bt_wipe(b, sizeof b);
+  return BT_OK;
+}
+
+static void summarize_payload(const uint8_t *b, size_t len, bt_pipeline_summary *s) {
   const bt_io_kind k = s->info.kind;
   if (k == BT_IO_PARAMS) {
     params_summary(b, len, 0, s);
-    return BT_OK;
+    return;
   }
-  if (k < BT_IO_SECRET_BUNDLE || len < TAG_BYTES) return BT_OK;
+  if (k < BT_IO_SECRET_BUNDLE || len < TAG_BYTES) return;
   s->has_tag = 1;
   memcpy(s->tag.keyset, b, BT_KEYSET_ID_BYTES);
   s->tag.batch = (int)rd32(b, len, 16);
@@ -73,6 +92,5 @@ bt_status bt_pipeline_summarize(const char *path, bt_pipeline_summary *s) {
       break;
     default: break;
   }
-  return BT_OK;
 }
 

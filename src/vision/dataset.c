@@ -6,7 +6,14 @@
  * version, header length, a Python dict literal {'descr', 'fortran_order',
  * 'shape'}, the data.  .npz: a ZIP archive of .npy members, stored or
  * deflated, with ZIP64 extensions (numpy writes them).  Every size and offset
- * read from a file is checked before use. */
+ * read from a file is checked before use.
+ *
+ * Size limits (docs/FUZZING.md): an IDX file is inflated only up to what
+ * its header declares (plus one byte, to see that it goes on) and at most
+ * 16 GiB; a .npy array (alone or in an .npz) declares at most
+ * BT_NPY_MAX_BYTES (2 GiB) of data, checked before its data is read or
+ * allocated; an .npz member's declared size must be one deflate can reach
+ * from its compressed size. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -79,39 +86,103 @@ static bt_status finish_labels(bt_dataset *d, const char *what) {
 
 /* ---------------------------------------------------------------- IDX */
 
-/* Reads a file that may be gzip'd (zlib reads plain files transparently). */
-static bt_status read_maybe_gz(const char *path, uint8_t **buf, size_t *len) {
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The most data an IDX file may declare: 16 GiB. */
+#define IDX_MAX_DATA ((uint64_t)1 << 34)
+
+/* Checks the first 4 + 4 ndim bytes of an IDX file (uint8 data with `ndim`
+ * dimensions): dims and *total, the data bytes the header declares. */
+static bt_status idx_header(const char *path, const uint8_t *b, size_t len, int ndim, uint32_t *dims,
+                            uint64_t *total) {
+  if (len < 4 + 4 * (size_t)ndim || b[0] || b[1])
+    return bt_fail(BT_E_FORMAT, "%s: not an IDX file", path);
+  if (b[2] != 0x08 || b[3] != ndim)
+    return bt_fail(BT_E_FORMAT, "%s: IDX type 0x%02x with %d dimensions; expected uint8 (0x08) with %d", path,
+                   b[2], b[3], ndim);
+  *total = 1;
+  for (int i = 0; i < ndim; i++) {
+    dims[i] = be32(b + 4 + 4 * i);
+    *total *= dims[i];
+    if (*total > IDX_MAX_DATA)
+      return bt_fail(BT_E_FORMAT, "%s: IDX sizes declare more than 16 GiB of data", path);
+  }
+  return BT_OK;
+}
+
+/* Reads as much as gzread gives, up to n bytes; the count, or -1. */
+static long long gz_read_full(gzFile f, uint8_t *out, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
+    int k = gzread(f, out + got, (unsigned)want);
+    if (k < 0) return -1;
+    if (k == 0) break;
+    got += (size_t)k;
+  }
+  return (long long)got;
+}
+
+/* Reads an IDX file (uint8 data, `ndim` dimensions) that may be gzip'd
+ * (zlib reads plain files transparently).  The header is read first; the
+ * rest is inflated into a buffer that grows with what arrives and never
+ * past what the header declares plus one byte: a stream that inflates
+ * further (a gzip bomb behind a small header) is refused as soon as it
+ * does, and a short one is refused too.  *buf holds the whole file. */
+static bt_status read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **buf, size_t *len) {
   *buf = NULL;
   *len = 0;
   gzFile f = gzopen(path, "rb");
   if (!f) return bt_fail(BT_E_IO, "%s: cannot open: %s", path, strerror(errno));
-  size_t cap = 1 << 20, n = 0;
-  uint8_t *b = malloc(cap);
+  const size_t hl = 4 + 4 * (size_t)ndim;
+  uint8_t h[16];
+  uint64_t total = 0;
+  uint8_t *b = NULL;
+  size_t n = 0;
+  int e;
   bt_status r = BT_OK;
-  while (b) {
+  long long k = gz_read_full(f, h, hl);
+  if (k < 0) r = bt_fail(BT_E_FORMAT, "%s: %s", path, gzerror(f, &e));
+  if (!r) r = idx_header(path, h, (size_t)k, ndim, dims, &total);
+  /* at most one byte more than declared is ever inflated */
+  const size_t limit = r ? 0 : hl + (size_t)total + 1;
+  size_t cap = limit < ((size_t)1 << 20) ? limit : ((size_t)1 << 20);
+  if (!r && !(b = malloc(cap))) r = bt_fail(BT_E_NOMEM, "%s: out of memory", path);
+  if (!r) {
+    memcpy(b, h, hl);
+    n = hl;
+  }
+  while (!r) {
     if (n == cap) {
-      if (cap >= ((size_t)1 << 34)) {
-        r = bt_fail(BT_E_FORMAT, "%s: larger than 16 GiB", path);
+      if (cap == limit) {
+        r = bt_fail(BT_E_FORMAT, "%s: data continues past the %llu bytes the IDX header declares", path,
+                    (unsigned long long)total);
         break;
       }
-      uint8_t *nb = realloc(b, cap * 2);
-      if (!nb) break;
+      size_t nc = cap > limit / 2 ? limit : 2 * cap;
+      uint8_t *nb = realloc(b, nc);
+      if (!nb) {
+        r = bt_fail(BT_E_NOMEM, "%s: out of memory", path);
+        break;
+      }
       b = nb;
-      cap *= 2;
+      cap = nc;
     }
-    size_t want = cap - n > (1u << 30) ? (1u << 30) : cap - n;
-    int got = gzread(f, b + n, (unsigned)want);
-    if (got < 0) {
-      int e;
+    k = gz_read_full(f, b + n, cap - n);
+    if (k < 0) {
       r = bt_fail(BT_E_FORMAT, "%s: %s", path, gzerror(f, &e));
       break;
     }
-    if (got == 0) break;
-    n += (size_t)got;
+    if (k == 0) break;
+    n += (size_t)k;
   }
-  int e = gzclose_r(f);
-  if (!b && !r) r = bt_fail(BT_E_NOMEM, "%s: out of memory", path);
+  e = gzclose_r(f);
   if (!r && e != Z_OK) r = bt_fail(BT_E_FORMAT, "%s: truncated or corrupt gzip stream", path);
+  if (!r && n != hl + total)
+    r = bt_fail(BT_E_FORMAT, "%s: IDX header says %llu bytes of data, file has %zu (truncated?)", path,
+                (unsigned long long)total, n - hl);
   if (r) {
     free(b);
     return r;
@@ -121,39 +192,14 @@ static bt_status read_maybe_gz(const char *path, uint8_t **buf, size_t *len) {
   return BT_OK;
 }
 
-static uint32_t be32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Checks an IDX header: uint8 data with `ndim` dimensions filling the file. */
-static bt_status idx_header(const char *path, const uint8_t *b, size_t len, int ndim, uint32_t *dims) {
-  if (len < 4 + 4 * (size_t)ndim || b[0] || b[1])
-    return bt_fail(BT_E_FORMAT, "%s: not an IDX file", path);
-  if (b[2] != 0x08 || b[3] != ndim)
-    return bt_fail(BT_E_FORMAT, "%s: IDX type 0x%02x with %d dimensions; expected uint8 (0x08) with %d", path,
-                   b[2], b[3], ndim);
-  uint64_t total = 1;
-  for (int i = 0; i < ndim; i++) {
-    dims[i] = be32(b + 4 + 4 * i);
-    total *= dims[i];
-    if (total > ((uint64_t)1 << 40)) return bt_fail(BT_E_FORMAT, "%s: IDX sizes too large", path);
-  }
-  if (total != len - 4 - 4 * (size_t)ndim)
-    return bt_fail(BT_E_FORMAT, "%s: IDX header says %llu bytes of data, file has %zu (truncated?)", path,
-                   (unsigned long long)total, len - 4 - 4 * (size_t)ndim);
-  return BT_OK;
-}
-
 bt_status bt_dataset_open_idx(const char *images, const char *labels, bt_dataset **out) {
   *out = NULL;
   uint8_t *ib = NULL, *lb = NULL;
   size_t il, ll;
   uint32_t id[3] = {0}, ld[1] = {0};
   bt_dataset *d = NULL;
-  bt_status r = read_maybe_gz(images, &ib, &il);
-  if (!r) r = read_maybe_gz(labels, &lb, &ll);
-  if (!r) r = idx_header(images, ib, il, 3, id);
-  if (!r) r = idx_header(labels, lb, ll, 1, ld);
+  bt_status r = read_idx(images, 3, id, &ib, &il);
+  if (!r) r = read_idx(labels, 1, ld, &lb, &ll);
   if (!r && id[0] != ld[0])
     r = bt_fail(BT_E_FORMAT, "%s holds %u images but %s %u labels", images, id[0], labels, ld[0]);
   if (!r && (id[1] < 1 || id[2] < 1 || id[1] > 65535 || id[2] > 65535))
@@ -185,7 +231,8 @@ bt_status bt_dataset_open_idx(const char *images, const char *labels, bt_dataset
 
 /* ---------------------------------------------------------------- .npy */
 
-/* Finds 'key': in a header dict and returns the text after the colon. */
+/* Finds 'key': in a header dict and returns the text after the colon (NULL
+ * when absent or when nothing follows it before `end`). */
 static const char *dict_value(const char *h, const char *end, const char *key) {
   size_t kl = strlen(key);
   for (const char *p = h; p + kl + 2 < end; p++) {
@@ -195,15 +242,16 @@ static const char *dict_value(const char *h, const char *end, const char *key) {
       if (p < end && *p == ':') {
         p++;
         while (p < end && isspace((unsigned char)*p)) p++;
-        return p;
+        return p < end ? p : NULL; /* a key at the very end has no value */
       }
     }
   }
   return NULL;
 }
 
-bt_status bt_npy_parse(const uint8_t *b, size_t len, bt_npy *out) {
+bt_status bt_npy_parse_header(const uint8_t *b, size_t len, bt_npy *out, size_t *data_off) {
   memset(out, 0, sizeof *out);
+  *data_off = 0;
   if (!b || len < 10 || memcmp(b, "\x93NUMPY", 6)) return bt_fail(BT_E_FORMAT, "npy: bad magic");
   size_t hl, off;
   if (b[6] == 1) {
@@ -258,10 +306,22 @@ bt_status bt_npy_parse(const uint8_t *b, size_t len, bt_npy *out) {
     while (v < end && isspace((unsigned char)*v)) v++;
     if (v < end && *v == ',') v++;
   }
-  size_t bytes = (size_t)out->count * (size_t)out->itemsize;
-  if (bytes > len - off - hl)
-    return bt_fail(BT_E_FORMAT, "npy: %zu bytes of data expected, %zu present (truncated?)", bytes, len - off - hl);
-  out->data = b + off + hl;
+  const uint64_t bytes = (uint64_t)out->count * (uint64_t)out->itemsize;
+  if (bytes > BT_NPY_MAX_BYTES)
+    return bt_fail(BT_E_FORMAT, "npy: the declared shape holds %llu bytes, above the limit of %llu (2 GiB)",
+                   (unsigned long long)bytes, (unsigned long long)BT_NPY_MAX_BYTES);
+  *data_off = off + hl;
+  return BT_OK;
+}
+
+bt_status bt_npy_parse(const uint8_t *b, size_t len, bt_npy *out) {
+  size_t off;
+  bt_status r = bt_npy_parse_header(b, len, out, &off);
+  if (r) return r;
+  const size_t bytes = (size_t)out->count * (size_t)out->itemsize;
+  if (bytes > len - off)
+    return bt_fail(BT_E_FORMAT, "npy: %zu bytes of data expected, %zu present (truncated?)", bytes, len - off);
+  out->data = b + off;
   return BT_OK;
 }
 
@@ -323,6 +383,9 @@ static uint32_t le32(const uint8_t *p) {
 }
 static uint64_t le64(const uint8_t *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
 
+/* room for a member's .npy magic and header dictionary */
+#define NPZ_HEADER_SLACK ((uint64_t)1 << 16)
+
 /* Extracts member `name` of a ZIP archive into a malloc'd buffer. */
 static bt_status zip_member(const char *path, const uint8_t *z, size_t len, const char *name, uint8_t **out,
                             size_t *out_len) {
@@ -373,14 +436,19 @@ static bt_status zip_member(const char *path, const uint8_t *z, size_t len, cons
     if (loff > len - 30 || le32(z + loff) != 0x04034b50) return bt_fail(BT_E_FORMAT, "%s: %s: bad local header", path, name);
     size_t data = (size_t)loff + 30 + le16(z + loff + 26) + le16(z + loff + 28);
     if (data > len || csize > len - data) return bt_fail(BT_E_FORMAT, "%s: %s: data past the end (truncated?)", path, name);
-    if (usize > ((uint64_t)1 << 36)) return bt_fail(BT_E_FORMAT, "%s: %s: too large", path, name);
+    /* the member's declared size is checked before anything is allocated:
+     * a .npy member holds at most BT_NPY_MAX_BYTES of data after a header,
+     * and deflate never expands more than 1032 to 1 */
+    if (usize > BT_NPY_MAX_BYTES + NPZ_HEADER_SLACK)
+      return bt_fail(BT_E_FORMAT, "%s: %s: declares %llu bytes, above the limit of %llu", path, name,
+                     (unsigned long long)usize, (unsigned long long)(BT_NPY_MAX_BYTES + NPZ_HEADER_SLACK));
+    if (method == 0 && csize != usize) return bt_fail(BT_E_FORMAT, "%s: %s: stored sizes differ", path, name);
+    if (method == 8 && usize > csize * 1032 + 1024)
+      return bt_fail(BT_E_FORMAT, "%s: %s: declares %llu bytes, more than %llu bytes of deflate data can hold",
+                     path, name, (unsigned long long)usize, (unsigned long long)csize);
     uint8_t *buf = malloc(usize ? (size_t)usize : 1);
     if (!buf) return bt_fail(BT_E_NOMEM, "%s: out of memory", path);
     if (method == 0) {
-      if (csize != usize) {
-        free(buf);
-        return bt_fail(BT_E_FORMAT, "%s: %s: stored sizes differ", path, name);
-      }
       memcpy(buf, z + data, (size_t)usize);
     } else if (method == 8) {
       z_stream s;

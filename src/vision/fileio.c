@@ -1,4 +1,5 @@
-/* Whole-file reads and write-then-rename outputs for the vision layer. */
+/* Whole-file reads and write-then-rename outputs for the vision layer, on
+ * util's careful files (util.h, "files"). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,55 +10,40 @@
 #include "blindtuner/util.h"
 #include "vision/internal.h"
 
+/* util's reader: regular files only (a FIFO or device is refused without
+ * blocking), at most BT_FILE_READ_MAX bytes, refused before reading. */
 bt_status bt_read_file(const char *path, uint8_t **buf, size_t *len) {
-  *buf = NULL;
-  *len = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return bt_fail(BT_E_IO, "%s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return bt_fail(BT_E_IO, "%s: not a regular file", path);
-  }
-  size_t n = (size_t)sb.st_size;
-  uint8_t *b = bt_alloc(n + 1);
-  if (!b) {
-    fclose(f);
-    return bt_fail(BT_E_NOMEM, "%s: out of memory reading %zu bytes", path, n);
-  }
-  size_t got = fread(b, 1, n, f);
-  int err = ferror(f);
-  fclose(f);
-  if (err || got != n) {
-    bt_free(b);
-    return bt_fail(BT_E_IO, "%s: read error", path);
-  }
-  b[n] = 0;
-  *buf = b;
-  *len = n;
-  return BT_OK;
+  return bt_file_read(path, 0, buf, len);
 }
 
 bt_status bt_file_out_open(bt_file_out *fo, const char *path) {
   memset(fo, 0, sizeof *fo);
-  size_t l = strlen(path);
-  fo->path = malloc(l + 1);
-  fo->tmp = malloc(l + 32);
-  if (!fo->path || !fo->tmp) {
-    free(fo->path);
-    free(fo->tmp);
-    return bt_fail(BT_E_NOMEM, "out of memory");
-  }
+  const size_t l = strlen(path);
+  if (!(fo->path = malloc(l + 1))) return bt_fail(BT_E_NOMEM, "out of memory");
   memcpy(fo->path, path, l + 1);
-  snprintf(fo->tmp, l + 32, "%s.tmp.%ld", path, (long)getpid());
-  fo->f = fopen(fo->tmp, "wb");
-  if (!fo->f) {
-    bt_status r = bt_fail(BT_E_IO, "%s: cannot create: %s", fo->tmp, strerror(errno));
+  /* util's temporary: a random name, O_EXCL | O_NOFOLLOW (a planted symlink
+   * is never written through), mode 0600: what the vision layer writes is
+   * the client's (features, labels, predictions, decrypted logits) */
+  char *tmp;
+  int fd;
+  bt_status r = bt_file_create_temp(path, 1, &tmp, &fd);
+  if (r) {
     free(fo->path);
-    free(fo->tmp);
+    fo->path = NULL;
     return r;
   }
-  return BT_OK;
+  fo->tmp = malloc(strlen(tmp) + 1);
+  if (fo->tmp) memcpy(fo->tmp, tmp, strlen(tmp) + 1);
+  if (!fo->tmp || !(fo->f = fdopen(fd, "wb"))) {
+    r = bt_fail(BT_E_IO, "%s: cannot create: %s", tmp, fo->tmp ? strerror(errno) : "out of memory");
+    close(fd);
+    unlink(tmp);
+    free(fo->path);
+    free(fo->tmp);
+    memset(fo, 0, sizeof *fo);
+  }
+  bt_free(tmp);
+  return r;
 }
 
 void bt_file_out_abort(bt_file_out *fo) {
@@ -70,6 +56,7 @@ void bt_file_out_abort(bt_file_out *fo) {
 
 bt_status bt_file_out_commit(bt_file_out *fo) {
   int bad = fflush(fo->f) != 0 || ferror(fo->f);
+  bad |= fsync(fileno(fo->f)) != 0;
   bad |= fclose(fo->f) != 0;
   fo->f = NULL;
   if (bad) {
@@ -77,7 +64,7 @@ bt_status bt_file_out_commit(bt_file_out *fo) {
     bt_file_out_abort(fo);
     return r;
   }
-  if (rename(fo->tmp, fo->path) != 0) {
+  if (bt_file_commit(fo->tmp, fo->path) != BT_OK) { /* rename (replacing a symlink), fsync the directory */
     bt_status r = bt_fail(BT_E_IO, "%s: cannot rename into place: %s", fo->path, strerror(errno));
     bt_file_out_abort(fo);
     return r;

@@ -28,6 +28,24 @@
 #define MAX_PIXELS (1u << 28)
 #define MAX_SIDE 65535
 
+/* The largest image the decoders accept: 8192 x 8192 pixels (8192 a
+ * side), 192 MiB decoded as RGB.  The header's dimensions are checked
+ * before any pixel is decoded or any image memory allocated, so a small
+ * file declaring a huge image (a 16384 x 16384 PNG of one colour deflates
+ * to a few hundred kilobytes) is refused cheaply.  The models this project
+ * runs take 224 x 224 or 384 x 384 inputs; a 48-megapixel photo (8000 x
+ * 6000) still fits. */
+#define DECODE_MAX_SIDE 8192u
+
+/* BT_OK when an image of w x h may be decoded, else the error (the codec
+ * named in the message). */
+static bt_status decode_size_ok(const char *codec, uint32_t w, uint32_t h) {
+  if (w > DECODE_MAX_SIDE || h > DECODE_MAX_SIDE)
+    return bt_fail(BT_E_FORMAT, "%s: image of %u x %u pixels exceeds the decoder's limit of %u x %u", codec, w,
+                   h, DECODE_MAX_SIDE, DECODE_MAX_SIDE);
+  return BT_OK;
+}
+
 bt_status bt_image_new(int width, int height, int channels, bt_image *out) {
   memset(out, 0, sizeof *out);
   if (width < 1 || height < 1 || width > MAX_SIDE || height > MAX_SIDE ||
@@ -93,6 +111,10 @@ static bt_status decode_png(const uint8_t *b, size_t len, bt_image *out) {
   png_set_read_fn(png, &src, png_read_mem);
   png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
   png_read_info(png, info);
+  if (decode_size_ok("png", png_get_image_width(png, info), png_get_image_height(png, info)) != BT_OK) {
+    png_destroy_read_struct(&png, &info, NULL);
+    return BT_E_FORMAT; /* the message is recorded */
+  }
   int ct = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
   if (depth == 16) png_set_strip_16(png);
   if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -155,6 +177,10 @@ static bt_status decode_jpeg(const uint8_t *b, size_t len, bt_image *out) {
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, b, (unsigned long)len);
   jpeg_read_header(&cinfo, TRUE);
+  if (decode_size_ok("jpeg", cinfo.image_width, cinfo.image_height) != BT_OK) {
+    jpeg_destroy_decompress(&cinfo);
+    return BT_E_FORMAT; /* the message is recorded */
+  }
   if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
     snprintf(err.msg, sizeof err.msg, "CMYK images are not supported");
     longjmp(err.jb, 1);

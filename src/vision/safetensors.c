@@ -6,7 +6,9 @@
  * the end of the header) plus an optional "__metadata__" map of strings, then
  * the data.  The JSON is read by a small strict parser written for this
  * purpose: the file is untrusted input, so every length, offset and product
- * is checked before use and anything malformed is BT_E_FORMAT, never a crash. */
+ * is checked before use and anything malformed is BT_E_FORMAT, never a crash.
+ * The tensors must tile the data section exactly (no overlap, no gap, no
+ * trailing bytes), as the reference implementation requires. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,6 +370,47 @@ static int cmp_view_name(const void *a, const void *b) {
   return strcmp((*x)->name, (*y)->name);
 }
 
+static int cmp_span(const void *a, const void *b) {
+  const size_t *x = a, *y = b;
+  if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
+  return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* The data section must be tiled exactly by the tensors, as the reference
+ * implementation requires: sorted by begin offset, each tensor starts where
+ * the previous one ended (the first at 0) and the last ends at the end of
+ * the file.  Overlapping tensors (two views of the same bytes), gaps (bytes
+ * no tensor owns) and trailing bytes are all refused. */
+static bt_status check_layout(const bt_safetensors *st, size_t data_len) {
+  if (!st->n) {
+    if (data_len)
+      return bt_fail(BT_E_FORMAT, "safetensors: %zu data bytes but no tensors", data_len);
+    return BT_OK;
+  }
+  size_t *span = malloc(2 * st->n * sizeof *span);
+  if (!span) return bt_fail(BT_E_NOMEM, "safetensors: out of memory");
+  for (size_t i = 0; i < st->n; i++) {
+    span[2 * i] = st->off[i];
+    span[2 * i + 1] = st->off[i] + st->t[i].bytes;
+  }
+  qsort(span, st->n, 2 * sizeof *span, cmp_span);
+  size_t at = 0;
+  bt_status r = BT_OK;
+  for (size_t i = 0; i < st->n && !r; i++) {
+    if (span[2 * i] < at)
+      r = bt_fail(BT_E_FORMAT, "safetensors: tensor data at bytes [%zu, %zu) overlaps the previous tensor",
+                  span[2 * i], span[2 * i + 1]);
+    else if (span[2 * i] > at)
+      r = bt_fail(BT_E_FORMAT, "safetensors: gap in the data: bytes [%zu, %zu) belong to no tensor", at,
+                  span[2 * i]);
+    at = span[2 * i + 1];
+  }
+  if (!r && at != data_len)
+    r = bt_fail(BT_E_FORMAT, "safetensors: %zu trailing data bytes after the last tensor", data_len - at);
+  free(span);
+  return r;
+}
+
 static bt_status parse_header(bt_safetensors *st) {
   if (st->len < 8) return bt_fail(BT_E_FORMAT, "safetensors: file too short (%zu bytes)", st->len);
   uint64_t n = 0;
@@ -419,7 +462,7 @@ static bt_status parse_header(bt_safetensors *st) {
       }
     free(idx);
   }
-  return BT_OK;
+  return check_layout(st, data_len);
 }
 
 bt_status bt_safetensors_parse(const void *bytes, size_t len, bt_safetensors **out) {

@@ -42,6 +42,10 @@ client evaluate --model head.bt --features te.features.npy --labels te.labels.np
 client predict --model head.bt --features te.features.npy --out predict.npy --probabilities probs.npy
 server infer --allow-insecure --keys server.keys --model "$model" --data test.bt --out logits.bt --threads 2
 client decrypt --allow-insecure --keys client.key --logits logits.bt --out logits.npy --predictions infer.npy
+# decrypted values are the client's alone: owner-only, whatever the umask
+for f in predict.npy probs.npy logits.npy infer.npy; do
+  test "$(stat -c %a $f)" = 600 || { echo "$f has mode $(stat -c %a $f)"; exit 1; }
+done
 # encrypted inference labels the test rows as the decrypted model does
 cmp predict.npy infer.npy
 # the client's report: decrypted losses, each epoch's accuracy, the server's time split
