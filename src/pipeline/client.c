@@ -499,7 +499,7 @@ bt_status bt_plain_head_evaluate(const bt_plain_head *h, const float *x, const i
       if (right) right[y[i]]++;
     }
   }
-  free(z);
+  bt_free_secret(z, n * (size_t)C * sizeof *z); /* the model's logits on the client's rows */
   if (loss) *loss = l / (double)n;
   if (accuracy) *accuracy = (double)ok / (double)n;
   return BT_OK;
@@ -522,6 +522,7 @@ bt_status bt_plain_head_predict(const bt_plain_head *h, const float *x, size_t n
     }
     labels[i] = best;
   }
-  free(z), free(p);
+  bt_free_secret(z, n * (size_t)C * sizeof *z);
+  bt_free_secret(p, (size_t)C * sizeof *p);
   return BT_OK;
 }
