@@ -1,19 +1,21 @@
 # Thin wrapper over CMake. `make` builds, `make test` runs the unit tests,
-# `make asan` builds and tests under AddressSanitizer + UBSan.
+# `make asan` builds and tests under AddressSanitizer + UBSan.  Both are
+# development builds: they honour the test suite's BT_TEST_* fault hooks
+# (-DBT_TEST_HOOKS=ON; a plain `cmake` configure, as for installing, has none).
 BUILD ?= build
 JOBS  ?= 2
 CMAKE_FLAGS ?=
 
 .PHONY: all test asan demo example bench clean python python-path
 all:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBT_TEST_HOOKS=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 asan:
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBT_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBT_SANITIZE=ON -DBT_TEST_HOOKS=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 

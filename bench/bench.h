@@ -13,6 +13,7 @@ int bt_bench_vit(int argc, char **argv);
 int bt_bench_bootstrap(int argc, char **argv);
 int bt_bench_hemat(int argc, char **argv);
 int bt_bench_train(int argc, char **argv);
+int bt_bench_serve(int argc, char **argv);
 
 /* Median of n samples (sorts them in place). */
 double bt_bench_median(double *samples, int n);

@@ -70,3 +70,25 @@ void bt_test_expect_fail(bt_status got, bt_status want, const char *needle, cons
   if (needle && !strstr(bt_last_error(), needle))
     fail_msg("%s: message '%s' does not mention '%s'", what, bt_last_error(), needle);
 }
+
+int bt_test_vm_flag(const void *addr, const char *flag) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f) return -1;
+  char line[512];
+  int inside = 0, found = -1;
+  const uintptr_t a = (uintptr_t)addr;
+  while (found < 0 && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    /* a mapping's header: "lo-hi perms offset dev inode path" */
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      inside = a >= lo && a < hi;
+      continue;
+    }
+    if (!inside || strncmp(line, "VmFlags:", 8)) continue;
+    found = 0;
+    for (char *t = strtok(line + 8, " \n"); t; t = strtok(NULL, " \n"))
+      if (!strcmp(t, flag)) found = 1;
+  }
+  fclose(f);
+  return found;
+}

@@ -28,6 +28,11 @@ void bt_test_put_le(uint8_t *b, uint64_t v, int bytes);
 /* Asserts the status and that the message mentions `needle` (if given). */
 void bt_test_expect_fail(bt_status got, bt_status want, const char *needle, const char *what);
 
+/* Whether the memory mapping holding `addr` has the kernel flag `flag`
+ * ("dd": excluded from core dumps, "lo": locked) in /proc/self/smaps'
+ * VmFlags: 1 or 0, -1 where the kernel does not say (not Linux). */
+int bt_test_vm_flag(const void *addr, const char *flag);
+
 #define BT_CHECK(expr)                                                              \
   do {                                                                              \
     bt_status st_ = (expr);                                                         \

@@ -115,6 +115,7 @@ typedef struct bt_plaintext {
   double scale;
   uint64_t *c;     /* (max level + 1) * N words, NTT form */
   uint64_t *cp;    /* NULL, or the special primes' limbs (bt_ckks_encode_qp) */
+  int secret;      /* 1: c in guarded memory, and decoding keeps its temporaries there too */
 } bt_plaintext;
 
 typedef struct bt_ciphertext {
@@ -129,6 +130,11 @@ typedef struct bt_ciphertext {
 } bt_ciphertext;
 
 BT_API bt_status bt_plaintext_new(const bt_ckks_params *p, bt_plaintext **out) BT_MUST_CHECK;
+/* A plaintext for decrypted values (the client's side): its limbs, and the
+ * decoder's temporaries when it is decoded, in guarded memory
+ * (bt_alloc_locked: locked, out of core dumps, wiped on free).  Slower to
+ * allocate; not for the server's plaintexts. */
+BT_API bt_status bt_plaintext_new_secret(const bt_ckks_params *p, bt_plaintext **out) BT_MUST_CHECK;
 BT_API void bt_plaintext_free(bt_plaintext *pt);
 BT_API bt_status bt_ciphertext_new(const bt_ckks_params *p, bt_ciphertext **out) BT_MUST_CHECK;
 BT_API void bt_ciphertext_free(bt_ciphertext *ct);

@@ -101,6 +101,12 @@ BT_API bt_status bt_io_refuse_secret(const char *path, const char *output) BT_MU
 BT_API bt_status bt_io_inspect_buffer(const uint8_t *buf, size_t len,
                                bt_io_info *info) BT_MUST_CHECK BT_NONNULL(3);
 
+/* The header of a container whose first bytes only are at hand (a stream,
+ * an upload): magic, version, kind and flags checked, *info filled
+ * (payload_bytes as declared; the container is BT_IO_HEADER_BYTES +
+ * payload_bytes long).  Nothing else is verified. */
+BT_API bt_status bt_io_header_info(const uint8_t *h, size_t len, bt_io_info *info) BT_MUST_CHECK BT_NONNULL(1, 3);
+
 /* ---- in memory ----
  * bt_io_write_*: allocates *buf (free with bt_free; a secret key's with
  * bt_free_secret(*buf, *len)) and writes one container.

@@ -30,10 +30,11 @@ BT_API void bt_free(void *p);
 BT_API void bt_wipe(void *p, size_t bytes);
 /* Wipes `bytes` then frees (memory from bt_alloc/bt_calloc). */
 BT_API void bt_free_secret(void *p, size_t bytes);
-/* Zeroed memory for secrets (the secret key): libsodium's guarded
- * allocation (sodium_malloc: guard pages, excluded from core dumps with
- * MADV_DONTDUMP, locked in RAM as far as RLIMIT_MEMLOCK allows).  Free
- * (wiped) with bt_free_locked; NULL on failure (BT_E_NOMEM recorded). */
+/* Zeroed, 64-byte aligned memory for secrets (the secret key, decrypted
+ * values before their release): libsodium's guarded allocation
+ * (sodium_malloc: guard pages, excluded from core dumps with MADV_DONTDUMP,
+ * locked in RAM as far as RLIMIT_MEMLOCK allows).  Free (wiped) with
+ * bt_free_locked; NULL on failure (BT_E_NOMEM recorded). */
 BT_API void *bt_alloc_locked(size_t bytes);
 BT_API void bt_free_locked(void *p);
 /* For processes that hold secrets or decrypted data (the client commands):

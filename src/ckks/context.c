@@ -33,7 +33,7 @@ void bt_expand_uniform(const bt_ckks_params *p, const uint8_t seed[BT_SEED_BYTES
   bt_prng_wipe(&g);
 }
 
-bt_status bt_plaintext_new(const bt_ckks_params *p, bt_plaintext **out) {
+static bt_status plaintext_new(const bt_ckks_params *p, int secret, bt_plaintext **out) {
   *out = NULL;
   bt_plaintext *pt = bt_calloc(1, sizeof *pt);
   if (!pt) return BT_E_NOMEM;
@@ -41,7 +41,9 @@ bt_status bt_plaintext_new(const bt_ckks_params *p, bt_plaintext **out) {
   pt->level = p->nq - 1;
   pt->scale = p->scale;
   pt->logslots = p->logn - 1;
-  pt->c = bt_calloc((size_t)p->nq * p->n, sizeof(uint64_t));
+  pt->secret = secret;
+  const size_t words = (size_t)p->nq * p->n;
+  pt->c = secret ? bt_alloc_locked(words * sizeof(uint64_t)) : bt_calloc(words, sizeof(uint64_t));
   if (!pt->c) {
     bt_free(pt);
     return BT_E_NOMEM;
@@ -50,10 +52,17 @@ bt_status bt_plaintext_new(const bt_ckks_params *p, bt_plaintext **out) {
   return BT_OK;
 }
 
+bt_status bt_plaintext_new(const bt_ckks_params *p, bt_plaintext **out) { return plaintext_new(p, 0, out); }
+
+bt_status bt_plaintext_new_secret(const bt_ckks_params *p, bt_plaintext **out) { return plaintext_new(p, 1, out); }
+
 void bt_plaintext_free(bt_plaintext *pt) {
   if (!pt) return;
   /* plaintexts hold decrypted client data */
-  bt_free_secret(pt->c, (size_t)pt->params->nq * pt->params->n * sizeof(uint64_t));
+  if (pt->secret)
+    bt_free_locked(pt->c);
+  else
+    bt_free_secret(pt->c, (size_t)pt->params->nq * pt->params->n * sizeof(uint64_t));
   if (pt->cp) bt_free_secret(pt->cp, (size_t)pt->params->np * pt->params->n * sizeof(uint64_t));
   bt_free(pt);
 }

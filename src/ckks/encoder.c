@@ -134,6 +134,19 @@ bt_status bt_ckks_encode_real(const bt_ckks_params *p, const double *values, siz
   return st;
 }
 
+/* Wiped and freed, from guarded memory or not as the plaintext says. */
+static void free_decode(const bt_plaintext *pt, uint64_t *coef, size_t coef_bytes, double complex *buf,
+                        size_t buf_bytes) {
+  if (pt->secret) {
+    bt_free_locked(coef);
+    bt_free_locked(buf);
+    return;
+  }
+  bt_free_secret(coef, coef_bytes);
+  bt_wipe(buf, buf ? buf_bytes : 0);
+  fftw_free(buf);
+}
+
 bt_status bt_ckks_decode(const bt_plaintext *pt, double complex *out) {
   const bt_ckks_params *p = pt->params;
   bt_status st = check_slots(p, pt->logslots, 0);
@@ -153,11 +166,14 @@ bt_status bt_ckks_decode(const bt_plaintext *pt, double complex *out) {
   int k = 0;
   double bits = 0, need = log2(pt->scale) + 64;
   while (k < pt->level + 1 && bits < need) bits += log2((double)p->primes[k++]);
-  uint64_t *coef = bt_alloc((size_t)k * p->n * sizeof(uint64_t));
-  double complex *buf = fftw_malloc(n * sizeof *buf);
+  /* the coefficients and the FFT buffer are the message in the clear: for
+   * a secret plaintext they live in guarded memory too (the FFT plans are
+   * FFTW_UNALIGNED, and guarded blocks are 64-byte aligned anyway) */
+  const size_t coef_bytes = (size_t)k * p->n * sizeof(uint64_t), buf_bytes = n * sizeof(double complex);
+  uint64_t *coef = pt->secret ? bt_alloc_locked(coef_bytes) : bt_alloc(coef_bytes);
+  double complex *buf = pt->secret ? bt_alloc_locked(buf_bytes) : fftw_malloc(buf_bytes);
   if (!coef || !buf) {
-    bt_free(coef);
-    fftw_free(buf);
+    free_decode(pt, coef, coef_bytes, buf, buf_bytes);
     return bt_fail(BT_E_NOMEM, "out of memory decoding");
   }
   memcpy(coef, pt->c, (size_t)k * p->n * sizeof(uint64_t));
@@ -181,19 +197,22 @@ bt_status bt_ckks_decode(const bt_plaintext *pt, double complex *out) {
   }
   fftw_execute_dft(t->bwd, buf, buf);
   for (size_t j = 0; j < n; j++) out[j] = buf[t->order[j]];
-  bt_free_secret(coef, (size_t)k * p->n * sizeof(uint64_t));
-  bt_wipe(buf, n * sizeof *buf);
-  fftw_free(buf);
+  free_decode(pt, coef, coef_bytes, buf, buf_bytes);
   return BT_OK;
 }
 
 bt_status bt_ckks_decode_real(const bt_plaintext *pt, double *out) {
+  bt_status st = check_slots(pt->params, pt->logslots, 0);
+  if (st) return st;
   const size_t n = (size_t)1 << pt->logslots;
-  double complex *tmp = bt_alloc(n * sizeof *tmp);
+  double complex *tmp = pt->secret ? bt_alloc_locked(n * sizeof *tmp) : bt_alloc(n * sizeof *tmp);
   if (!tmp) return BT_E_NOMEM;
-  bt_status st = bt_ckks_decode(pt, tmp);
+  st = bt_ckks_decode(pt, tmp);
   if (!st)
     for (size_t j = 0; j < n; j++) out[j] = creal(tmp[j]);
-  bt_free_secret(tmp, n * sizeof *tmp);
+  if (pt->secret)
+    bt_free_locked(tmp);
+  else
+    bt_free_secret(tmp, n * sizeof *tmp);
   return st;
 }

@@ -19,9 +19,7 @@ bt_status bt_secret_key_alloc(const bt_ckks_params *p, bt_secret_key **out) {
   if (!sk) return BT_E_NOMEM;
   sk->params = p;
   /* guarded: never in a core dump, locked where RLIMIT_MEMLOCK allows,
-   * zeroed; wiped when freed.  sodium_malloc ends the block at a page
-   * boundary, and the size is a multiple of N >= 2^10 words, so the vector
-   * NTT's 64-byte alignment holds. */
+   * zeroed, 64-byte aligned like every bt_alloc block; wiped when freed */
   sk->s = qp_words(p) <= SIZE_MAX / sizeof(uint64_t) ? bt_alloc_locked(qp_words(p) * sizeof(uint64_t)) : NULL;
   if (!sk->s) {
     bt_free(sk);

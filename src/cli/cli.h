@@ -23,6 +23,8 @@ int bt_cli_predict(int argc, char **argv);
 int bt_cli_infer(int argc, char **argv);
 int bt_cli_inspect(int argc, char **argv);
 int bt_cli_report(int argc, char **argv);
+int bt_cli_serve(int argc, char **argv); /* with BT_SERVICE */
+int bt_cli_remote(int argc, char **argv); /* with BT_REMOTE */
 
 /* Transformer features of a dataset (extract and demo): the vision
  * layer's request plus progress lines on stderr (unless quiet). */
@@ -69,8 +71,13 @@ typedef struct bt_cli_meter {
   int tty;
   double t0, done0, total; /* total 0: the callback's own total */
   long kill_after, steps;   /* test hook (BT_TEST_KILL_AFTER_STEPS): SIGKILL after that many steps */
+  const char *progress;     /* NULL, or a JSON file rewritten at every step (train --progress) */
+  int epoch;                /* the epoch running (for the progress file) */
 } bt_cli_meter;
 int bt_cli_meter_cb(void *user, const char *what, int done, int total);
+/* Rewrites m->progress (when set) atomically: {"phase", "epoch", "step",
+ * "steps", "elapsed_s"}; what a service shows as a job's progress. */
+void bt_cli_progress(const bt_cli_meter *m, const char *phase, int step, int steps);
 
 /* The loader flags for --allow-insecure; a stderr note when the loaded
  * parameters are INSECURE (every command that loads keys says so). */

@@ -28,9 +28,16 @@ static void usage(FILE *f) {
           "  evaluate           accuracy and loss of a decrypted model on labelled features\n"
           "  predict            labels and probabilities of features with a decrypted model\n"
           "  report             a training run's losses, accuracy and time per epoch (JSON + HTML)\n"
+#ifdef BT_REMOTE
+          "  remote             a training service's client: submit a job, watch it, answer its\n"
+          "                     losses, fetch models (see 'blindtuner remote --help')\n"
+#endif
           "server (evaluation keys and ciphertexts only):\n"
           "  train              encrypted training with bootstrapping, checkpoints, early stopping\n"
           "  infer              encrypted logits of an encrypted dataset under an encrypted model\n"
+#ifdef BT_SERVICE
+          "  serve              the training service over HTTP: jobs, uploads, queue (docs/API.md)\n"
+#endif
           "either:\n"
           "  inspect            what a file holds (kind, key set, layout), without secrets\n"
           "  bench ckks         time the CKKS engine at N = 2^16 (see 'blindtuner bench --help')\n"
@@ -59,6 +66,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "bench")) return bt_bench_main(argc - 1, argv + 1);
+#ifdef BT_SERVICE
+  if (!strcmp(cmd, "serve")) return bt_cli_serve(argc - 1, argv + 1);
+#endif
   /* client: holds the secret key or decrypted data, so never dumps core */
   static const struct {
     const char *name;
@@ -67,7 +77,12 @@ int main(int argc, char **argv) {
   } cmds[] = {{"keygen", bt_cli_keygen, 1},   {"encrypt", bt_cli_encrypt, 1}, {"train", bt_cli_train, 0},
               {"decide", bt_cli_decide, 1},   {"decrypt", bt_cli_decrypt, 1}, {"evaluate", bt_cli_evaluate, 1},
               {"predict", bt_cli_predict, 1}, {"infer", bt_cli_infer, 0},     {"inspect", bt_cli_inspect, 1},
-              {"report", bt_cli_report, 1},   {"extract", bt_cli_extract, 1}, {"demo", bt_cli_demo, 1}};
+              {"report", bt_cli_report, 1},   {"extract", bt_cli_extract, 1}, {"demo", bt_cli_demo, 1},
+#ifdef BT_REMOTE
+              /* client: watch and decide hold the secret key */
+              {"remote", bt_cli_remote, 1},
+#endif
+  };
   for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
     if (!strcmp(cmd, cmds[i].name))
       return cmds[i].client && bt_cli_failed(cmd, bt_disable_core_dumps()) ? 1 : cmds[i].run(argc - 1, argv + 1);

@@ -78,8 +78,20 @@ static void progress_line(const char *who, int tty, double done, double total, d
     fprintf(stderr, "%s: %s, %.0f s elapsed, ETA %.0f s\n", who, what, el, eta);
 }
 
+void bt_cli_progress(const bt_cli_meter *m, const char *phase, int step, int steps) {
+  if (!m->progress) return;
+  char text[256];
+  const int n = snprintf(text, sizeof text,
+                         "{\"phase\": \"%s\", \"epoch\": %d, \"step\": %d, \"steps\": %d, \"elapsed_s\": %.3f}\n",
+                         phase, m->epoch, step, steps, bt_seconds() - m->t0);
+  /* best effort: a progress file that cannot be written costs the service
+   * its progress line, not the training */
+  if (n > 0 && (size_t)n < sizeof text && bt_file_write_atomic(m->progress, text, (size_t)n, 0)) bt_clear_error();
+}
+
 int bt_cli_meter_cb(void *user, const char *what, int done, int total) {
   bt_cli_meter *m = user;
+  bt_cli_progress(m, strcmp(what, "step") ? what : "training", done, total);
   if (m->kill_after && !strcmp(what, "step") && ++m->steps >= m->kill_after) raise(SIGKILL);
   if (m->total > 0 && strcmp(what, "step")) return 0; /* the meter counts steps only */
   char line[160];

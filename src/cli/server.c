@@ -65,6 +65,8 @@ static void train_help(void) {
          "                   (default 0)\n"
          "  --threads N      threads (default BT_THREADS or all cores)\n"
          "  --json           print the summary as JSON\n"
+         "  --progress FILE  rewrite FILE (JSON: phase, epoch, step, steps, elapsed_s) at every\n"
+         "                   step and phase; `blindtuner serve` shows it as the job's progress\n"
          "\n"
          "Exit status: 0 finished (epochs done or the client said stop), 3 waiting for the\n"
          "client's answer, 1 error, 2 bad usage.\n");
@@ -109,7 +111,7 @@ static int await_answer(const char *who, const char *dir, int wait_s, bt_job *jo
 }
 
 int bt_cli_train(int argc, char **argv) {
-  const char *who = "train", *keys = NULL, *trainp = NULL, *valp = NULL, *dir = NULL;
+  const char *who = "train", *keys = NULL, *trainp = NULL, *valp = NULL, *dir = NULL, *progress = NULL;
   int epochs = 2, seed = 1, wait_s = 0, threads = 0, json = 0, insecure = 0;
   double lr = 0.3, mu = 0.9;
   const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},
@@ -124,6 +126,7 @@ int bt_cli_train(int argc, char **argv) {
                              {"--threads", BT_OPT_INT, &threads, 1, 1024},
                              {"--json", BT_OPT_FLAG, &json, 0, 0},
                              {"--allow-insecure", BT_OPT_FLAG, &insecure, 0, 0},
+                             {"--progress", BT_OPT_STR, &progress, 0, 0},
                              {0}};
   int r = bt_cli_parse(who, argc, argv, opts, train_help);
   if (r) return r == 1 ? 0 : 2;
@@ -138,13 +141,19 @@ int bt_cli_train(int argc, char **argv) {
   char path[4096];
   const double t_all = bt_seconds();
   const int tty = isatty(2);
+#ifdef BT_TEST_HOOKS
   const char *kill_env = getenv("BT_TEST_KILL_AFTER_STEPS"); /* test hook: SIGKILL mid-epoch */
+#else
+  const char *kill_env = NULL;
+#endif
   const long kill_after = kill_env ? atol(kill_env) : 0;
 
   /* the exchange directory first: a second train on it is refused before
    * gigabytes of keys are loaded */
   if (mkdir(dir, 0755) != 0 && errno != EEXIST) FAIL("cannot create %s: %s", dir, strerror(errno));
   if (lock_workdir(who, dir)) goto out;
+  bt_cli_meter meter = {.who = who, .tty = tty, .t0 = t_all, .kill_after = kill_after, .progress = progress};
+  bt_cli_progress(&meter, "loading", 0, 0);
   TRY(bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
   bt_cli_note_insecure(who, p);
   bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
@@ -162,13 +171,15 @@ int bt_cli_train(int argc, char **argv) {
   TRY(rst);
   if (resumed) fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, bt_job_epochs_done(job));
   const int first_epoch = bt_job_epochs_done(job);
-  bt_cli_meter meter = {.who = who, .tty = tty, .t0 = bt_seconds(),
-                        .total = (double)(epochs - first_epoch) * tr.nbatches, .kill_after = kill_after};
+  meter.t0 = bt_seconds();
+  meter.total = (double)(epochs - first_epoch) * tr.nbatches;
   for (;;) {
     const bt_job_state js = bt_job_state_of(job);
     if (js == BT_JOB_DONE) break;
     const int e = bt_job_epochs_done(job);
+    meter.epoch = e;
     if (js == BT_JOB_WAIT) {
+      bt_cli_progress(&meter, "waiting", 0, 0);
       const int a = await_answer(who, dir, wait_s, job);
       if (a < 0 || a == EXIT_WAITING) {
         rc = a < 0 ? 1 : EXIT_WAITING;
@@ -182,6 +193,7 @@ int bt_cli_train(int argc, char **argv) {
     char prefix[48];
     snprintf(prefix, sizeof prefix, "epoch %d/%d, ", e + 1, epochs);
     meter.prefix = prefix;
+    meter.epoch = e + 1;
     meter.done0 = (double)(e - first_epoch) * tr.nbatches;
     bt_job_epoch_report er;
     TRY(bt_job_run_epoch(job, bt_cli_meter_cb, &meter, &er));
@@ -196,6 +208,8 @@ int bt_cli_train(int argc, char **argv) {
             valp ? ", validation loss " : "", er.validation_s, dir, e + 1, valp ? " and loss" : "");
   }
   bt_job_checkpoint(job, &cp);
+  meter.epoch = cp.epochs_done;
+  bt_cli_progress(&meter, "finished", 0, 0);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   const double peak = (double)ru.ru_maxrss / (1024.0 * 1024.0);

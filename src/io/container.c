@@ -182,6 +182,19 @@ static bt_status header_parse(const char *src, const uint8_t *h, uint64_t total,
   return BT_OK;
 }
 
+bt_status bt_io_header_info(const uint8_t *h, size_t len, bt_io_info *info) {
+  memset(info, 0, sizeof *info);
+  if (len < BT_IO_HEADER_BYTES)
+    return bt_io_fail(NULL, BT_E_FORMAT, "%zu bytes, shorter than the %d-byte container header", len,
+                      BT_IO_HEADER_BYTES);
+  /* the whole container as the header declares it: the payload is then
+   * checked against itself only */
+  const uint64_t payload = get64(h + OFF_LENGTH);
+  if (payload > UINT64_MAX - BT_IO_HEADER_BYTES)
+    return bt_io_fail(NULL, BT_E_FORMAT, "a payload of %llu bytes", (unsigned long long)payload);
+  return header_parse(NULL, h, payload + BT_IO_HEADER_BYTES, info);
+}
+
 static void hash_start(crypto_generichash_state *s, const uint8_t *h) {
   crypto_generichash_init(s, NULL, 0, BT_IO_CHECKSUM_BYTES);
   crypto_generichash_update(s, h, OFF_CHECKSUM);

@@ -53,8 +53,7 @@ void bt_client_free(bt_client *c) {
   if (!c) return;
   bt_secret_bundle_clear(&c->sb);
   bt_ckks_params_free(c->p);
-  sodium_memzero(c, sizeof *c);
-  free(c);
+  bt_free_locked(c);
 }
 
 static bt_status client_finish(bt_client *c, int threads) {
@@ -69,7 +68,7 @@ bt_status bt_client_keygen(const char *preset, unsigned flags, int dim, int clas
   memset(eb, 0, sizeof *eb);
   if (dim < 1 || dim > (1 << 20) - 2 || classes < 2 || classes > 4096 || batch < 0 || batch > 65536)
     return bt_fail(BT_E_ARG, "keygen: %d features, %d classes, batch %d out of range", dim, classes, batch);
-  bt_client *c = calloc(1, sizeof *c);
+  bt_client *c = bt_alloc_locked(sizeof *c); /* guarded: it holds the flooding key */
   if (!c) return bt_fail(BT_E_NOMEM, "out of memory");
   bt_ckks_literal lit;
   int *steps = NULL;
@@ -107,7 +106,7 @@ done:
 
 bt_status bt_client_open(const char *path, unsigned flags, bt_client **out) {
   *out = NULL;
-  bt_client *c = calloc(1, sizeof *c);
+  bt_client *c = bt_alloc_locked(sizeof *c); /* guarded: it holds the flooding key */
   if (!c) return bt_fail(BT_E_NOMEM, "out of memory");
   bt_status st = bt_pipeline_load_secret_bundle(path, flags, &c->p, &c->sb);
   if (!st) st = client_finish(c, 0);
@@ -118,7 +117,7 @@ bt_status bt_client_open(const char *path, unsigned flags, bt_client **out) {
 
 bt_status bt_client_open_buffer(const uint8_t *buf, size_t len, unsigned flags, bt_client **out) {
   *out = NULL;
-  bt_client *c = calloc(1, sizeof *c);
+  bt_client *c = bt_alloc_locked(sizeof *c); /* guarded: it holds the flooding key */
   if (!c) return bt_fail(BT_E_NOMEM, "out of memory");
   bt_status st = bt_pipeline_decode(BT_IO_SECRET_BUNDLE, buf, len, flags, &c->p, NULL, &c->sb);
   if (!st) st = client_finish(c, 0);
@@ -209,35 +208,32 @@ static bt_status check_returned(const bt_client *c, const bt_ciphertext *ct, con
   return BT_OK;
 }
 
-/* The flooding key: a hash of the secret key (so a ciphertext decrypts to
- * the same released values in every process). */
-static bt_status flood_key(bt_client *c) {
-  if (c->have_flood) return BT_OK;
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  bt_status st = bt_io_write_secret_key(c->sb.sk, &buf, &len);
-  if (st) return st;
-  static const char domain[] = "blindtuner release flooding v1";
+/* The flooding key: a hash of the secret key's limbs (so a ciphertext
+ * decrypts to the same released values in every process), read where the
+ * key lives, in guarded memory, without a serialised copy. */
+static void flood_key(bt_client *c) {
+  if (c->have_flood) return;
+  static const char domain[] = "blindtuner release flooding v2";
+  const size_t words = (size_t)(bt_ckks_max_level(c->p) + 1 + bt_ckks_num_special(c->p)) * bt_ckks_n(c->p);
   crypto_generichash_state h;
   crypto_generichash_init(&h, NULL, 0, sizeof c->flood_key);
   crypto_generichash_update(&h, (const unsigned char *)domain, sizeof domain);
-  crypto_generichash_update(&h, buf, len);
+  crypto_generichash_update(&h, (const unsigned char *)c->sb.sk->s, words * sizeof(uint64_t));
   crypto_generichash_final(&h, c->flood_key, sizeof c->flood_key);
   sodium_memzero(&h, sizeof h);
-  bt_free_secret(buf, len);
   c->have_flood = 1;
-  return BT_OK;
 }
 
-/* Gaussian noise of standard deviation BT_RELEASE_SIGMA for every slot, a
- * function of the flooding key and the ciphertext's bytes: decrypting the
- * same ciphertext again gives the same values, so repeating a query does
- * not average the noise away. */
-static bt_status flood(bt_client *c, const bt_ciphertext *ct, double *re, double *im, size_t n) {
-  bt_status st = flood_key(c);
+/* Gaussian noise of standard deviation BT_RELEASE_SIGMA added to the real
+ * and imaginary part of every slot, then both rounded to the release grid:
+ * the noise is a function of the flooding key and the ciphertext's bytes,
+ * so decrypting the same ciphertext again gives the same values and
+ * repeating a query does not average the noise away. */
+static bt_status flood(bt_client *c, const bt_ciphertext *ct, double complex *v, size_t n) {
+  flood_key(c);
   uint8_t *buf = NULL, seed[BT_SEED_BYTES];
   size_t len = 0;
-  if (!st) st = bt_io_write_ciphertext(ct, &buf, &len);
+  bt_status st = bt_io_write_ciphertext(ct, &buf, &len);
   if (st) return st;
   crypto_generichash(seed, sizeof seed, buf, len, c->flood_key, sizeof c->flood_key);
   bt_free(buf);
@@ -245,13 +241,11 @@ static bt_status flood(bt_client *c, const bt_ciphertext *ct, double *re, double
   bt_prng_init(&g, seed);
   sodium_memzero(seed, sizeof seed);
   for (size_t i = 0; i < n; i++) {
-    double z[2];
     /* Box-Muller from two 53-bit uniforms in (0, 1] and [0, 1) */
     const double u1 = ((double)(bt_prng_u64(&g) >> 11) + 1) * 0x1p-53, u2 = (double)(bt_prng_u64(&g) >> 11) * 0x1p-53;
     const double r = sqrt(-2 * log(u1)) * BT_RELEASE_SIGMA;
-    z[0] = r * cos(6.283185307179586 * u2), z[1] = r * sin(6.283185307179586 * u2);
-    if (re) re[i] = bt_release_round(re[i] + z[0]);
-    if (im) im[i] = bt_release_round(im[i] + z[1]);
+    v[i] = bt_release_round(creal(v[i]) + r * cos(6.283185307179586 * u2)) +
+           I * bt_release_round(cimag(v[i]) + r * sin(6.283185307179586 * u2));
   }
   bt_prng_wipe(&g);
   return BT_OK;
@@ -264,26 +258,25 @@ double bt_release_round(double v) {
 
 /* The slots of a ciphertext the server returned (real and imaginary parts,
  * either may be NULL): validated, decrypted, decoded, then flooded and
- * rounded (docs/SECURITY.md), the only form in which they leave here. */
+ * rounded (docs/SECURITY.md), the only form in which they leave here.
+ * Until then the plaintext, the decoder's temporaries and the slot vector
+ * are in guarded memory (locked, out of core dumps, wiped on free). */
 static bt_status decrypt_slots(bt_client *c, const bt_ciphertext *ct, const char *what, double *re, double *im) {
   const bt_hemat_layout *L = &c->L;
   bt_status st = check_returned(c, ct, what);
   if (st) return st;
-  double complex *cv = malloc(L->slots * sizeof *cv);
+  double complex *cv = bt_alloc_locked(L->slots * sizeof *cv);
   bt_plaintext *pt = NULL;
-  st = cv ? bt_plaintext_new(c->p, &pt) : bt_fail(BT_E_NOMEM, "out of memory");
+  st = cv ? bt_plaintext_new_secret(c->p, &pt) : bt_fail(BT_E_NOMEM, "out of memory");
   if (!st) st = bt_decrypt(c->sb.sk, ct, pt);
   if (!st) st = bt_ckks_decode(pt, cv);
+  bt_plaintext_free(pt);
+  if (!st) st = flood(c, ct, cv, L->slots);
   for (size_t i = 0; !st && i < L->slots; i++) {
     if (re) re[i] = creal(cv[i]);
     if (im) im[i] = cimag(cv[i]);
   }
-  if (!st) st = flood(c, ct, re, im, L->slots);
-  if (st && re) sodium_memzero(re, L->slots * sizeof *re);
-  if (st && im) sodium_memzero(im, L->slots * sizeof *im);
-  bt_plaintext_free(pt);
-  if (cv) sodium_memzero(cv, L->slots * sizeof *cv);
-  free(cv);
+  bt_free_locked(cv);
   return st;
 }
 

@@ -101,9 +101,14 @@ bt_status bt_file_create_temp(const char *path, int secret, char **tmp, int *fd)
   *fd = -1;
   *tmp = bt_alloc(cap);
   if (!*tmp) return bt_fail(BT_E_NOMEM, "%s: out of memory", path);
-  /* test hook (tests/cli/hostile_files.sh): the first name tried ends in
-   * this suffix instead of random digits, so a test can plant a link there */
+  /* test hook (tests/cli/hostile_files.sh; builds with BT_TEST_HOOKS only):
+   * the first name tried ends in this suffix instead of random digits, so a
+   * test can plant a link there */
+#ifdef BT_TEST_HOOKS
   const char *planted = getenv("BT_TEST_TEMP_SUFFIX");
+#else
+  const char *planted = NULL;
+#endif
   int err = 0;
   for (int attempt = 0; attempt < 16; attempt++) {
     if (attempt == 0 && planted && *planted && strlen(planted) <= 16 && !strchr(planted, '/')) {
