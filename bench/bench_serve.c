@@ -1,8 +1,8 @@
 /* `blindtuner bench serve`: the service under load.  One job trains on an
  * idle service (the baseline), then the same job again while C clients poll
- * its status as fast as they can and U clients upload evaluation bundles to
- * jobs of their own: status latency (median, 99th percentile), aggregate
- * upload throughput, and how much longer the training took.  Everything
+ * its status and U clients upload evaluation bundles to jobs of their own:
+ * status latency (median, 99th percentile), aggregate upload throughput,
+ * and how much longer the training took (--runs pairs, alternated).  Everything
  * goes over loopback HTTP to a `blindtuner serve` started in this process,
  * whose trainings run as children of this program, as in production. */
 #define _XOPEN_SOURCE 700 /* nftw */
@@ -12,7 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
 
 #include <json-c/json.h>
 #include <sodium.h>
@@ -151,7 +155,8 @@ static double train(client *c, int epochs) {
 typedef struct load {
   const char *base, *eval, *eval_hash, *job_auth, *job_id;
   volatile int stop;
-  int interval_ms; /* between a poller's requests */
+  int interval_ms;   /* between a poller's requests */
+  int uploader_nice; /* the uploading clients' nice value */
   pthread_mutex_t mu;
   double *lat;
   size_t nlat, cap;
@@ -187,6 +192,9 @@ static void *poller(void *arg) {
 
 static void *uploader(void *arg) {
   load *l = arg;
+#if defined(__linux__)
+  if (l->uploader_nice) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), l->uploader_nice);
+#endif
   client c = {.h = curl_easy_init()};
   snprintf(c.base, sizeof c.base, "%s", l->base);
   while (!l->stop) {
@@ -217,6 +225,11 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static void help(void) {
   printf("usage: blindtuner bench serve --keys EVAL --train FILE [options]\n"
          "\n"
@@ -232,13 +245,16 @@ static void help(void) {
          "  --interval-ms M  each poller's pause between requests (default 100; 0: none)\n"
          "  --uploaders U    uploaders (default 5)\n"
          "  --threads N      threads of the training (default all cores)\n"
+         "  --runs R         idle and loaded trainings, alternated (default 1; medians)\n"
+         "  --uploader-nice N  nice value of the uploading clients' threads (default 0;\n"
+         "                   19 stands for clients on other machines)\n"
          "  --allow-insecure accept INSECURE test parameters\n"
          "  --json           print the result as JSON\n");
 }
 
 int bt_bench_serve(int argc, char **argv) {
   const char *keys = NULL, *trainp = NULL;
-  int epochs = 1, clients = 50, uploaders = 5, threads = 0, json = 0, insecure = 0, interval = 100;
+  int epochs = 1, clients = 50, uploaders = 5, threads = 0, json = 0, insecure = 0, interval = 100, runs = 1, unice = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help")) return help(), 0;
@@ -252,6 +268,8 @@ int bt_bench_serve(int argc, char **argv) {
     else if (!strcmp(a, "--uploaders") && (uploaders = bt_bench_parse_int(a, v, 0, 100)) >= 0) i++;
     else if (!strcmp(a, "--threads") && (threads = bt_bench_parse_int(a, v, 1, 1024)) > 0) i++;
     else if (!strcmp(a, "--interval-ms") && (interval = bt_bench_parse_int(a, v, 0, 60000)) >= 0) i++;
+    else if (!strcmp(a, "--runs") && (runs = bt_bench_parse_int(a, v, 1, 100)) > 0) i++;
+    else if (!strcmp(a, "--uploader-nice") && (unice = bt_bench_parse_int(a, v, 0, 19)) >= 0) i++;
     else return fprintf(stderr, "bench serve: bad option '%s' (see --help)\n", a), 2;
   }
   if (!keys || !trainp) return fprintf(stderr, "bench serve: --keys and --train are required\n"), 2;
@@ -269,59 +287,79 @@ int bt_bench_serve(int argc, char **argv) {
   if (bt_service_start(&o, &s)) return fprintf(stderr, "bench serve: %s\n", bt_last_error()), 1;
   char eval_hash[65], train_hash[65];
   int rc = 1;
-  load l = {.eval = keys, .eval_hash = eval_hash, .interval_ms = interval};
+  load l = {.eval = keys, .eval_hash = eval_hash, .interval_ms = interval, .uploader_nice = unice};
   pthread_mutex_init(&l.mu, NULL);
-  client a = {.h = curl_easy_init()}, b = {.h = curl_easy_init()};
-  snprintf(a.base, sizeof a.base, "http://127.0.0.1:%d", bt_service_port(s));
-  snprintf(b.base, sizeof b.base, "%s", a.base);
-  l.base = a.base;
+  char base[64];
+  snprintf(base, sizeof base, "http://127.0.0.1:%d", bt_service_port(s));
+  l.base = base;
   if (file_hash(keys, eval_hash) || file_hash(trainp, train_hash)) {
     fprintf(stderr, "bench serve: cannot read %s or %s\n", keys, trainp);
     goto out;
   }
-  fprintf(stderr, "bench serve: idle run\n");
-  if (new_job(&a) || upload(&a, "eval", keys, eval_hash, NULL) || upload(&a, "train", trainp, train_hash, NULL)) {
-    fprintf(stderr, "bench serve: uploads refused\n");
-    goto out;
+  /* idle and loaded trainings alternate, each on a new job, so that drift
+   * of the machine shows in both; the slowdown is the median of the pairs'
+   * ratios */
+  double *idle = calloc((size_t)runs, sizeof *idle), *loaded = calloc((size_t)runs, sizeof *loaded);
+  double *ratio = calloc((size_t)runs, sizeof *ratio), *mbs = calloc((size_t)runs, sizeof *mbs);
+  if (!idle || !loaded || !ratio || !mbs) goto pairs_out;
+  for (int run = 0; run < runs; run++) {
+    client a = {.h = curl_easy_init()}, b = {.h = curl_easy_init()};
+    snprintf(a.base, sizeof a.base, "%s", l.base);
+    snprintf(b.base, sizeof b.base, "%s", l.base);
+    int ok = 0;
+    fprintf(stderr, "bench serve: run %d of %d: idle training\n", run + 1, runs);
+    if (new_job(&a) || upload(&a, "eval", keys, eval_hash, NULL) || upload(&a, "train", trainp, train_hash, NULL) ||
+        (idle[run] = train(&a, epochs)) < 0 || new_job(&b) || upload(&b, "eval", keys, eval_hash, NULL) ||
+        upload(&b, "train", trainp, train_hash, NULL)) {
+      fprintf(stderr, "bench serve: the idle run failed or uploads were refused\n");
+    } else {
+      fprintf(stderr, "bench serve: idle %.1f s; loaded: %d pollers, %d uploaders\n", idle[run], clients, uploaders);
+      l.job_auth = b.auth, l.job_id = b.id, l.stop = 0, l.up_bytes = 0;
+      pthread_t *t = calloc((size_t)(clients + uploaders), sizeof *t);
+      int started = 0;
+      for (int i = 0; t && i < clients + uploaders; i++)
+        started += pthread_create(&t[started], NULL, i < clients ? poller : uploader, &l) == 0;
+      const double t_up = bt_seconds();
+      loaded[run] = train(&b, epochs);
+      const double up_wall = bt_seconds() - t_up;
+      l.stop = 1;
+      for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
+      free(t);
+      mbs[run] = l.up_bytes / 1e6 / up_wall;
+      ratio[run] = loaded[run] / idle[run];
+      ok = loaded[run] > 0;
+      if (!ok) fprintf(stderr, "bench serve: the loaded run failed\n");
+    }
+    char path[128];
+    snprintf(path, sizeof path, "/v1/jobs/%s", a.id);
+    if (a.auth[0]) request(&a, "DELETE", path, NULL, NULL, 0, NULL);
+    snprintf(path, sizeof path, "/v1/jobs/%s", b.id);
+    if (b.auth[0]) request(&b, "DELETE", path, NULL, NULL, 0, NULL);
+    curl_easy_cleanup(a.h);
+    curl_easy_cleanup(b.h);
+    if (!ok) goto pairs_out;
   }
-  const double idle = train(&a, epochs);
-  if (new_job(&b) || upload(&b, "eval", keys, eval_hash, NULL) || upload(&b, "train", trainp, train_hash, NULL) ||
-      idle < 0) {
-    fprintf(stderr, "bench serve: the idle run failed\n");
-    goto out;
-  }
-  fprintf(stderr, "bench serve: idle %.1f s; loaded run: %d pollers, %d uploaders\n", idle, clients, uploaders);
-  l.job_auth = b.auth, l.job_id = b.id;
-  pthread_t *t = calloc((size_t)(clients + uploaders), sizeof *t);
-  int started = 0;
-  for (int i = 0; t && i < clients + uploaders; i++)
-    started += pthread_create(&t[i], NULL, i < clients ? poller : uploader, &l) == 0;
-  const double t_up = bt_seconds();
-  const double loaded = train(&b, epochs);
-  const double up_wall = bt_seconds() - t_up;
-  l.stop = 1;
-  for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
-  free(t);
-  if (loaded < 0 || !l.nlat) {
-    fprintf(stderr, "bench serve: the loaded run failed\n");
-    goto out;
+  if (!l.nlat) {
+    fprintf(stderr, "bench serve: no status request succeeded\n");
+    goto pairs_out;
   }
   qsort(l.lat, l.nlat, sizeof *l.lat, cmp_double);
   const double p50 = l.lat[l.nlat / 2], p99 = l.lat[(size_t)floor(0.99 * (double)(l.nlat - 1))];
-  const double mbs = l.up_bytes / 1e6 / up_wall, slow = loaded / idle - 1;
+  const double idle_m = median(idle, runs), loaded_m = median(loaded, runs), mbs_m = median(mbs, runs);
+  const double slow = median(ratio, runs) - 1;
   if (json)
-    printf("{\"clients\": %d, \"interval_ms\": %d, \"uploaders\": %d, \"status_requests\": %zu, \"status_p50_ms\": %.2f, "
-           "\"status_p99_ms\": %.2f, \"upload_mb_s\": %.1f, \"idle_s\": %.2f, \"loaded_s\": %.2f, "
-           "\"train_slowdown\": %.4f}\n",
-           clients, interval, uploaders, l.nlat, p50, p99, mbs, idle, loaded, slow);
+    printf("{\"clients\": %d, \"interval_ms\": %d, \"uploaders\": %d, \"uploader_nice\": %d, \"runs\": %d, "
+           "\"status_requests\": %zu, \"status_p50_ms\": %.2f, \"status_p99_ms\": %.2f, \"upload_mb_s\": %.1f, "
+           "\"idle_s\": %.2f, \"loaded_s\": %.2f, \"train_slowdown\": %.4f}\n",
+           clients, interval, uploaders, l.uploader_nice, runs, l.nlat, p50, p99, mbs_m, idle_m, loaded_m, slow);
   else
-    printf("bench serve: %zu status requests: p50 %.2f ms, p99 %.2f ms; uploads %.1f MB/s; training %.1f s idle, "
-           "%.1f s loaded (%+.1f %%)\n",
-           l.nlat, p50, p99, mbs, idle, loaded, 100 * slow);
+    printf("bench serve: %d run%s, %zu status requests: p50 %.2f ms, p99 %.2f ms; uploads %.1f MB/s; training "
+           "%.1f s idle, %.1f s loaded (%+.1f %%; medians)\n",
+           runs, runs > 1 ? "s" : "", l.nlat, p50, p99, mbs_m, idle_m, loaded_m, 100 * slow);
   rc = 0;
+pairs_out:
+  free(idle), free(loaded), free(ratio), free(mbs);
 out:
-  curl_easy_cleanup(a.h);
-  curl_easy_cleanup(b.h);
   free(l.lat);
   bt_service_stop(s);
   if (nftw(data, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) fprintf(stderr, "bench serve: cannot remove %s\n", data);

@@ -20,7 +20,8 @@ one row per image; y_*: integer labels)::
 
 Everything that crosses between the roles (EvalBundle, EncryptedDataset,
 Model, Loss, Answer, Logits) has to_bytes()/from_bytes() and save()/load(),
-byte for byte the files of the `blindtuner` command.  Library failures raise
+byte for byte the files of the `blindtuner` command.  Remote is the same
+protocol against a training service (`blindtuner serve`) over HTTP.  Library failures raise
 BlindTunerError (message, status, status_name); bad arguments caught in Python
 raise TypeError or ValueError.  docs/PYTHON.md has the details.
 
@@ -32,9 +33,10 @@ from ._lib import BlindTunerError, library_path, lib as _load
 from ._containers import EncryptedDataset, EvalBundle, Logits, Loss, Model
 from ._client import Answer, Client, EarlyStopping, Head, Scaler, load_head, row_order
 from ._server import Job, batch_order
+from ._remote import Remote
 
 __all__ = ["BlindTunerError", "Client", "EvalBundle", "EncryptedDataset", "Model", "Loss", "Logits", "Answer",
-           "EarlyStopping", "Scaler", "Head", "Job", "row_order", "batch_order", "load_head", "library_path"]
+           "EarlyStopping", "Scaler", "Head", "Job", "Remote", "row_order", "batch_order", "load_head", "library_path"]
 __version__ = "0.1.0"
 
 _load()  # finds the library, checks the mirrored structs, calls bt_init()

@@ -113,8 +113,14 @@ class EvalBundleView(Structure):
     _fields_ = [("tag", JobTag), ("ek", c_void_p), ("to_sparse", c_void_p), ("to_dense", c_void_p)]
 
 
+class RemoteUploadResult(Structure):
+    _fields_ = [("size", c_uint64), ("resumed_at", c_uint64), ("skipped", c_int), ("retries", c_int)]
+
+
 # int (*bt_progress_fn)(void *user, const char *what, int done, int total)
 PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_char_p, c_int, c_int)
+# int (*bt_remote_progress_fn)(void *user, uint64_t done, uint64_t total)
+REMOTE_PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64)
 
 _st = c_int  # bt_status
 _p = c_void_p
@@ -192,6 +198,31 @@ _PROTOS = {
     "bt_job_setup_seconds": (c_double, [_p]),
 }
 
+# The client of the training service (include/blindtuner/remote.h): bound on
+# first use, as a library built without libcurl has none of them.
+_REMOTE_PROTOS = {
+    "bt_free": (None, [_p]),
+    "bt_remote_create": (_st, [c_char_p, c_char_p, POINTER(c_void_p)]),
+    "bt_remote_open": (_st, [c_char_p, c_char_p, c_char_p, POINTER(c_void_p)]),
+    "bt_remote_free": (None, [_p]),
+    "bt_remote_set_ca": (_st, [_p, c_char_p]),
+    "bt_remote_set_chunk": (_st, [_p, c_size_t]),
+    "bt_remote_id": (c_char_p, [_p]),
+    "bt_remote_server": (c_char_p, [_p]),
+    "bt_remote_ca": (c_char_p, [_p]),
+    "bt_remote_http_status": (c_long, [_p]),
+    "bt_remote_save": (_st, [_p, c_char_p]),
+    "bt_remote_load": (_st, [c_char_p, POINTER(c_void_p)]),
+    "bt_remote_status": (_st, [_p, _p, POINTER(c_void_p)]),
+    "bt_remote_upload": (_st, [_p, c_char_p, c_char_p, REMOTE_PROGRESS_FN, _p, _p]),
+    "bt_remote_check_file": (_st, [c_char_p, c_char_p]),
+    "bt_remote_start": (_st, [_p, _p, _p]),
+    "bt_remote_download": (_st, [_p, c_char_p, c_int, c_char_p]),
+    "bt_remote_answer": (_st, [_p, c_int, c_char_p, _p]),
+    "bt_remote_infer": (_st, [_p, c_int, _p]),
+    "bt_remote_delete": (_st, [_p]),
+}
+
 # kind -> the mirrored struct whose size must equal bt_pipeline_sizeof(kind)
 _SIZED = {MODEL: EncEpoch, LOSS: EncEpoch, ANSWER: Answer, PLAIN_MODEL: PlainHead, SCALER: PlainHead,
           CHECKPOINT: Checkpoint, DATASET: DatasetView, LOGITS: LogitsView, EVAL_BUNDLE: EvalBundleView}
@@ -250,6 +281,23 @@ class _Lib:
                                   "library do not match" % (st.__name__, self.sizeof[kind], self.path,
                                                             ctypes.sizeof(st)))
         self.check(self.bt_init())
+        self._remote = None
+
+    def remote(self):
+        """Binds the remote client's functions on first use; raises
+        BlindTunerError when the library was built without them."""
+        if self._remote is None:
+            missing = [n for n in _REMOTE_PROTOS if not hasattr(self.dll, n)]
+            if missing:
+                raise BlindTunerError("%s was built without the remote client (%s missing): install libcurl "
+                                      "(apt-get install libcurl4-gnutls-dev) and rebuild" % (self.path, missing[0]))
+            for name, (res, args) in _REMOTE_PROTOS.items():
+                f = getattr(self.dll, name)
+                f.restype = res
+                f.argtypes = args
+                setattr(self, name, f)
+            self._remote = True
+        return self
 
     def check(self, status):
         """Raises BlindTunerError for a failed bt_status."""

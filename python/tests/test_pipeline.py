@@ -22,6 +22,7 @@ import unittest
 import numpy as np
 
 import blindtuner as bt
+from bt_testlib import find_cli
 
 PRESET = "INSECURE-boot-n12-dense"
 TEST_SEED = "python-pipeline-test"
@@ -43,14 +44,6 @@ def interrupt(what, done, total):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def find_cli():
-    cli = os.environ.get("BLINDTUNER_CLI")
-    if cli:
-        return cli
-    near = os.path.join(os.path.dirname(os.path.realpath(bt.library_path())), "blindtuner")
-    return near if os.access(near, os.X_OK) else None
 
 
 class PipelineTest(unittest.TestCase):

@@ -4,12 +4,29 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 
 #include "blindtuner/pipeline.h"
 #include "blindtuner/vision.h"
 #include "blindtuner/vision_data.h"
+
+/* A subcommand's failure: one line "blindtuner WHO: ..." on stderr, then
+ * `goto out` (its cleanup).  TRY fails with bt_last_error() and the status
+ * name when expr is not BT_OK. */
+#define FAIL(who, ...)                       \
+  do {                                       \
+    fprintf(stderr, "blindtuner %s: ", who); \
+    fprintf(stderr, __VA_ARGS__);            \
+    fputc('\n', stderr);                     \
+    goto out;                                \
+  } while (0)
+#define TRY(who, expr)                                                            \
+  do {                                                                            \
+    bt_status st_ = (expr);                                                       \
+    if (st_ != BT_OK) FAIL(who, "%s (%s)", bt_last_error(), bt_status_name(st_)); \
+  } while (0)
 
 int bt_cli_extract(int argc, char **argv);
 int bt_cli_demo(int argc, char **argv);

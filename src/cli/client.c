@@ -12,19 +12,6 @@
 #include "blindtuner/vision_data.h"
 #include "cli.h"
 
-#define FAIL(who, ...)                                  \
-  do {                                                  \
-    fprintf(stderr, "blindtuner %s: ", who);            \
-    fprintf(stderr, __VA_ARGS__);                       \
-    fputc('\n', stderr);                                \
-    goto out;                                           \
-  } while (0)
-#define TRY(who, expr)                                                                 \
-  do {                                                                                 \
-    bt_status st_ = (expr);                                                            \
-    if (st_ != BT_OK) FAIL(who, "%s (%s)", bt_last_error(), bt_status_name(st_));      \
-  } while (0)
-
 /* ================================================================ keygen */
 static void keygen_help(void) {
   printf("usage: blindtuner keygen --dim D --classes C --secret FILE --eval FILE [options]\n"

@@ -66,18 +66,6 @@ static void help(void) {
          "The full-size experiment: --train 24000 --val 6000 --epochs 20 (many hours on 2 cores).\n");
 }
 
-#define FAIL(...)                                     \
-  do {                                                \
-    fprintf(stderr, "blindtuner demo: " __VA_ARGS__); \
-    fputc('\n', stderr);                              \
-    goto out;                                         \
-  } while (0)
-#define TRY(expr)                                                                            \
-  do {                                                                                       \
-    bt_status st_ = (expr);                                                                  \
-    if (st_ != BT_OK) FAIL("%s (%s)", bt_last_error(), bt_status_name(st_));               \
-  } while (0)
-
 /* --save-features: the rows the demo trains, validates and tests on, as
  * `blindtuner extract` would write them (DIR/train.features.npy, ...). */
 static int save_split(const char *dir, const char *name, const float *f, const int *y, size_t n, size_t dim) {
@@ -163,8 +151,8 @@ int bt_cli_demo(int argc, char **argv) {
 
   /* parameters first: a refused preset costs nothing */
   bt_ckks_literal lit;
-  TRY(bt_ckks_preset(preset, &lit));
-  TRY(bt_ckks_params_new(&lit, flags, &pcheck));
+  TRY("demo", bt_ckks_preset(preset, &lit));
+  TRY("demo", bt_ckks_params_new(&lit, flags, &pcheck));
   bt_ckks_params_free(pcheck);
 
   /* ---- client: features ---- */
@@ -183,11 +171,11 @@ int bt_cli_demo(int argc, char **argv) {
     if (bt_cli_features(&r, &fte, &lte, &n_te, &dim_te, NULL)) goto out;
   }
   t_extract = bt_seconds() - t0;
-  if (C < 2) FAIL("need at least 2 classes, --classes '%s' keeps %d", classes, C);
+  if (C < 2) FAIL("demo", "need at least 2 classes, --classes '%s' keeps %d", classes, C);
   const int F = (int)dim + 1;
   ytr = malloc(n_all * sizeof *ytr);
   yte = malloc(n_te * sizeof *yte);
-  if (!ytr || !yte) FAIL("out of memory");
+  if (!ytr || !yte) FAIL("demo", "out of memory");
   for (size_t r = 0; r < n_all; r++) ytr[r] = (int)ltr[r];
   for (size_t r = 0; r < n_te; r++) yte[r] = (int)lte[r];
   const float *fval = ftr + (size_t)ntrain * dim;
@@ -195,14 +183,14 @@ int bt_cli_demo(int argc, char **argv) {
   if (save_features && (save_split(save_features, "train", ftr, ytr, (size_t)ntrain, dim) ||
                         save_split(save_features, "val", fval, yval, (size_t)nval, dim) ||
                         save_split(save_features, "test", fte, yte, n_te, dim)))
-    FAIL("%s", bt_last_error());
+    FAIL("demo", "%s", bt_last_error());
 
   /* ---- client: keys, standardisation, encryption ---- */
   t0 = bt_seconds();
-  TRY(bt_client_keygen(preset, flags, (int)dim, C, B, threads, &cl, &eb));
+  TRY("demo", bt_client_keygen(preset, flags, (int)dim, C, B, threads, &cl, &eb));
   const bt_ckks_params *p = bt_client_params(cl);
   const bt_job_tag *tag = bt_client_tag(cl);
-  TRY(bt_job_layout(p, tag, &L, &sa));
+  TRY("demo", bt_job_layout(p, tag, &L, &sa));
   t_setup = bt_seconds() - t0;
   if (!json)
     printf("demo: %s classes %s, %d train / %d validation / %zu test rows, features %s (%zu + bias)\n"
@@ -214,17 +202,17 @@ int bt_cli_demo(int argc, char **argv) {
   fflush(stdout);
   t0 = bt_seconds();
   order = malloc((size_t)ntrain * sizeof *order);
-  if (!order) FAIL("out of memory");
-  TRY(bt_pipeline_row_order(seed, (size_t)ntrain, order)); /* as `encrypt --role train --seed S` */
-  TRY(bt_scaler_fit(tag, ftr, (size_t)ntrain, dim, &sc));
-  TRY(bt_client_encrypt(cl, BT_SET_TRAIN, ftr, ytr, (size_t)ntrain, &sc, order, NULL, NULL, &tr));
-  TRY(bt_client_encrypt(cl, BT_SET_VAL, fval, yval, (size_t)nval, &sc, NULL, NULL, NULL, &va));
+  if (!order) FAIL("demo", "out of memory");
+  TRY("demo", bt_pipeline_row_order(seed, (size_t)ntrain, order)); /* as `encrypt --role train --seed S` */
+  TRY("demo", bt_scaler_fit(tag, ftr, (size_t)ntrain, dim, &sc));
+  TRY("demo", bt_client_encrypt(cl, BT_SET_TRAIN, ftr, ytr, (size_t)ntrain, &sc, order, NULL, NULL, &tr));
+  TRY("demo", bt_client_encrypt(cl, BT_SET_VAL, fval, yval, (size_t)nval, &sc, NULL, NULL, NULL, &va));
   t_encrypt = bt_seconds() - t0;
   /* the twin's rows: the same standardisation, the same order */
   xtr = malloc((size_t)ntrain * F * sizeof *xtr), xval = malloc((size_t)nval * F * sizeof *xval);
   xte = malloc(n_te * F * sizeof *xte);
   int *ytw = malloc((size_t)ntrain * sizeof *ytw);
-  if (!xtr || !xval || !xte || !ytw) FAIL("out of memory");
+  if (!xtr || !xval || !xte || !ytw) FAIL("demo", "out of memory");
   bt_scaler_apply(&sc, ftr, (size_t)ntrain, order, xtr);
   bt_scaler_apply(&sc, fval, (size_t)nval, NULL, xval);
   bt_scaler_apply(&sc, fte, n_te, NULL, xte);
@@ -234,7 +222,7 @@ int bt_cli_demo(int argc, char **argv) {
 
   /* ---- server: the training job on the evaluation bundle only ---- */
   bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = seed};
-  TRY(bt_job_new(p, &eb, &tr, &va, &jo, &job));
+  TRY("demo", bt_job_new(p, &eb, &tr, &va, &jo, &job));
   const int ntb = tr.nbatches;
   const size_t CF = (size_t)C * (size_t)F;
   tw_v = calloc(CF, sizeof *tw_v), tw_w = calloc(CF, sizeof *tw_w);
@@ -243,7 +231,7 @@ int bt_cli_demo(int argc, char **argv) {
   tw_hist = calloc((size_t)epochs, sizeof *tw_hist);
   ex_hist = calloc((size_t)epochs, sizeof *ex_hist);
   border = malloc((size_t)ntb * sizeof *border);
-  if (!tw_v || !tw_w || !ex_v || !ex_w || !hist || !tw_hist || !ex_hist || !border) FAIL("out of memory");
+  if (!tw_v || !tw_w || !ex_v || !ex_w || !hist || !tw_hist || !ex_hist || !border) FAIL("demo", "out of memory");
   bt_early_stop es;
   bt_early_stop_init(&es, patience, epochs);
   bt_cli_meter meter = {.who = "demo", .tty = tty, .t0 = bt_seconds(), .total = (double)epochs * ntb};
@@ -254,7 +242,7 @@ int bt_cli_demo(int argc, char **argv) {
     meter.prefix = prefix;
     meter.done0 = (double)e * ntb;
     bt_job_epoch_report rep;
-    TRY(bt_job_run_epoch(job, bt_cli_meter_cb, &meter, &rep)); /* server */
+    TRY("demo", bt_job_run_epoch(job, bt_cli_meter_cb, &meter, &rep)); /* server */
     t_train += rep.train_s;
     t_val += rep.validation_s;
     stats.matmul_s += rep.stats.matmul_s, stats.softmax_s += rep.stats.softmax_s;
@@ -264,25 +252,25 @@ int bt_cli_demo(int argc, char **argv) {
     bt_pipeline_batch_order(seed, e, ntb, border);
     for (int k = 0; k < ntb; k++) {
       const int b = border[k], first = b * B, rows = ntrain - first < B ? ntrain - first : B;
-      TRY(bt_plain_step(&sa, rows, F, C, xtr + (size_t)first * F, ytr + first, lr, mu, tw_v, tw_w));
-      TRY(bt_plain_step(NULL, rows, F, C, xtr + (size_t)first * F, ytr + first, lr, mu, ex_v, ex_w));
+      TRY("demo", bt_plain_step(&sa, rows, F, C, xtr + (size_t)first * F, ytr + first, lr, mu, tw_v, tw_w));
+      TRY("demo", bt_plain_step(NULL, rows, F, C, xtr + (size_t)first * F, ytr + first, lr, mu, ex_v, ex_w));
     }
     bt_enc_epoch m, le;
-    TRY(bt_job_model(job, &m));
-    TRY(bt_ciphertext_new(p, &hist[e]));
-    TRY(bt_ciphertext_copy(m.ct, hist[e])); /* the server keeps each epoch's model */
+    TRY("demo", bt_job_model(job, &m));
+    TRY("demo", bt_ciphertext_new(p, &hist[e]));
+    TRY("demo", bt_ciphertext_copy(m.ct, hist[e])); /* the server keeps each epoch's model */
     tw_hist[e] = malloc(CF * sizeof **tw_hist);
     ex_hist[e] = malloc(CF * sizeof **ex_hist);
-    if (!tw_hist[e] || !ex_hist[e]) FAIL("out of memory");
+    if (!tw_hist[e] || !ex_hist[e]) FAIL("demo", "out of memory");
     memcpy(tw_hist[e], tw_w, CF * sizeof *tw_w);
     memcpy(ex_hist[e], ex_w, CF * sizeof *ex_w);
     /* client: decrypt the loss, decide, send one bit */
     double vloss, tw_loss, ex_loss;
     bt_answer ans;
-    TRY(bt_job_loss(job, &le));
-    TRY(bt_client_decide(cl, &es, &le, &vloss, &ans));
-    TRY(bt_plain_evaluate(&sa, B, nval, F, C, xval, yval, tw_w, &tw_loss, NULL));
-    TRY(bt_plain_evaluate(NULL, B, nval, F, C, xval, yval, ex_w, &ex_loss, NULL));
+    TRY("demo", bt_job_loss(job, &le));
+    TRY("demo", bt_client_decide(cl, &es, &le, &vloss, &ans));
+    TRY("demo", bt_plain_evaluate(&sa, B, nval, F, C, xval, yval, tw_w, &tw_loss, NULL));
+    TRY("demo", bt_plain_evaluate(NULL, B, nval, F, C, xval, yval, ex_w, &ex_loss, NULL));
     ran = e + 1;
     if (tty && ran * ntb < epochs * ntb) fputc('\n', stderr); /* end the progress line */
     fprintf(stderr, "demo: epoch %d: validation loss %.5f encrypted, %.5f twin, %.5f exact; client says %s\n", e + 1,
@@ -294,35 +282,35 @@ int bt_cli_demo(int argc, char **argv) {
     json_object_object_add(je, "val_loss_exact", json_object_new_double(ex_loss));
     json_object_object_add(je, "continue", json_object_new_boolean(ans.go_on));
     json_object_array_add(jepochs, je);
-    if (e + 1 < epochs) TRY(bt_job_answer(job, &ans));
+    if (e + 1 < epochs) TRY("demo", bt_job_answer(job, &ans));
     if (!ans.go_on) break;
   }
   const int best = es.best_epoch >= 0 ? es.best_epoch : ran - 1;
 
   /* ---- client: decrypt the best epoch's model, test it ---- */
   const bt_enc_epoch bm = {.tag = *tag, .epoch = best + 1, .ct = hist[best]};
-  TRY(bt_client_decrypt_model(cl, &bm, &sc, &head));
-  if (save_model) TRY(bt_pipeline_save_head(save_model, BT_IO_PLAIN_MODEL, p, &head));
+  TRY("demo", bt_client_decrypt_model(cl, &bm, &sc, &head));
+  if (save_model) TRY("demo", bt_pipeline_save_head(save_model, BT_IO_PLAIN_MODEL, p, &head));
   double werr = 0, wmag = 0;
   for (size_t i = 0; i < CF; i++) {
     werr = fmax(werr, fabs(head.w[i] - tw_hist[best][i]));
     wmag = fmax(wmag, fabs(tw_hist[best][i]));
   }
   double acc_enc, acc_tw, acc_ex, loss_enc, loss_tw, loss_ex;
-  TRY(bt_plain_head_evaluate(&head, fte, yte, n_te, &acc_enc, &loss_enc, NULL, NULL));
-  TRY(bt_plain_evaluate(NULL, B, (int)n_te, F, C, xte, yte, tw_hist[best], &loss_tw, &acc_tw));
-  TRY(bt_plain_evaluate(NULL, B, (int)n_te, F, C, xte, yte, ex_hist[best], &loss_ex, &acc_ex));
+  TRY("demo", bt_plain_head_evaluate(&head, fte, yte, n_te, &acc_enc, &loss_enc, NULL, NULL));
+  TRY("demo", bt_plain_evaluate(NULL, B, (int)n_te, F, C, xte, yte, tw_hist[best], &loss_tw, &acc_tw));
+  TRY("demo", bt_plain_evaluate(NULL, B, (int)n_te, F, C, xte, yte, ex_hist[best], &loss_ex, &acc_ex));
 
   /* ---- server: encrypted inference on one batch of test images ---- */
   t0 = bt_seconds();
   const int irows = (int)n_te < B ? (int)n_te : B;
-  TRY(bt_client_encrypt(cl, BT_SET_TEST, fte, NULL, (size_t)irows, &sc, NULL, NULL, NULL, &ts));
-  TRY(bt_job_infer(job, &bm, &ts, NULL, NULL, &lg));
+  TRY("demo", bt_client_encrypt(cl, BT_SET_TEST, fte, NULL, (size_t)irows, &sc, NULL, NULL, NULL, &ts));
+  TRY("demo", bt_job_infer(job, &bm, &ts, NULL, NULL, &lg));
   t_infer = bt_seconds() - t0;
-  if (!(zf = malloc((size_t)irows * C * sizeof *zf))) FAIL("out of memory");
-  TRY(bt_client_decrypt_logits(cl, &lg, zf));
+  if (!(zf = malloc((size_t)irows * C * sizeof *zf))) FAIL("demo", "out of memory");
+  TRY("demo", bt_client_decrypt_logits(cl, &lg, zf));
   double *zc = malloc((size_t)C * sizeof *zc);
-  if (!zc) FAIL("out of memory");
+  if (!zc) FAIL("demo", "out of memory");
   int right = 0, agree = 0;
   for (int r = 0; r < irows; r++) {
     int be = 0, bc = 0;

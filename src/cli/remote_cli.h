@@ -8,19 +8,6 @@
 #include "blindtuner/remote.h"
 #include "cli.h"
 
-#define FAIL(who, ...)                       \
-  do {                                       \
-    fprintf(stderr, "blindtuner %s: ", who); \
-    fprintf(stderr, __VA_ARGS__);            \
-    fputc('\n', stderr);                     \
-    goto out;                                \
-  } while (0)
-#define TRY(who, expr)                                                            \
-  do {                                                                            \
-    bt_status st_ = (expr);                                                       \
-    if (st_ != BT_OK) FAIL(who, "%s (%s)", bt_last_error(), bt_status_name(st_)); \
-  } while (0)
-
 #define COMMON_HELP                                                                        \
   "  --job FILE       the job file (default job.json; mode 0600: it holds the job's token)\n" \
   "  --ca FILE        CA bundle (PEM) that authenticates an https server (default: the\n"     \

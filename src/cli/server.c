@@ -16,19 +16,6 @@
 
 #include "cli.h"
 
-#define FAIL(...)                                      \
-  do {                                                 \
-    fprintf(stderr, "blindtuner %s: ", who);           \
-    fprintf(stderr, __VA_ARGS__);                      \
-    fputc('\n', stderr);                               \
-    goto out;                                          \
-  } while (0)
-#define TRY(expr)                                                                 \
-  do {                                                                            \
-    bt_status st_ = (expr);                                                       \
-    if (st_ != BT_OK) FAIL("%s (%s)", bt_last_error(), bt_status_name(st_));      \
-  } while (0)
-
 /* Exit status of `train` when it stops to wait for the client's answer. */
 #define EXIT_WAITING 3
 
@@ -150,25 +137,25 @@ int bt_cli_train(int argc, char **argv) {
 
   /* the exchange directory first: a second train on it is refused before
    * gigabytes of keys are loaded */
-  if (mkdir(dir, 0755) != 0 && errno != EEXIST) FAIL("cannot create %s: %s", dir, strerror(errno));
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) FAIL(who, "cannot create %s: %s", dir, strerror(errno));
   if (lock_workdir(who, dir)) goto out;
   bt_cli_meter meter = {.who = who, .tty = tty, .t0 = t_all, .kill_after = kill_after, .progress = progress};
   bt_cli_progress(&meter, "loading", 0, 0);
-  TRY(bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
+  TRY(who, bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
   bt_cli_note_insecure(who, p);
   bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
   const bt_job_tag *tag = &eb.tag;
-  TRY(bt_pipeline_load_dataset(trainp, p, tag, &tr));
-  if (valp) TRY(bt_pipeline_load_dataset(valp, p, tag, &va));
+  TRY(who, bt_pipeline_load_dataset(trainp, p, tag, &tr));
+  if (valp) TRY(who, bt_pipeline_load_dataset(valp, p, tag, &va));
   const bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = (uint64_t)seed};
-  TRY(bt_job_new(p, &eb, &tr, valp ? &va : NULL, &jo, &job));
+  TRY(who, bt_job_new(p, &eb, &tr, valp ? &va : NULL, &jo, &job));
 
   /* the state: a checkpoint, or the zero model */
   int resumed;
   bt_cli_path(path, sizeof path, dir, "checkpoint", 0);
   const bt_status rst = bt_job_resume_dir(job, dir, &resumed);
-  if (rst == BT_E_ARG) FAIL("%s: resume with the same options or use a new --workdir", bt_last_error());
-  TRY(rst);
+  if (rst == BT_E_ARG) FAIL(who, "%s: resume with the same options or use a new --workdir", bt_last_error());
+  TRY(who, rst);
   if (resumed) fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, bt_job_epochs_done(job));
   const int first_epoch = bt_job_epochs_done(job);
   meter.t0 = bt_seconds();
@@ -196,10 +183,10 @@ int bt_cli_train(int argc, char **argv) {
     meter.epoch = e + 1;
     meter.done0 = (double)(e - first_epoch) * tr.nbatches;
     bt_job_epoch_report er;
-    TRY(bt_job_run_epoch(job, bt_cli_meter_cb, &meter, &er));
+    TRY(who, bt_job_run_epoch(job, bt_cli_meter_cb, &meter, &er));
     if (tty && e + 1 < epochs) fputc('\n', stderr); /* end the progress line */
     int report_ok;
-    TRY(bt_job_save_epoch(job, dir, &er, &report_ok));
+    TRY(who, bt_job_save_epoch(job, dir, &er, &report_ok));
     if (!report_ok)
       fprintf(stderr, "%s: warning: cannot write the report in %s: %s\n", who, dir, bt_last_error());
     const bt_train_stats *st = &er.stats;
@@ -278,16 +265,16 @@ int bt_cli_infer(int argc, char **argv) {
   bt_enc_logits lg = {0};
   bt_job *job = NULL;
   const double t0 = bt_seconds();
-  TRY(bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
+  TRY(who, bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
   bt_cli_note_insecure(who, p);
   bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
-  TRY(bt_pipeline_load_epoch(model, BT_IO_MODEL, p, &eb.tag, &m));
-  TRY(bt_pipeline_load_dataset(datap, p, &eb.tag, &d));
-  TRY(bt_job_new(p, &eb, NULL, NULL, NULL, &job));
+  TRY(who, bt_pipeline_load_epoch(model, BT_IO_MODEL, p, &eb.tag, &m));
+  TRY(who, bt_pipeline_load_dataset(datap, p, &eb.tag, &d));
+  TRY(who, bt_job_new(p, &eb, NULL, NULL, NULL, &job));
   bt_cli_meter meter = {.who = who, .tty = isatty(2), .t0 = bt_seconds()};
-  TRY(bt_job_infer(job, &m, &d, bt_cli_meter_cb, &meter, &lg));
+  TRY(who, bt_job_infer(job, &m, &d, bt_cli_meter_cb, &meter, &lg));
   const double t1 = t0 + bt_job_setup_seconds(job); /* inference apart from loading and setup */
-  TRY(bt_pipeline_save_logits(outp, &lg));
+  TRY(who, bt_pipeline_save_logits(outp, &lg));
   if (json) {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "out", json_object_new_string(outp));

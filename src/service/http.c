@@ -8,8 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -56,6 +60,17 @@ static int split(const char *url, char seg[6][72]) {
     if (!*p) return n;
     p++;
   }
+}
+
+/* Uploads get what the trainings leave of the CPU: the thread of a
+ * connection that uploads drops to the lowest priority (on Linux a nice
+ * value is a thread's own).  It cannot come back (raising it needs
+ * privilege), which is fine: the thread ends with its connection, and the
+ * worker threads that start the children never run here. */
+static void upload_thread(void) {
+#if defined(__linux__)
+  (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+#endif
 }
 
 /* The route of a request, its job (authenticated) and its arguments; an
@@ -116,6 +131,7 @@ static void route(bt_service *s, struct MHD_Connection *c, const char *url, cons
   if (want == SVC_R_NONE) return svc_error(&r->reply, 404, "no such resource");
   if (!ok_method) return svc_error(&r->reply, 405, "%s is not allowed here", method);
   r->route = want;
+  if (want == SVC_R_PUT_FILE || want == SVC_R_COMPLETE) upload_thread();
   if (want == SVC_R_PUT_FILE)
     svc_upload_begin(s, r, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "offset"));
 }

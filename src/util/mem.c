@@ -13,6 +13,54 @@
 
 #include "blindtuner/util.h"
 
+/* LeakSanitizer scans the heap, stacks and globals for pointers, not the
+ * pages libsodium maps for guarded blocks; a structure kept there (the
+ * client's state) holds the only pointers to its heap blocks, which LSan
+ * would then call leaked.  Under a sanitizer each guarded block is
+ * registered as a root region while it lives. */
+#if defined(__SANITIZE_ADDRESS__)
+#define BT_LSAN_ROOTS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define BT_LSAN_ROOTS 1
+#endif
+#endif
+#ifdef BT_LSAN_ROOTS
+#include <pthread.h>
+#include <sanitizer/lsan_interface.h>
+
+typedef struct lsan_root {
+  void *p;
+  size_t bytes;
+  struct lsan_root *next;
+} lsan_root;
+static lsan_root *lsan_roots;
+static pthread_mutex_t lsan_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void lsan_add(void *p, size_t bytes) {
+  lsan_root *r = malloc(sizeof *r);
+  if (!r) return; /* only a false leak report can follow */
+  __lsan_register_root_region(p, bytes);
+  pthread_mutex_lock(&lsan_lock);
+  *r = (lsan_root){p, bytes, lsan_roots};
+  lsan_roots = r;
+  pthread_mutex_unlock(&lsan_lock);
+}
+
+static void lsan_remove(void *p) {
+  pthread_mutex_lock(&lsan_lock);
+  for (lsan_root **at = &lsan_roots; *at; at = &(*at)->next)
+    if ((*at)->p == p) {
+      lsan_root *r = *at;
+      *at = r->next;
+      __lsan_unregister_root_region(r->p, r->bytes);
+      free(r);
+      break;
+    }
+  pthread_mutex_unlock(&lsan_lock);
+}
+#endif
+
 bt_status bt_init(void) {
   if (sodium_init() < 0)
     return bt_fail(BT_E_RANDOM, "cannot initialise libsodium");
@@ -72,10 +120,18 @@ void *bt_alloc_locked(size_t bytes) {
     return NULL;
   }
   memset(p, 0, rounded); /* sodium_malloc fills with garbage */
+#ifdef BT_LSAN_ROOTS
+  lsan_add(p, rounded);
+#endif
   return p;
 }
 
-void bt_free_locked(void *p) { sodium_free(p); }
+void bt_free_locked(void *p) {
+#ifdef BT_LSAN_ROOTS
+  if (p) lsan_remove(p);
+#endif
+  sodium_free(p);
+}
 
 void bt_free_secret(void *p, size_t bytes) {
   if (!p) return;

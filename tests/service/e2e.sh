@@ -9,13 +9,9 @@
 # usage: e2e.sh BLINDTUNER FIXTURE_DIR
 set -eu
 B=$1 F=$2
-S=$(cd "$(dirname "$0")" && pwd)
+. "$(dirname "$0")/lib.sh"
 D=$F/service-e2e
-rm -rf "$D"
-mkdir -p "$D"
-cd "$D"
-. "$S/lib.sh"
-trap 'stop_server' EXIT
+scratch "$D"
 start_server data --answer-grace 2
 expect 200 '"ok":true' GET /v1/health
 new_job

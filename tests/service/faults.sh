@@ -7,13 +7,9 @@
 # usage: faults.sh BLINDTUNER FIXTURE_DIR
 set -eu
 B=$1 F=$2
-S=$(cd "$(dirname "$0")" && pwd)
+. "$(dirname "$0")/lib.sh"
 D=$F/service-faults
-rm -rf "$D"
-mkdir -p "$D"
-cd "$D"
-. "$S/lib.sh"
-trap 'stop_server' EXIT
+scratch "$D"
 start_server data
 new_job
 ID1=$ID TOK1=$TOK AUTH1=$AUTH

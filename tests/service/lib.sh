@@ -1,11 +1,20 @@
 # Shared by the service tests: a `blindtuner serve` on a free loopback port,
-# requests with curl, uploads, waits.  Sourced after B (the program), F (the
-# pipeline fixture) and D (the test's scratch directory) are set.
+# requests with curl, uploads, waits.  Sourced (from the directory the test
+# started in) after B (the program) and F (the pipeline fixture) are set;
+# `scratch DIR` then makes the test's scratch directory and goes there.
 fail() {
   echo "FAIL: $*"
   exit 1
 }
 SERVER_PID=""
+# scratch DIR: a fresh DIR, the working directory from now on; the server
+# is stopped however the test ends
+scratch() {
+  rm -rf "$1"
+  mkdir -p "$1"
+  cd "$1"
+  trap 'stop_server' EXIT
+}
 # start_server DATA_DIR [options]: starts it, sets U (its base URL)
 start_server() {
   data=$1

@@ -6,15 +6,11 @@
 # usage: page.sh BLINDTUNER FIXTURE_DIR
 set -eu
 B=$1 F=$2
-S=$(cd "$(dirname "$0")" && pwd)
+. "$(dirname "$0")/lib.sh"
 D=$F/service-page
 BROWSER=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$BROWSER" ] || { echo "chromium is not installed: skipped"; exit 77; }
-rm -rf "$D"
-mkdir -p "$D"
-cd "$D"
-. "$S/lib.sh"
-trap 'stop_server' EXIT
+scratch "$D"
 start_server data
 new_job
 upload eval "$F/server.keys"

@@ -7,13 +7,9 @@
 # usage: remote.sh BLINDTUNER FIXTURE_DIR
 set -eu
 B=$1 F=$2
-S=$(cd "$(dirname "$0")" && pwd)
+. "$(dirname "$0")/lib.sh"
 D=$F/service-remote
-rm -rf "$D"
-mkdir -p "$D"
-cd "$D"
-. "$S/lib.sh"
-trap 'stop_server' EXIT
+scratch "$D"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 2 -subj "/CN=localhost" \
   -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" 2> /dev/null
 start_server data --answer-grace 2 --tls-cert cert.pem --tls-key key.pem
