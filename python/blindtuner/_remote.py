@@ -187,9 +187,9 @@ class Remote(_Handle):
 
     def wait(self, until=("waiting",) + _FINAL, interval=1.0, timeout=None, progress=None):
         """Polls the status every `interval` seconds until its state is one of
-        `until` (and no inference is queued or running, when `until` names no
-        training state) and returns it; `progress`(status) is called after
-        each poll.  Raises TimeoutError after `timeout` seconds."""
+        `until` and returns it; a job done or failed whose inference is still
+        queued or running is waited for too.  `progress`(status) is called
+        after each poll.  Raises TimeoutError after `timeout` seconds."""
         if isinstance(until, str):
             until = (until,)
         if not interval > 0:
