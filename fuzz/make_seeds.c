@@ -149,10 +149,13 @@ static void small_seeds(void) {
   bt_enc_logits lg = {tag, 5, 2, rows, x};
   put_pipeline("fuzz_pipeline", "logits", 7, BT_IO_LOGITS, &lg, p);
   double mean[3] = {0.5, -1, 2}, sd[3] = {1, 2, 0.5}, w[8] = {1, 2, 3, 4, -1, -2, -3, -4};
-  bt_plain_head hm = {tag, 3, 3, 2, mean, sd, w};
+  bt_plain_head hm = {tag, 3, 3, 2, mean, sd, w, NULL};
   put_pipeline("fuzz_pipeline", "plain-model", 8, BT_IO_PLAIN_MODEL, &hm, p);
-  bt_plain_head hs = {tag, 0, 3, 2, mean, sd, NULL};
+  bt_plain_head hs = {tag, 0, 3, 2, mean, sd, NULL, NULL};
   put_pipeline("fuzz_pipeline", "scaler", 9, BT_IO_SCALER, &hs, p);
+  double proj[9] = {0.5, 0.25, 0, -0.25, 1, 0.125, 0, 0, 2};
+  bt_plain_head hwh = {tag, 0, 3, 2, mean, sd, NULL, proj};
+  put_pipeline("fuzz_pipeline", "scaler-whitened", 9, BT_IO_SCALER, &hwh, p);
   /* 10: eval params (an eval bundle), 11: summary (any file) */
   check(bt_pipeline_encode(BT_IO_EVAL_BUNDLE, &eb0, p, &b, &n), "eval bundle");
   put("fuzz_pipeline", "eval-params", 10, b, n);

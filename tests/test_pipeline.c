@@ -469,6 +469,122 @@ static void hostile_returns(void **state) {
   bt_client_free(c);
 }
 
+/* The client's whitening: whitened training rows have identity covariance
+ * (up to the ridge, and zero along a direction the rows do not span), the
+ * projection survives a scaler file, and folding it into weights gives the
+ * same logits on standardised rows as the weights give on whitened ones. */
+static uint64_t lcg_state = 88172645463325252ull;
+static double uniform(void) { /* xorshift64: the same rows on every machine */
+  lcg_state ^= lcg_state << 13, lcg_state ^= lcg_state >> 7, lcg_state ^= lcg_state << 17;
+  return (double)(lcg_state >> 11) * 0x1p-53 - 0.5;
+}
+
+static void whitening(void **state) {
+  (void)state;
+  enum { N = 500, D = 6, C = 3, F = D + 1 };
+  static float x[N * D];
+  for (int i = 0; i < N; i++) { /* correlated columns, the last one a combination of two others */
+    const double a = uniform(), b = uniform(), c = uniform(), d = uniform(), e = uniform();
+    const double row[D] = {10 + 3 * a, 2 * a + 0.5 * b, -4 + b - c, 0.01 * d + c, 7 * e - a, 2 * a - c};
+    for (int j = 0; j < D; j++) x[i * D + j] = (float)row[j];
+  }
+  bt_job_tag tag = {.batch = 8, .features = F, .classes = C};
+  memset(tag.keyset, 7, sizeof tag.keyset);
+  bt_plain_head sc, sc2 = {0}, std_only;
+  BT_CHECK(bt_scaler_fit(&tag, x, N, D, &sc));
+  assert_null(sc.proj);
+  bt_test_expect_fail(bt_scaler_whiten(&sc, x, N, 1e7), BT_E_ARG, "ridge", "a ridge out of range");
+  BT_CHECK(bt_scaler_whiten(&sc, x, N, 1e-10));
+  assert_non_null(sc.proj);
+  for (int k = 0; k < D; k++) { /* each row's largest entry is positive */
+    int big = 0;
+    for (int j = 1; j < D; j++)
+      if (fabs(sc.proj[k * D + j]) > fabs(sc.proj[k * D + big])) big = j;
+    assert_true(sc.proj[k * D + big] > 0);
+  }
+  static double u[N * F];
+  bt_scaler_apply(&sc, x, N, NULL, u);
+  double worst_off = 0, worst_diag = 0, mean0 = 0;
+  for (int a = 0; a < D; a++) {
+    double m = 0;
+    for (int i = 0; i < N; i++) m += u[i * F + a];
+    mean0 = fmax(mean0, fabs(m / N));
+    for (int b = 0; b < D; b++) {
+      double s = 0;
+      for (int i = 0; i < N; i++) s += u[i * F + a] * u[i * F + b];
+      s /= N;
+      if (a != b) worst_off = fmax(worst_off, fabs(s));
+      else if (a < D - 1) worst_diag = fmax(worst_diag, fabs(s - 1)); /* the spanned directions */
+      else assert_true(s < 1e-3);                                   /* the one they do not span */
+    }
+  }
+  printf("whitening: |mean| <= %.1e, |cov - I| <= %.1e on the diagonal, %.1e off it\n", mean0, worst_diag, worst_off);
+  assert_true(mean0 < 1e-6 && worst_diag < 5e-5 && worst_off < 1e-5);
+  for (int i = 0; i < N; i++) assert_true(u[i * F + D] == 1); /* the bias column */
+
+  /* the default ridge: 2e-3 dim / n, clamped */
+  assert_true(fabs(bt_scaler_default_ridge(128, 2048) - 1.25e-4) < 1e-15);
+  assert_true(bt_scaler_default_ridge(1, 1u << 30) == 1e-6 && bt_scaler_default_ridge(4096, 1) == 1);
+
+  /* folding: W [P s; 1] = fold(W) [s; 1] */
+  double w[C * F], wf[C * F];
+  for (int i = 0; i < C * F; i++) w[i] = wf[i] = uniform();
+  BT_CHECK(bt_scaler_fold(&sc, wf));
+  for (int c = 0; c < C; c++) assert_true(wf[c * F + D] == w[c * F + D]); /* the bias stays */
+  std_only = sc;
+  std_only.proj = NULL;
+  static double s[N * F];
+  bt_scaler_apply(&std_only, x, N, NULL, s);
+  double worst = 0, zmag = 0;
+  for (int i = 0; i < N; i++)
+    for (int c = 0; c < C; c++) {
+      double z1 = 0, z2 = 0;
+      for (int j = 0; j < F; j++) z1 += w[c * F + j] * u[i * F + j], z2 += wf[c * F + j] * s[i * F + j];
+      worst = fmax(worst, fabs(z1 - z2));
+      zmag = fmax(zmag, fabs(z1));
+    }
+  assert_true(worst < 1e-6 * (1 + zmag));
+  const bt_plain_head model = {.tag = tag, .epoch = 1, .dim = D, .classes = C, .mean = sc.mean, .sd = sc.sd, .w = wf};
+  double *z = malloc(N * C * sizeof *z);
+  assert_non_null(z);
+  bt_plain_head_logits(&model, x, N, z); /* the folded model on raw features */
+  for (int i = 0; i < N; i++)
+    for (int c = 0; c < C; c++) {
+      double z1 = 0;
+      for (int j = 0; j < F; j++) z1 += w[c * F + j] * u[i * F + j];
+      assert_true(fabs(z[i * C + c] - z1) < 1e-6 * (1 + zmag));
+    }
+  free(z);
+
+  /* the projection in a scaler container; never in a model's */
+  uint8_t *buf;
+  size_t len;
+  bt_ckks_params *none = NULL;
+  BT_CHECK(bt_pipeline_encode(BT_IO_SCALER, &sc, NULL, &buf, &len));
+  BT_CHECK(bt_pipeline_decode(BT_IO_SCALER, buf, len, 0, &none, &tag, &sc2));
+  bt_free_secret(buf, len);
+  assert_non_null(sc2.proj);
+  assert_memory_equal(sc2.proj, sc.proj, sizeof(double) * D * D);
+  bt_plain_head_clear(&sc2);
+  bt_plain_head bad = model;
+  bad.proj = sc.proj;
+  bt_test_expect_fail(bt_pipeline_encode(BT_IO_PLAIN_MODEL, &bad, NULL, &buf, &len), BT_E_ARG, "folded",
+                      "a model with a projection");
+  BT_CHECK(bt_pipeline_encode(BT_IO_SCALER, &std_only, NULL, &buf, &len)); /* standardisation only */
+  BT_CHECK(bt_pipeline_decode(BT_IO_SCALER, buf, len, 0, &none, &tag, &sc2));
+  bt_free_secret(buf, len);
+  assert_null(sc2.proj);
+  bt_plain_head_clear(&sc2);
+
+  /* refusals: not a fitted scaler, features that are not finite */
+  bt_test_expect_fail(bt_scaler_whiten(&sc2, x, N, 0), BT_E_ARG, "fitted", "whitening without a scaler");
+  x[3] = NAN;
+  BT_CHECK(bt_scaler_fit(&tag, x, N, D, &sc2));
+  bt_test_expect_fail(bt_scaler_whiten(&sc2, x, N, 0), BT_E_ARG, "finite", "a NaN feature");
+  bt_plain_head_clear(&sc2);
+  bt_plain_head_clear(&sc);
+}
+
 int main(void) {
   bt_test_seed();
   const struct CMUnitTest tests[] = {
@@ -476,6 +592,7 @@ int main(void) {
       cmocka_unit_test(rotations_are_pure),
       cmocka_unit_test(client_and_job),
       cmocka_unit_test(hostile_returns),
+      cmocka_unit_test(whitening),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -132,14 +132,19 @@ typedef struct bt_enc_logits {
 } bt_enc_logits;
 BT_API void bt_enc_logits_clear(bt_enc_logits *l);
 
-/* The client's plaintext head: standardisation of the `dim` raw features
- * (x - mean) / sd, then logits W [x; 1] with W classes x (dim + 1).  A
- * SCALER file holds the standardisation only (w NULL).  Both mode 0600. */
+/* The client's plaintext head.  Raw features x (dim of them) are first
+ * standardised, s = (x - mean) / sd.  A SCALER (the client's preprocessing,
+ * w NULL) may then whiten them, u = P s with P = proj (dim x dim, row-major;
+ * NULL: u = s); the server trains on [u; 1].  A PLAIN MODEL holds the
+ * logits W [s; 1] with W classes x (dim + 1): the projection is folded into
+ * W at decryption (bt_scaler_fold), so a model never carries proj.  Both
+ * files are mode 0600. */
 typedef struct bt_plain_head {
   bt_job_tag tag;
   int epoch; /* the model's epoch; 0 for a scaler */
   int dim, classes;
   double *mean, *sd, *w;
+  double *proj; /* scalers only: the whitening projection, or NULL */
 } bt_plain_head;
 BT_API void bt_plain_head_clear(bt_plain_head *h);
 
@@ -291,15 +296,32 @@ BT_API void bt_client_set_threads(bt_client *c, int threads);
  * (+1e-6) of each of the dim features over n rows (x: n x dim). */
 BT_API bt_status bt_scaler_fit(const bt_job_tag *tag, const float *x, size_t n, size_t dim,
                                bt_plain_head *scaler) BT_MUST_CHECK;
-/* The rows encryption packs: out (n x (dim + 1)) = [(x - mean) / sd; 1] for
- * rows of x (n x dim) taken in `order` (NULL: as given). */
+/* Whitening (docs/TRAINING.md, "Preconditioned features"): adds to a fitted
+ * scaler the projection P = (Lambda + ridge)^(-1/2) U^T, where U Lambda U^T
+ * is the correlation matrix of the n standardised rows of x (the same rows
+ * the scaler was fitted on), eigenvalues in decreasing order, each
+ * eigenvector's largest entry positive.  The whitened training rows then
+ * have (nearly) identity covariance, which makes gradient descent converge
+ * in far fewer steps.  ridge <= 0 picks bt_scaler_default_ridge(dim, n).
+ * Replaces a projection the scaler had. */
+BT_API bt_status bt_scaler_whiten(bt_plain_head *scaler, const float *x, size_t n, double ridge) BT_MUST_CHECK;
+/* 2e-3 * dim / n, clamped to [1e-6, 1]: the regularisation that did best in
+ * the sweep recorded in docs/TRAINING.md (its noise floor grows as dim / n). */
+BT_API double bt_scaler_default_ridge(size_t dim, size_t n);
+/* The rows encryption packs: out (n x (dim + 1)) = [P (x - mean) / sd; 1]
+ * (P the identity without a projection) for rows of x (n x dim) taken in
+ * `order` (NULL: as given). */
 BT_API void bt_scaler_apply(const bt_plain_head *scaler, const float *x, size_t n, const int *order, double *out);
+/* Folds the scaler's projection into weights of the server's units, in
+ * place: w (classes x (dim + 1)) becomes W' with W' [s; 1] = W [P s; 1]
+ * (nothing changes without a projection). */
+BT_API bt_status bt_scaler_fold(const bt_plain_head *scaler, double *w) BT_MUST_CHECK;
 /* labels[i] = the index of row i's largest logit (z: rows x classes). */
 BT_API void bt_logits_argmax(const float *z, size_t rows, int classes, int64_t *labels);
 
 /* Encrypts n rows of x (n x dim float32, dim = tag features - 1) and, when
- * y is not NULL, their labels (0..classes-1): rows standardised by
- * `scaler`, the bias column appended, taken in the order `order` (NULL:
+ * y is not NULL, their labels (0..classes-1): rows standardised (and
+ * whitened, when it has a projection) by `scaler`, the bias column appended, taken in the order `order` (NULL:
  * as given; a training set is normally taken in bt_pipeline_row_order's
  * order), packed into batches of the tag's batch rows (the last one
  * partial) and encrypted under the secret key. */
@@ -307,8 +329,10 @@ BT_API bt_status bt_client_encrypt(bt_client *c, bt_set_role role, const float *
                                    const bt_plain_head *scaler, const int *order, bt_progress_fn progress,
                                    void *user, bt_enc_dataset *out) BT_MUST_CHECK;
 /* The plaintext head of an encrypted model: W = Im(A) unpacked (classes x
- * features, standardised units, bias last) with the scaler's
- * standardisation copied in, ready for evaluate/predict. */
+ * features, bias last), the scaler's projection folded in (bt_scaler_fold)
+ * so that W applies to standardised features, and the scaler's
+ * standardisation copied in, ready for evaluate/predict.  With a scaler
+ * without a projection, W is the server's weights as they are. */
 BT_API bt_status bt_client_decrypt_model(bt_client *c, const bt_enc_epoch *model, const bt_plain_head *scaler,
                                          bt_plain_head *out) BT_MUST_CHECK;
 /* Everything the server returns is checked before it is decoded (the

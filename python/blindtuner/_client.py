@@ -150,20 +150,28 @@ class Client(_Handle):
                                                                        t.classes, t.batch)
 
     # ---- plaintext to ciphertext ----
-    def fit_scaler(self, x):
-        """The standardisation (feature means and deviations) of the training
-        rows x (float32, n x dim)."""
+    def fit_scaler(self, x, whiten=True, ridge=None):
+        """The client's preprocessing of the training rows x (float32, n x
+        dim): their standardisation (feature means and deviations) and, with
+        whiten (the default, as `blindtuner encrypt`), their whitening with
+        the regularisation ridge (None: 2e-3 x dim / n; docs/TRAINING.md)."""
         self._check_open()
         x = _features(x, self.dim)
+        if ridge is not None and not (whiten and 1e-12 <= float(ridge) <= 1e6):
+            raise ValueError("ridge: between 1e-12 and 1e6, and only with whiten")
         h = L.PlainHead()
         self._lib.check(self._lib.bt_scaler_fit(self._tag_ref(), _ptr(x), x.shape[0], x.shape[1], byref(h)))
-        return Scaler._wrap(h, self)
+        scaler = Scaler._wrap(h, self)
+        if whiten:
+            self._lib.check(self._lib.bt_scaler_whiten(byref(scaler._h), _ptr(x), x.shape[0],
+                                                       float(ridge) if ridge is not None else 0.0))
+        return scaler
 
     row_order = staticmethod(row_order)
 
     def encrypt(self, x, y, scaler, role="train", order=None, progress=None):
         """Encrypts rows x (float32, n x dim) and labels y (integers 0..classes-1;
-        None for an unlabelled test set), standardised by `scaler`, in batches.
+        None for an unlabelled test set), preprocessed by `scaler`, in batches.
         role: "train", "val" or "test".  order: None (rows as given) or n row
         indices, normally row_order(seed, n) for a training set.  progress:
         callable(what, done, total), raise in it to cancel."""
@@ -205,8 +213,9 @@ class Client(_Handle):
                      "bring it over as the server sends it: %s.from_bytes(data, client)" % cls.__name__)
 
     def decrypt_model(self, model, scaler):
-        """The plaintext head of an encrypted model, with the scaler's
-        standardisation: a Head ready for evaluate/predict."""
+        """The plaintext head of an encrypted model, the scaler's whitening
+        folded into its weights and its standardisation: a Head ready for
+        evaluate/predict."""
         self._check_open()
         self._own(model, Model, "model")
         if not isinstance(scaler, Scaler):
@@ -449,17 +458,32 @@ class _PlainHead(_Handle):
 
 
 class Scaler(_PlainHead):
-    """The standardisation (x - mean) / sd of the client's training rows
-    (Client.fit_scaler); stays with the client."""
+    """The client's preprocessing of its rows (Client.fit_scaler): the
+    standardisation s = (x - mean) / sd, then, when whitened, u = P s with
+    P = projection; stays with the client."""
     KIND = L.SCALER
 
     def _describe(self):
-        return "%d features" % self._h.dim
+        return "%d features%s" % (self._h.dim, ", whitened" if self._h.proj else "")
+
+    @property
+    def whitened(self):
+        self._check_open()
+        return bool(self._h.proj)
+
+    @property
+    def projection(self):
+        """P (float64, dim x dim), or None when the scaler only standardises."""
+        self._check_open()
+        if not self._h.proj:
+            return None
+        return self._vec(self._h.proj, self._h.dim * self._h.dim).reshape(self._h.dim, self._h.dim)
 
 
 class Head(_PlainHead):
     """A decrypted model: logits = W [(x - mean) / sd; 1], with W of shape
-    classes x (dim + 1), bias last, in standardised units."""
+    classes x (dim + 1), bias last, in standardised units (a whitening
+    projection folded in)."""
     KIND = L.PLAIN_MODEL
 
     @property

@@ -59,7 +59,8 @@ class JobTag(Structure):
 
 class PlainHead(Structure):
     _fields_ = [("tag", JobTag), ("epoch", c_int), ("dim", c_int), ("classes", c_int),
-                ("mean", POINTER(c_double)), ("sd", POINTER(c_double)), ("w", POINTER(c_double))]
+                ("mean", POINTER(c_double)), ("sd", POINTER(c_double)), ("w", POINTER(c_double)),
+                ("proj", POINTER(c_double))]
 
 
 class EncEpoch(Structure):
@@ -171,6 +172,8 @@ _PROTOS = {
     "bt_client_tag": (c_void_p, [_p]),
     "bt_client_set_threads": (None, [_p, c_int]),
     "bt_scaler_fit": (_st, [_p, _p, c_size_t, c_size_t, _p]),
+    "bt_scaler_whiten": (_st, [_p, _p, c_size_t, c_double]),
+    "bt_scaler_default_ridge": (c_double, [c_size_t, c_size_t]),
     "bt_client_encrypt": (_st, [_p, c_int, _p, _p, c_size_t, _p, _p, _p, _p, _p]),
     "bt_client_decrypt_model": (_st, [_p, _p, _p, _p]),
     "bt_client_decrypt_loss": (_st, [_p, _p, POINTER(c_double)]),

@@ -185,6 +185,31 @@ class PipelineTest(unittest.TestCase):
         self.scaler.save(path)
         with bt.Scaler.load(path, self.client) as s:
             np.testing.assert_array_equal(s.mean, self.scaler.mean)
+            self.assertTrue(s.whitened)
+            np.testing.assert_array_equal(s.projection, self.scaler.projection)
+
+    def test_whitening(self):
+        # the default scaler whitens: the training rows' covariance after it is the identity (up to the ridge)
+        self.assertTrue(self.scaler.whitened)
+        p = self.scaler.projection
+        self.assertEqual(p.shape, (DIM, DIM))
+        s = (self.xtr.astype(np.float64) - self.scaler.mean) / self.scaler.sd
+        u = s @ p.T
+        np.testing.assert_allclose(u.T @ u / len(u), np.eye(DIM), atol=0.05)
+        with self.client.fit_scaler(self.xtr, whiten=False) as plain:
+            self.assertFalse(plain.whitened)
+            self.assertIsNone(plain.projection)
+            np.testing.assert_array_equal(plain.mean, self.scaler.mean)
+        with self.client.fit_scaler(self.xtr, ridge=1.0) as strong:  # a strong ridge shrinks every direction
+            self.assertLess(np.abs(strong.projection).max(), np.abs(p).max())
+        with self.assertRaises(ValueError):
+            self.client.fit_scaler(self.xtr, whiten=False, ridge=1e-3)
+        # the decrypted model has the projection folded in: its logits on raw rows are W [u; 1]
+        head = self.heads[self.stop.best_epoch]
+        ute = np.hstack([((self.xte.astype(np.float64) - self.scaler.mean) / self.scaler.sd) @ p.T,
+                         np.ones((NTEST, 1))])
+        w_server = np.hstack([head.weights[:, :DIM] @ np.linalg.inv(p), head.weights[:, DIM:]])
+        np.testing.assert_allclose(head.logits(self.xte), ute @ w_server.T, rtol=1e-6, atol=1e-6)
         # the secret bundle: a second client decrypts the same value
         loss = bt.Loss.from_bytes(self.job.loss().to_bytes(), self.client)
         with bt.Client.from_bytes(self.client.to_bytes(), allow_insecure=True) as c2:

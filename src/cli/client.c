@@ -112,21 +112,25 @@ static void encrypt_help(void) {
   printf("usage: blindtuner encrypt --keys SECRET --role ROLE --features F.npy [--labels L.npy]\n"
          "                          --scaler FILE --out FILE [options]\n"
          "\n"
-         "Client.  Standardises features, appends the bias column, packs them and one-hot labels\n"
-         "into batches and encrypts them under the secret bundle's key (F.npy: float32 n x D as\n"
-         "`blindtuner extract` writes it, L.npy: int64 labels 0..C-1).\n"
+         "Client.  Standardises and whitens features, appends the bias column, packs them and\n"
+         "one-hot labels into batches and encrypts them under the secret bundle's key (F.npy:\n"
+         "float32 n x D as `blindtuner extract` writes it, L.npy: int64 labels 0..C-1).\n"
          "\n"
          "  --keys FILE      the secret bundle (blindtuner keygen --secret)\n"
          "  --allow-insecure accept a secret bundle of INSECURE test parameters\n"
          "  --role ROLE      train, val or test\n"
-         "                     train: rows are shuffled (--seed) and the standardisation (mean and\n"
-         "                            deviation of each feature over these rows) is written to\n"
+         "                     train: rows are shuffled (--seed); the standardisation (mean and\n"
+         "                            deviation of each feature over these rows) and the whitening\n"
+         "                            (their decorrelation, docs/TRAINING.md) are written to\n"
          "                            --scaler, a client-side file (mode 0600)\n"
-         "                     val, test: rows keep their order; the standardisation is read from\n"
+         "                     val, test: rows keep their order; the scaler is read from\n"
          "                            --scaler; test labels are optional\n"
          "  --features FILE  features (.npy)\n"
          "  --labels FILE    labels (.npy)\n"
-         "  --scaler FILE    the standardisation (written for train, read otherwise)\n"
+         "  --scaler FILE    the scaler (written for train, read otherwise)\n"
+         "  --no-whiten      train: standardise only (gradient descent then needs many more steps)\n"
+         "  --ridge R        train: the whitening's regularisation, relative to the correlation\n"
+         "                   matrix's mean eigenvalue 1 (default 2e-3 x D / rows)\n"
          "  --out FILE       the encrypted dataset, for the server\n"
          "  --seed S         shuffle seed for train (default: random)\n"
          "  --threads N      threads (default BT_THREADS or all cores)\n"
@@ -135,8 +139,11 @@ static void encrypt_help(void) {
 
 int bt_cli_encrypt(int argc, char **argv) {
   const char *who = "encrypt", *keys = NULL, *role_s = NULL, *fpath = NULL, *lpath = NULL, *scp = NULL, *outp = NULL;
-  int seed = -1, threads = 0, json = 0, insecure = 0;
+  int seed = -1, threads = 0, json = 0, insecure = 0, no_whiten = 0;
+  double ridge = 0;
   const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},      {"--role", BT_OPT_STR, &role_s, 0, 0},
+                             {"--no-whiten", BT_OPT_FLAG, &no_whiten, 0, 0},
+                             {"--ridge", BT_OPT_DBL, &ridge, 1e-12, 1e6},
                              {"--allow-insecure", BT_OPT_FLAG, &insecure, 0, 0},
                              {"--json", BT_OPT_FLAG, &json, 0, 0},
                              {"--features", BT_OPT_STR, &fpath, 0, 0}, {"--labels", BT_OPT_STR, &lpath, 0, 0},
@@ -184,7 +191,9 @@ int bt_cli_encrypt(int argc, char **argv) {
     if (!(perm = malloc(n * sizeof *perm))) FAIL(who, "out of memory");
     TRY(who, bt_pipeline_row_order(s64, n, perm));
     TRY(who, bt_scaler_fit(tag, f, n, dim, &sc));
+    if (!no_whiten) TRY(who, bt_scaler_whiten(&sc, f, n, ridge));
   } else {
+    if (no_whiten || ridge > 0) FAIL(who, "--no-whiten and --ridge apply to a training set; val and test use its scaler");
     TRY(who, bt_pipeline_load_head(scp, BT_IO_SCALER, bt_client_params(c), tag, &sc));
   }
   bt_cli_meter m = {.who = who, .tty = isatty(2), .t0 = t0};
@@ -197,6 +206,7 @@ int bt_cli_encrypt(int argc, char **argv) {
     json_object_object_add(o, "role", json_object_new_string(bt_set_role_name(role)));
     json_object_object_add(o, "out", json_object_new_string(outp));
     if (role == BT_SET_TRAIN) json_object_object_add(o, "scaler", json_object_new_string(scp));
+    json_object_object_add(o, "whitened", json_object_new_boolean(sc.proj != NULL));
     const bt_cli_json_field fl[] = {{"rows", (double)n}, {"batches", d.nbatches}, {"labelled", y != NULL},
                                     {"seconds", bt_seconds() - t0}};
     bt_cli_json_add_numbers(o, fl, sizeof fl / sizeof *fl);
@@ -205,7 +215,8 @@ int bt_cli_encrypt(int argc, char **argv) {
   } else {
     printf("encrypt: %s set of %zu rows%s in %d batch%s of %d -> %s (%.1f s)%s%s\n", bt_set_role_name(role), n,
            y ? " with labels" : "", d.nbatches, d.nbatches > 1 ? "es" : "", B, outp, bt_seconds() - t0,
-           role == BT_SET_TRAIN ? "; standardisation -> " : "", role == BT_SET_TRAIN ? scp : "");
+           role == BT_SET_TRAIN ? (sc.proj ? "; standardisation and whitening -> " : "; standardisation -> ") : "",
+           role == BT_SET_TRAIN ? scp : "");
   }
   rc = 0;
 out:
@@ -322,14 +333,15 @@ static void decrypt_help(void) {
          "\n"
          "Client.  Decrypts what the server returned:\n"
          "  an encrypted model (train's DIR/model-EEE.bt): writes the plaintext head, its weights\n"
-         "    with the standardisation of --scaler, for `evaluate` and `predict` (mode 0600);\n"
+         "    with --scaler's whitening folded in and its standardisation, for `evaluate` and\n"
+         "    `predict` (mode 0600);\n"
          "  encrypted logits (`infer`): writes them as float32 n x C .npy and, with\n"
          "    --predictions, the predicted labels as int64 .npy.\n"
          "\n"
          "  --keys FILE        the secret bundle\n"
          "  --allow-insecure   accept a secret bundle of INSECURE test parameters\n"
          "  --model FILE       an encrypted model\n"
-         "  --scaler FILE      the standardisation written by `encrypt --role train`\n"
+         "  --scaler FILE      the scaler written by `encrypt --role train`\n"
          "  --logits FILE      encrypted logits\n"
          "  --out FILE         the output\n"
          "  --predictions FILE predicted labels (with --logits)\n"

@@ -2,7 +2,7 @@
  * on the embedded default (Fashion-MNIST classes 5-9, the bundled DeiT).
  *
  * The two roles are kept apart in the code even though they share a
- * process: the client (extract, standardise, keygen, encrypt, decrypt,
+ * process: the client (extract, standardise and whiten, keygen, encrypt, decrypt,
  * decide) holds the secret key; the server (train, validation loss,
  * inference) gets an evaluator built on evaluation keys only and touches
  * ciphertexts only.  The one thing that flows back each epoch is the
@@ -29,7 +29,7 @@ static void help(void) {
          "\n"
          "Runs private fine-tuning end to end, client and server in one process:\n"
          "  client  extracts transformer features of Fashion-MNIST (classes 5-9 by default)\n"
-         "          with the bundled DeiT, standardises them, generates keys, encrypts the\n"
+         "          with the bundled DeiT, standardises and whitens them, generates keys, encrypts the\n"
          "          training and validation batches and zero initial weights;\n"
          "  server  trains the softmax head on ciphertexts only (evaluation keys, bootstrapping),\n"
          "          epoch by epoch over client-shuffled batches in a new order each epoch, and\n"
@@ -49,6 +49,8 @@ static void help(void) {
          "  --patience P     stop after P epochs without a better validation loss (default 3)\n"
          "  --lr X           learning rate (default 0.3)\n"
          "  --momentum X     Nesterov momentum (default 0.9)\n"
+         "  --no-whiten      standardise the features only (docs/TRAINING.md, \"Preconditioned features\")\n"
+         "  --ridge R        the whitening's regularisation (default 2e-3 x features / training rows)\n"
          "  --classes LIST   labels to keep and renumber (default 5-9)\n"
          "  --dataset NAME   fashion-mnist (default) or mnist\n"
          "  --feature F      transformer feature: mean (default), cls, ...\n"
@@ -82,9 +84,23 @@ static int save_split(const char *dir, const char *name, const float *f, const i
   return st ? -1 : 0;
 }
 
+/* The largest |logit| of rows x (rows x F) under weights v (C x F): what
+ * the softmax approximation must cover at this step. */
+static double max_abs_logit(const double *x, int rows, int F, int C, const double *v) {
+  double m = 0;
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < C; c++) {
+      double z = 0;
+      for (int f = 0; f < F; f++) z += x[(size_t)r * F + f] * v[(size_t)c * F + f];
+      m = fmax(m, fabs(z));
+    }
+  return m;
+}
+
 int bt_cli_demo(int argc, char **argv) {
   int ntrain = 2048, nval = 512, ntest = 0, B = 1024, epochs = 2, patience = 3, threads = 0, json = 0;
-  double lr = 0.3, mu = 0.9;
+  int no_whiten = 0;
+  double lr = 0.3, mu = 0.9, ridge = 0, zmax = 0;
   const char *preset = "train-n16", *classes = "5-9", *dataset = "fashion-mnist", *model = NULL;
   const char *save_features = NULL, *save_model = NULL;
   bt_vit_pool pool = BT_VIT_POOL_PATCH_MEAN;
@@ -100,6 +116,8 @@ int bt_cli_demo(int argc, char **argv) {
                              {"--seed", BT_OPT_INT, &seed_i, 0, INT_MAX},
                              {"--lr", BT_OPT_DBL, &lr, 1e-6, 1e3},
                              {"--momentum", BT_OPT_DBL, &mu, 0, 0.999},
+                             {"--no-whiten", BT_OPT_FLAG, &no_whiten, 0, 0},
+                             {"--ridge", BT_OPT_DBL, &ridge, 1e-12, 1e6},
                              {"--preset", BT_OPT_STR, &preset, 0, 0},
                              {"--classes", BT_OPT_STR, &classes, 0, 0},
                              {"--dataset", BT_OPT_STR, &dataset, 0, 0},
@@ -205,10 +223,14 @@ int bt_cli_demo(int argc, char **argv) {
   if (!order) FAIL("demo", "out of memory");
   TRY("demo", bt_pipeline_row_order(seed, (size_t)ntrain, order)); /* as `encrypt --role train --seed S` */
   TRY("demo", bt_scaler_fit(tag, ftr, (size_t)ntrain, dim, &sc));
+  if (!no_whiten) {
+    if (ridge <= 0) ridge = bt_scaler_default_ridge(dim, (size_t)ntrain);
+    TRY("demo", bt_scaler_whiten(&sc, ftr, (size_t)ntrain, ridge));
+  }
   TRY("demo", bt_client_encrypt(cl, BT_SET_TRAIN, ftr, ytr, (size_t)ntrain, &sc, order, NULL, NULL, &tr));
   TRY("demo", bt_client_encrypt(cl, BT_SET_VAL, fval, yval, (size_t)nval, &sc, NULL, NULL, NULL, &va));
   t_encrypt = bt_seconds() - t0;
-  /* the twin's rows: the same standardisation, the same order */
+  /* the twin's rows: the same preprocessing, the same order */
   xtr = malloc((size_t)ntrain * F * sizeof *xtr), xval = malloc((size_t)nval * F * sizeof *xval);
   xte = malloc(n_te * F * sizeof *xte);
   int *ytw = malloc((size_t)ntrain * sizeof *ytw);
@@ -252,6 +274,7 @@ int bt_cli_demo(int argc, char **argv) {
     bt_pipeline_batch_order(seed, e, ntb, border);
     for (int k = 0; k < ntb; k++) {
       const int b = border[k], first = b * B, rows = ntrain - first < B ? ntrain - first : B;
+      zmax = fmax(zmax, max_abs_logit(xtr + (size_t)first * F, rows, F, C, tw_v));
       TRY("demo", bt_plain_step(&sa, rows, F, C, xtr + (size_t)first * F, ytr + first, lr, mu, tw_v, tw_w));
       TRY("demo", bt_plain_step(NULL, rows, F, C, xtr + (size_t)first * F, ytr + first, lr, mu, ex_v, ex_w));
     }
@@ -289,13 +312,19 @@ int bt_cli_demo(int argc, char **argv) {
 
   /* ---- client: decrypt the best epoch's model, test it ---- */
   const bt_enc_epoch bm = {.tag = *tag, .epoch = best + 1, .ct = hist[best]};
-  TRY("demo", bt_client_decrypt_model(cl, &bm, &sc, &head));
-  if (save_model) TRY("demo", bt_pipeline_save_head(save_model, BT_IO_PLAIN_MODEL, p, &head));
+  bt_plain_head std_only = sc; /* the server's weights, in the units the twin has them */
+  std_only.proj = NULL;
+  TRY("demo", bt_client_decrypt_model(cl, &bm, &std_only, &head));
   double werr = 0, wmag = 0;
   for (size_t i = 0; i < CF; i++) {
     werr = fmax(werr, fabs(head.w[i] - tw_hist[best][i]));
     wmag = fmax(wmag, fabs(tw_hist[best][i]));
   }
+  TRY("demo", bt_scaler_fold(&sc, head.w)); /* now as bt_client_decrypt_model(..., &sc, ...) gives it */
+  if (save_model) TRY("demo", bt_pipeline_save_head(save_model, BT_IO_PLAIN_MODEL, p, &head));
+  if (zmax > sa.bound)
+    fprintf(stderr, "demo: warning: a logit of the twin's steps reached %.1f, beyond the softmax approximation's "
+                    "range +-%g; lower --lr\n", zmax, sa.bound);
   double acc_enc, acc_tw, acc_ex, loss_enc, loss_tw, loss_ex;
   TRY("demo", bt_plain_head_evaluate(&head, fte, yte, n_te, &acc_enc, &loss_enc, NULL, NULL));
   TRY("demo", bt_plain_evaluate(NULL, B, (int)n_te, F, C, xte, yte, tw_hist[best], &loss_tw, &acc_tw));
@@ -338,6 +367,8 @@ int bt_cli_demo(int argc, char **argv) {
     jepochs = NULL;
     const bt_cli_json_field f[] = {
         {"train_rows", ntrain}, {"val_rows", nval}, {"test_rows", (double)n_te}, {"features", F},
+        {"whitened", !no_whiten}, {"ridge", no_whiten ? 0 : ridge}, {"twin_max_abs_logit", zmax},
+        {"softmax_bound", sa.bound},
         {"threads", threads}, {"batch", B}, {"lr", lr}, {"momentum", mu}, {"epochs_run", ran},
         {"best_epoch", best + 1}, {"steps", nsteps}, {"test_acc_encrypted", acc_enc}, {"test_acc_twin", acc_tw},
         {"test_acc_exact", acc_ex}, {"test_loss_encrypted", loss_enc}, {"weights_vs_twin_bits", w_bits},
@@ -350,6 +381,9 @@ int bt_cli_demo(int argc, char **argv) {
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);
   } else {
+    printf("\nfeatures %s; largest |logit| in the twin's steps %.2f (the softmax approximation covers +-%g)\n",
+           no_whiten ? "standardised" : "standardised and whitened", zmax, sa.bound);
+    if (!no_whiten) printf("whitening ridge %.3g\n", ridge);
     printf("\ntest accuracy on %zu rows after epoch %d of %d (the client's best by validation loss):\n"
            "  encrypted training, decrypted model   %6.2f %%\n"
            "  plaintext twin (same approximations)  %6.2f %%\n"

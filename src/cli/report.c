@@ -30,7 +30,7 @@ static void report_help(void) {
          "  --epochs E        the agreed epochs, for a run without validation (no state)\n"
          "  --allow-insecure  accept a secret bundle of INSECURE test parameters\n"
          "  --workdir DIR     train's exchange directory\n"
-         "  --scaler FILE     the standardisation written by `encrypt --role train`\n"
+         "  --scaler FILE     the scaler written by `encrypt --role train`\n"
          "  --features FILE   labelled rows to score each epoch's model on (e.g. validation)\n"
          "  --labels FILE\n"
          "  --out PREFIX      output files PREFIX.json and PREFIX.html\n"

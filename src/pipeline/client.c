@@ -138,30 +138,6 @@ void bt_client_set_threads(bt_client *c, int threads) {
   bt_ckks_set_threads(c->p, threads ? threads : bt_default_threads());
 }
 
-bt_status bt_scaler_fit(const bt_job_tag *tag, const float *x, size_t n, size_t dim, bt_plain_head *sc) {
-  memset(sc, 0, sizeof *sc);
-  if (n < 1 || (int)dim + 1 != tag->features)
-    return bt_fail(BT_E_ARG, "scaler: %zu rows of %zu features for a key set of %d", n, dim, tag->features - 1);
-  sc->tag = *tag;
-  sc->dim = (int)dim;
-  sc->classes = tag->classes;
-  sc->mean = calloc(dim, sizeof *sc->mean);
-  sc->sd = calloc(dim, sizeof *sc->sd);
-  if (!sc->mean || !sc->sd) {
-    bt_plain_head_clear(sc);
-    return bt_fail(BT_E_NOMEM, "out of memory");
-  }
-  for (size_t j = 0; j < dim; j++) {
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) s += x[i * dim + j];
-    s /= (double)n;
-    for (size_t i = 0; i < n; i++) s2 += (x[i * dim + j] - s) * (x[i * dim + j] - s);
-    sc->mean[j] = s;
-    sc->sd[j] = sqrt(s2 / (double)n) + 1e-6;
-  }
-  return BT_OK;
-}
-
 /* L->slots real values encrypted at `level`. */
 static bt_status encrypt_slots(const bt_client *c, bt_prng *g, const double *slots, int level, bt_ciphertext **out) {
   const bt_hemat_layout *L = &c->L;
@@ -373,6 +349,7 @@ bt_status bt_client_decrypt_model(bt_client *c, const bt_enc_epoch *m, const bt_
     bt_hemat_unpack_w(&c->L, slots, h->w);
     memcpy(h->mean, sc->mean, (size_t)sc->dim * sizeof *h->mean);
     memcpy(h->sd, sc->sd, (size_t)sc->dim * sizeof *h->sd);
+    st = bt_scaler_fold(sc, h->w); /* the model on standardised features */
   }
   if (slots) sodium_memzero(slots, c->L.slots * sizeof *slots);
   free(slots);
@@ -431,15 +408,6 @@ bt_status bt_client_decide(bt_client *c, bt_early_stop *es, const bt_enc_epoch *
   answer->go_on = bt_early_stop_update(es, v);
   if (value) *value = v;
   return BT_OK;
-}
-
-void bt_scaler_apply(const bt_plain_head *sc, const float *x, size_t n, const int *order, double *out) {
-  const size_t dim = (size_t)sc->dim;
-  for (size_t r = 0; r < n; r++) {
-    const float *src = x + (order ? (size_t)order[r] : r) * dim;
-    for (size_t j = 0; j < dim; j++) out[r * (dim + 1) + j] = ((double)src[j] - sc->mean[j]) / sc->sd[j];
-    out[r * (dim + 1) + dim] = 1;
-  }
 }
 
 void bt_logits_argmax(const float *z, size_t rows, int classes, int64_t *labels) {

@@ -549,14 +549,16 @@ bt_status bt_pipeline_load_logits(const char *path, const bt_ckks_params *p, con
   return st;
 }
 
-/* ---- plaintext heads: tag | epoch | dim | classes | has_w
- *      | mean[dim] f64 | sd[dim] f64 | [w[classes * (dim + 1)] f64] ---- */
+/* ---- plaintext heads: tag | epoch | dim | classes | flags (1 weights,
+ *      2 projection) | mean[dim] f64 | sd[dim] f64 | [proj[dim * dim] f64]
+ *      | [w[classes * (dim + 1)] f64]; a projection only in a scaler ---- */
 void bt_plain_head_clear(bt_plain_head *h) {
   if (!h) return;
   const size_t dim = h->dim > 0 ? (size_t)h->dim : 0, cls = h->classes > 0 ? (size_t)h->classes : 0;
   bt_free_secret(h->mean, dim * sizeof(double));
   bt_free_secret(h->sd, dim * sizeof(double));
   bt_free_secret(h->w, cls * (dim + 1) * sizeof(double));
+  bt_free_secret(h->proj, dim * dim * sizeof(double));
   memset(h, 0, sizeof *h);
 }
 
@@ -566,7 +568,9 @@ static bt_status hd_measure(const void *obj, uint64_t *payload) {
   if (!st && (h->dim < 1 || h->dim + 1 != h->tag.features || h->classes != h->tag.classes))
     st = bt_fail(BT_E_ARG, "cannot save a head of %d features and %d classes for the layout %d x %d", h->dim,
                  h->classes, h->tag.features, h->tag.classes);
-  *payload = TAG_BYTES + 16 + 16 * (uint64_t)h->dim + (h->w ? 8 * (uint64_t)h->classes * (uint64_t)(h->dim + 1) : 0);
+  if (!st && h->w && h->proj) st = bt_fail(BT_E_ARG, "a model's projection is folded into its weights, not saved");
+  *payload = TAG_BYTES + 16 + 16 * (uint64_t)h->dim + (h->w ? 8 * (uint64_t)h->classes * (uint64_t)(h->dim + 1) : 0) +
+             (h->proj ? 8 * (uint64_t)h->dim * (uint64_t)h->dim : 0);
   return st;
 }
 
@@ -580,9 +584,10 @@ static bt_status hd_emit(bt_io_writer *w, const void *obj) {
   bt_io_put_u32(w, (uint32_t)h->epoch);
   bt_io_put_u32(w, (uint32_t)h->dim);
   bt_io_put_u32(w, (uint32_t)h->classes);
-  bt_io_put_u32(w, h->w ? 1u : 0u);
+  bt_io_put_u32(w, (h->w ? 1u : 0u) | (h->proj ? 2u : 0u));
   put_f64s(w, h->mean, (size_t)h->dim);
   put_f64s(w, h->sd, (size_t)h->dim);
+  if (h->proj) put_f64s(w, h->proj, (size_t)h->dim * (size_t)h->dim);
   if (h->w) put_f64s(w, h->w, (size_t)h->classes * (size_t)(h->dim + 1));
   return bt_io_writer_status(w);
 }
@@ -612,15 +617,20 @@ static bt_status hd_parse_kind(bt_io_reader *r, void *out, int want_w) {
   h->epoch = bt_io_get_int(r, 0, 1 << 20, "epoch");
   const int dim = bt_io_get_int(r, 1, (1 << 20) - 1, "feature dimension");
   const int classes = bt_io_get_int(r, 2, 4096, "classes");
-  const int has_w = bt_io_get_int(r, 0, 1, "weights flag");
+  const int flags = bt_io_get_int(r, 0, 3, "flags");
+  const int has_w = flags & 1, has_proj = flags >> 1;
   if (bt_io_reader_status(r)) return bt_io_reader_status(r);
   if (dim + 1 != h->tag.features || classes != h->tag.classes || has_w != want_w)
     return bt_io_reader_fail(r, BT_E_FORMAT, "head of %d features, %d classes%s does not match its tag", dim, classes,
                              has_w ? " with weights" : "");
+  if (has_proj && (has_w || (uint64_t)dim * (uint64_t)dim * 8 > bt_io_remaining(r)))
+    return bt_io_reader_fail(r, BT_E_FORMAT, has_w ? "a model with a projection (models hold it folded)"
+                                                   : "the payload ends inside the projection");
   h->dim = dim;
   h->classes = classes;
   h->mean = get_f64s(r, (size_t)dim, 0, "the feature means");
   h->sd = get_f64s(r, (size_t)dim, 1, "the feature deviations");
+  if (has_proj) h->proj = get_f64s(r, (size_t)dim * (size_t)dim, 0, "the projection");
   if (has_w) h->w = get_f64s(r, (size_t)classes * (size_t)(dim + 1), 0, "the weights");
   return bt_io_reader_status(r);
 }

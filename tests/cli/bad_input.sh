@@ -70,6 +70,12 @@ other-shape)
     --scaler "$F/scaler.bt" --out x.bt
   expect "labels for" "$B" encrypt --allow-insecure --keys "$F/client.key" --role val --features "$F/va.features.npy" \
     --labels "$F/te.labels.npy" --scaler "$F/scaler.bt" --out x.bt ;;
+whitening)
+  # the whitening is the training set's: a val or test set cannot choose its own
+  expect "apply to a training set" "$B" encrypt --allow-insecure --keys "$F/client.key" --role val \
+    --features "$F/va.features.npy" --labels "$F/va.labels.npy" --scaler "$F/scaler.bt" --out x.bt --ridge 0.01
+  expect "apply to a training set" "$B" encrypt --allow-insecure --keys "$F/client.key" --role test \
+    --features "$F/te.features.npy" --scaler "$F/scaler.bt" --out x.bt --no-whiten ;;
 *)
   echo "unknown case $CASE"
   exit 2 ;;
