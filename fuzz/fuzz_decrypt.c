@@ -30,7 +30,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   }
   bt_eval_bundle_clear(&eb);
   const float x[2 * FUZZ_DIM] = {1, 2, 3, -1, 0.5f, 4};
-  if (bt_scaler_fit(bt_client_tag(client), x, 2, FUZZ_DIM, &scaler)) abort();
+  /* whitened, so that decrypting a model also folds the projection in */
+  if (bt_scaler_fit(bt_client_tag(client), x, 2, FUZZ_DIM, &scaler) || bt_scaler_whiten(&scaler, x, 2, 0)) abort();
   return 0;
 }
 

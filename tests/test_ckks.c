@@ -486,6 +486,56 @@ static void prime_accessors(void **state) {
   assert_null(bt_ckks_ntt_table(f->p, nq + np));
 }
 
+/* Evaluation keys come from one seed per key, drawn in the plan's order:
+ * the same PRNG gives byte-identical keys on 1 and on 3 threads, and a key
+ * remade from its seed into the buffers of another is that key again. */
+static void keys_do_not_depend_on_threads(void **state) {
+  fixture *f = *state;
+  bt_eval_keys *ek[2] = {NULL, NULL};
+  const int steps[] = {1, 2, -3, 1, 0, 5};
+  uint64_t plan[8];
+  const size_t m = bt_keygen_eval_plan(f->p, 1, steps, 6, 1, plan);
+  assert_int_equal(m, 6); /* relin, 1, 2, -3, 5, conjugation: the repeat and the identity dropped */
+  assert_true(plan[0] == 0 && plan[5] == bt_ckks_galois_conjugate(f->p));
+  for (int t = 0; t < 2; t++) {
+    bt_prng g;
+    bt_test_prng(&g, "threads");
+    bt_ckks_set_threads(f->p, t ? 3 : 1);
+    BT_CHECK(bt_eval_keys_new(f->p, &ek[t]));
+    BT_CHECK(bt_keygen_eval(f->sk, &g, 1, steps, 6, 1, ek[t]));
+    bt_prng_wipe(&g);
+  }
+  bt_ckks_set_threads(f->p, 2);
+  assert_int_equal(ek[0]->ngalois, 5);
+  assert_int_equal(ek[1]->ngalois, 5);
+  /* every limb of every digit, and the seeds */
+  const size_t words = (size_t)(bt_ckks_max_level(f->p) + 1 + bt_ckks_num_special(f->p)) * bt_ckks_n(f->p);
+  const int digits = bt_ckks_dnum(f->p);
+  for (size_t i = 0; i <= ek[0]->ngalois; i++) {
+    const bt_switch_key *a = i ? ek[0]->galois[i - 1] : ek[0]->relin, *b = i ? ek[1]->galois[i - 1] : ek[1]->relin;
+    assert_true(a->galois == b->galois);
+    for (int j = 0; j < digits; j++) {
+      assert_memory_equal(a->seeds[j], b->seeds[j], BT_SEED_BYTES);
+      assert_memory_equal(a->b[j], b->b[j], words * sizeof(uint64_t));
+      assert_memory_equal(a->a[j], b->a[j], words * sizeof(uint64_t));
+    }
+  }
+  /* remade from seed s into the buffers of another key */
+  uint8_t seed[BT_SEED_BYTES] = {42};
+  bt_switch_key *k = NULL, *k2 = NULL;
+  BT_CHECK(bt_keygen_switch_seeded(f->sk, plan[2], seed, &k));
+  BT_CHECK(bt_keygen_switch_seeded(f->sk, plan[3], seed, &k2));
+  assert_memory_not_equal(k->b[0], k2->b[0], words * sizeof(uint64_t)); /* another source secret */
+  BT_CHECK(bt_keygen_switch_seeded(f->sk, plan[2], seed, &k2)); /* k2's buffers, k's key */
+  assert_true(k2->galois == plan[2]);
+  for (int j = 0; j < digits; j++) {
+    assert_memory_equal(k->seeds[j], k2->seeds[j], BT_SEED_BYTES);
+    assert_memory_equal(k->b[j], k2->b[j], words * sizeof(uint64_t));
+  }
+  bt_switch_key_free(k), bt_switch_key_free(k2);
+  bt_eval_keys_free(ek[0]), bt_eval_keys_free(ek[1]);
+}
+
 int main(void) {
   bt_test_seed();
   const struct CMUnitTest tests[] = {
@@ -499,6 +549,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(rotations, setup, teardown),
       cmocka_unit_test_setup_teardown(sums_and_replication, setup, teardown),
       cmocka_unit_test_setup_teardown(sparse_secret_and_slots, setup_sparse, teardown),
+      cmocka_unit_test_setup_teardown(keys_do_not_depend_on_threads, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -230,8 +230,22 @@ BT_API void bt_eval_keys_free(bt_eval_keys *ek);
 /* Takes ownership of `k` (also on failure). */
 BT_API bt_status bt_eval_keys_add(bt_eval_keys *ek, bt_switch_key *k) BT_MUST_CHECK;
 BT_API const bt_switch_key *bt_eval_keys_find(const bt_eval_keys *ek, uint64_t galois);
-/* Generates relinearisation (if `relin`), rotation keys for `steps` (deduplicated)
- * and the conjugation key (if `conj`) into `ek`. */
+/* The keys bt_keygen_eval makes, in its order: 0 (relinearisation) if
+ * `relin`, the Galois elements of `steps` without the identity and without
+ * repeats, then conjugation if `conj`.  Writes at most nsteps + 2 elements
+ * into galois and returns how many. */
+BT_API size_t bt_keygen_eval_plan(const bt_ckks_params *p, int relin, const int *steps, size_t nsteps, int conj,
+                                  uint64_t *galois);
+/* One switching key (galois 0: relinearisation) drawn from a PRNG on its
+ * own 32-byte seed: the same seed gives the same key.  When *k is a key of
+ * these parameters its buffers are reused (and its Galois element set);
+ * when it is NULL a new key is allocated into it. */
+BT_API bt_status bt_keygen_switch_seeded(const bt_secret_key *sk, uint64_t galois,
+                                         const uint8_t seed[BT_SEED_BYTES], bt_switch_key **k) BT_MUST_CHECK;
+/* Generates the keys of bt_keygen_eval_plan into `ek`, skipping those it
+ * has: a 32-byte seed per key is drawn from g in the plan's order, then
+ * the keys are made from their seeds (bt_keygen_switch_seeded) on the
+ * parameters' threads, so the keys do not depend on the thread count. */
 BT_API bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
                                 size_t nsteps, int conj, bt_eval_keys *ek) BT_MUST_CHECK;
 

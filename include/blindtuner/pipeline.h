@@ -271,6 +271,19 @@ typedef struct bt_client bt_client;
  * free the client after it).  threads: 0 for bt_default_threads(). */
 BT_API bt_status bt_client_keygen(const char *preset, unsigned flags, int dim, int classes, int batch, int threads,
                                   bt_client **out, bt_eval_bundle *eb) BT_MUST_CHECK;
+/* The same key set as bt_client_keygen (the same bytes for the same
+ * randomness), written straight to a key-set pair as bt_client_save_keyset
+ * writes it, without ever holding the evaluation keys in memory: they are
+ * made `threads` at a time (0: bt_default_threads()) into reused buffers
+ * and written as they are made.  progress ("key", done, total) may be NULL.
+ * *out gets the client; info (may be NULL) what was made. */
+typedef struct bt_keyset_info {
+  size_t galois_keys; /* rotation and conjugation keys */
+  int encapsulation;  /* the bundle has the sparse-secret encapsulation keys */
+} bt_keyset_info;
+BT_API bt_status bt_client_keygen_save(const char *preset, unsigned flags, int dim, int classes, int batch,
+                                       int threads, const char *secret, const char *eval, bt_progress_fn progress,
+                                       void *user, bt_client **out, bt_keyset_info *info) BT_MUST_CHECK;
 /* The client of a saved secret bundle (file or memory). */
 BT_API bt_status bt_client_open(const char *path, unsigned flags, bt_client **out) BT_MUST_CHECK;
 BT_API bt_status bt_client_open_buffer(const uint8_t *buf, size_t len, unsigned flags,
@@ -300,7 +313,8 @@ BT_API bt_status bt_scaler_fit(const bt_job_tag *tag, const float *x, size_t n, 
  * scaler the projection P = (Lambda + ridge)^(-1/2) U^T, where U Lambda U^T
  * is the correlation matrix of the n standardised rows of x (the same rows
  * the scaler was fitted on), eigenvalues in decreasing order, each
- * eigenvector's largest entry positive.  The whitened training rows then
+ * eigenvector's largest entry positive; the rows of P for eigenvalues at
+ * most ridge / 1000 (directions the rows barely span) are zero.  The whitened training rows then
  * have (nearly) identity covariance, which makes gradient descent converge
  * in far fewer steps.  ridge <= 0 picks bt_scaler_default_ridge(dim, n).
  * Replaces a projection the scaler had. */

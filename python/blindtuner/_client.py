@@ -154,7 +154,8 @@ class Client(_Handle):
         """The client's preprocessing of the training rows x (float32, n x
         dim): their standardisation (feature means and deviations) and, with
         whiten (the default, as `blindtuner encrypt`), their whitening with
-        the regularisation ridge (None: 2e-3 x dim / n; docs/TRAINING.md)."""
+        the regularisation ridge (None: 2e-3 x dim / n within [1e-6, 1];
+        docs/TRAINING.md)."""
         self._check_open()
         x = _features(x, self.dim)
         if ridge is not None and not (whiten and 1e-12 <= float(ridge) <= 1e6):

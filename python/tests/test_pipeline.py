@@ -187,6 +187,18 @@ class PipelineTest(unittest.TestCase):
             np.testing.assert_array_equal(s.mean, self.scaler.mean)
             self.assertTrue(s.whitened)
             np.testing.assert_array_equal(s.projection, self.scaler.projection)
+        # the secret bundle: a second client decrypts the same value
+        loss = bt.Loss.from_bytes(self.job.loss().to_bytes(), self.client)
+        with bt.Client.from_bytes(self.client.to_bytes(), allow_insecure=True) as c2:
+            self.assertEqual(c2.tag, self.client.tag)
+            self.assertEqual(c2.decrypt_loss(bt.Loss.from_bytes(loss.to_bytes(), c2)), self.stop.losses[-1])
+        # files and buffers are the same containers
+        path = os.path.join(self.tmp, "model.bt")
+        self.models[1].save(path)
+        self.assertEqual(read(path), self.model_bytes[1])
+        with bt.Model.load(path, self.keys) as m:
+            self.assertEqual(m.epoch, 1)
+
 
     def test_whitening(self):
         # the default scaler whitens: the training rows' covariance after it is the identity (up to the ridge)
@@ -210,17 +222,6 @@ class PipelineTest(unittest.TestCase):
                          np.ones((NTEST, 1))])
         w_server = np.hstack([head.weights[:, :DIM] @ np.linalg.inv(p), head.weights[:, DIM:]])
         np.testing.assert_allclose(head.logits(self.xte), ute @ w_server.T, rtol=1e-6, atol=1e-6)
-        # the secret bundle: a second client decrypts the same value
-        loss = bt.Loss.from_bytes(self.job.loss().to_bytes(), self.client)
-        with bt.Client.from_bytes(self.client.to_bytes(), allow_insecure=True) as c2:
-            self.assertEqual(c2.tag, self.client.tag)
-            self.assertEqual(c2.decrypt_loss(bt.Loss.from_bytes(loss.to_bytes(), c2)), self.stop.losses[-1])
-        # files and buffers are the same containers
-        path = os.path.join(self.tmp, "model.bt")
-        self.models[1].save(path)
-        self.assertEqual(read(path), self.model_bytes[1])
-        with bt.Model.load(path, self.keys) as m:
-            self.assertEqual(m.epoch, 1)
 
     def test_checkpoint(self):
         with bt.Job(self.keys, self.train, self.val, epochs=EPOCHS, lr=LR, momentum=MOMENTUM, seed=SEED) as job:
@@ -364,6 +365,8 @@ class PipelineTest(unittest.TestCase):
         ins = "--allow-insecure"
         run("keygen", "--preset", PRESET, "--allow-insecure", "--dim", DIM, "--classes", CLASSES, "--batch", BATCH,
             "--secret", "client.key", "--eval", "server.keys", *th)
+        # keygen writes each key as it makes it (bt_client_keygen_save); the bundle is the in-memory one, byte for byte
+        self.assertEqual(read(os.path.join(d, "server.keys")), self.wire["keys"])
         run("encrypt", ins, "--keys", "client.key", "--role", "train", "--features", "train.features.npy", "--labels",
             "train.labels.npy", "--scaler", "scaler.bt", "--out", "train.bt", "--seed", SEED, *th)
         run("encrypt", ins, "--keys", "client.key", "--role", "val", "--features", "val.features.npy", "--labels",

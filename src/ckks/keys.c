@@ -154,23 +154,17 @@ void bt_switch_key_free(bt_switch_key *k) {
   bt_free(k);
 }
 
-/* Key switching from s2 (NTT form over QP) to sk. */
-static bt_status gen_switch(const bt_secret_key *sk, const uint64_t *s2, uint64_t galois,
-                            bt_prng *g, bt_switch_key **out) {
+/* Fills the allocated key k (its galois field set) with the switching key
+ * from s2 to sk, drawing from g. */
+static bt_status gen_switch_into(const bt_secret_key *sk, const uint64_t *s2, bt_prng *g, bt_switch_key *k) {
   const bt_ckks_params *p = sk->params;
   const int total = p->nq + p->np;
   const size_t n = p->n;
-  bt_status st = bt_switch_key_alloc(p, galois, out);
-  if (st) return st;
-  bt_switch_key *k = *out;
   for (int j = 0; j < p->dnum; j++) {
     bt_prng_bytes(g, k->seeds[j], BT_SEED_BYTES);
     bt_expand_uniform(p, k->seeds[j], k->a[j], 0, total);
-    if ((st = sample_error(p, g, k->b[j], 0, total))) {
-      bt_switch_key_free(k);
-      *out = NULL;
-      return st;
-    }
+    bt_status st = sample_error(p, g, k->b[j], 0, total);
+    if (st) return st;
     sub_as(p, k->a[j], sk->s, k->b[j], 0, total);
     const int lo = p->dstart[j], hi = p->dstart[j + 1];
     for (int i = lo; i < hi; i++) {
@@ -182,6 +176,17 @@ static bt_status gen_switch(const bt_secret_key *sk, const uint64_t *s2, uint64_
     }
   }
   return BT_OK;
+}
+
+/* Key switching from s2 (NTT form over QP) to sk. */
+static bt_status gen_switch(const bt_secret_key *sk, const uint64_t *s2, uint64_t galois,
+                            bt_prng *g, bt_switch_key **out) {
+  bt_status st = bt_switch_key_alloc(sk->params, galois, out);
+  if (!st && (st = gen_switch_into(sk, s2, g, *out))) {
+    bt_switch_key_free(*out);
+    *out = NULL;
+  }
+  return st;
 }
 
 void bt_encaps_key_free(bt_encaps_key *k) {
@@ -247,43 +252,76 @@ bt_status bt_keygen_encapsulation(const bt_secret_key *sk, int hamming_weight, b
   return BT_OK;
 }
 
-bt_status bt_keygen_relin(const bt_secret_key *sk, bt_prng *g, bt_switch_key **out) {
+/* s2 = the secret the key switches from: s^2 (galois 0) or s under the
+ * automorphism X -> X^galois, over every prime of QP. */
+static bt_status source_secret(const bt_secret_key *sk, uint64_t galois, uint64_t *s2) {
   const bt_ckks_params *p = sk->params;
-  const size_t words = qp_words(p);
-  uint64_t *s2 = bt_alloc(words * sizeof(uint64_t));
-  if (!s2) return BT_E_NOMEM;
-  for (int i = 0; i < p->nq + p->np; i++)
-    for (size_t t = 0; t < p->n; t++) {
-      size_t x = (size_t)i * p->n + t;
-      s2[x] = bt_mod_mul(sk->s[x], sk->s[x], &p->mod[i]);
-    }
-  bt_status st = gen_switch(sk, s2, 0, g, out);
-  bt_free_secret(s2, words * sizeof(uint64_t));
-  return st;
-}
-
-bt_status bt_keygen_galois(const bt_secret_key *sk, uint64_t galois, bt_prng *g,
-                           bt_switch_key **out) {
-  const bt_ckks_params *p = sk->params;
+  if (galois == 0) {
+    for (int i = 0; i < p->nq + p->np; i++)
+      for (size_t t = 0; t < p->n; t++) {
+        size_t x = (size_t)i * p->n + t;
+        s2[x] = bt_mod_mul(sk->s[x], sk->s[x], &p->mod[i]);
+      }
+    return BT_OK;
+  }
   if ((galois & 1) == 0 || galois >= 2 * p->n)
     return bt_fail(BT_E_ARG, "Galois element %llu is not odd in (0, 2N)", (unsigned long long)galois);
-  const size_t words = qp_words(p);
-  uint64_t *s2 = bt_alloc(words * sizeof(uint64_t));
   uint32_t *idx = bt_alloc(p->n * sizeof *idx);
-  if (!s2 || !idx) {
-    bt_free(s2);
-    bt_free(idx);
-    return BT_E_NOMEM;
-  }
+  if (!idx) return BT_E_NOMEM;
   bt_ntt_automorphism_index(p->logn, galois, idx);
   for (int i = 0; i < p->nq + p->np; i++) {
     const uint64_t *s = sk->s + (size_t)i * p->n;
     uint64_t *d = s2 + (size_t)i * p->n;
     for (size_t t = 0; t < p->n; t++) d[t] = s[idx[t]];
   }
-  bt_status st = gen_switch(sk, s2, galois, g, out);
-  bt_free_secret(s2, words * sizeof(uint64_t));
   bt_free(idx);
+  return BT_OK;
+}
+
+static bt_status keygen_switch(const bt_secret_key *sk, uint64_t galois, bt_prng *g, bt_switch_key **out) {
+  const size_t words = qp_words(sk->params);
+  uint64_t *s2 = bt_alloc(words * sizeof(uint64_t));
+  if (!s2) return BT_E_NOMEM;
+  bt_status st = source_secret(sk, galois, s2);
+  if (!st) st = gen_switch(sk, s2, galois, g, out);
+  bt_free_secret(s2, words * sizeof(uint64_t));
+  return st;
+}
+
+bt_status bt_keygen_relin(const bt_secret_key *sk, bt_prng *g, bt_switch_key **out) {
+  return keygen_switch(sk, 0, g, out);
+}
+
+bt_status bt_keygen_galois(const bt_secret_key *sk, uint64_t galois, bt_prng *g, bt_switch_key **out) {
+  if (galois == 0) return bt_fail(BT_E_ARG, "Galois element 0 is not odd in (0, 2N)");
+  return keygen_switch(sk, galois, g, out);
+}
+
+bt_status bt_keygen_switch_seeded(const bt_secret_key *sk, uint64_t galois, const uint8_t seed[BT_SEED_BYTES],
+                                  bt_switch_key **k) {
+  const bt_ckks_params *p = sk->params;
+  const size_t words = qp_words(p);
+  bt_status st = BT_OK;
+  if (*k && ((*k)->params != p || (*k)->digits != p->dnum)) return bt_fail(BT_E_PARAMS, "key belongs to other parameters");
+  uint64_t *s2 = bt_alloc(words * sizeof(uint64_t));
+  if (!s2) return BT_E_NOMEM;
+  int fresh = 0;
+  if (!(st = source_secret(sk, galois, s2)) && !*k) {
+    st = bt_switch_key_alloc(p, galois, k);
+    fresh = !st;
+  }
+  if (!st) {
+    bt_prng g;
+    bt_prng_init(&g, seed);
+    (*k)->galois = galois;
+    st = gen_switch_into(sk, s2, &g, *k);
+    bt_prng_wipe(&g);
+    if (st && fresh) {
+      bt_switch_key_free(*k);
+      *k = NULL;
+    }
+  }
+  bt_free_secret(s2, words * sizeof(uint64_t));
   return st;
 }
 
@@ -353,23 +391,53 @@ bt_status bt_eval_keys_add(bt_eval_keys *ek, bt_switch_key *k) {
   return BT_OK;
 }
 
+size_t bt_keygen_eval_plan(const bt_ckks_params *p, int relin, const int *steps, size_t nsteps, int conj,
+                           uint64_t *galois) {
+  size_t m = 0;
+  if (relin) galois[m++] = 0;
+  for (size_t i = 0; i <= nsteps; i++) {
+    uint64_t gal;
+    if (i < nsteps) gal = bt_ckks_galois_rotate(p, steps[i]);
+    else if (conj) gal = bt_ckks_galois_conjugate(p);
+    else break;
+    if (gal == 1) continue;
+    int seen = 0;
+    for (size_t j = 0; j < m && !seen; j++) seen = galois[j] == gal;
+    if (!seen) galois[m++] = gal;
+  }
+  return m;
+}
+
 bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
                          size_t nsteps, int conj, bt_eval_keys *ek) {
   const bt_ckks_params *p = sk->params;
-  bt_status st;
-  bt_switch_key *k;
-  if (relin) {
-    if ((st = bt_keygen_relin(sk, g, &k)) || (st = bt_eval_keys_add(ek, k))) return st;
+  uint64_t *plan = bt_alloc((nsteps + 2) * sizeof *plan);
+  if (!plan) return BT_E_NOMEM;
+  size_t m = bt_keygen_eval_plan(p, relin, steps, nsteps, conj, plan), todo = 0;
+  for (size_t i = 0; i < m; i++) /* keys ek already has are not made again */
+    if (!(plan[i] ? bt_eval_keys_find(ek, plan[i]) : NULL)) plan[todo++] = plan[i];
+  uint8_t(*seeds)[BT_SEED_BYTES] = bt_alloc((todo ? todo : 1) * sizeof *seeds);
+  bt_switch_key **keys = bt_calloc(todo ? todo : 1, sizeof *keys);
+  bt_status st = seeds && keys ? BT_OK : BT_E_NOMEM;
+  if (!st) { /* each key from a seed of its own, drawn in order: the same keys on any number of threads */
+    for (size_t i = 0; i < todo; i++) bt_prng_bytes(g, seeds[i], BT_SEED_BYTES);
+    int failed = 0; /* the first failure's status */
+#pragma omp parallel for num_threads(p->threads) schedule(dynamic)
+    for (size_t i = 0; i < todo; i++) {
+      const bt_status si = bt_keygen_switch_seeded(sk, plan[i], seeds[i], &keys[i]);
+      if (si) {
+#pragma omp critical
+        if (!failed) failed = (int)si;
+      }
+    }
+    st = (bt_status)failed;
   }
-  for (size_t i = 0; i < nsteps; i++) {
-    uint64_t gal = bt_ckks_galois_rotate(p, steps[i]);
-    if (gal == 1 || bt_eval_keys_find(ek, gal)) continue;
-    if ((st = bt_keygen_galois(sk, gal, g, &k)) || (st = bt_eval_keys_add(ek, k))) return st;
+  for (size_t i = 0; i < todo && keys; i++) {
+    if (!st) st = bt_eval_keys_add(ek, keys[i]); /* takes the key, also on failure */
+    else bt_switch_key_free(keys[i]);
   }
-  if (conj && !bt_eval_keys_find(ek, bt_ckks_galois_conjugate(p))) {
-    if ((st = bt_keygen_galois(sk, bt_ckks_galois_conjugate(p), g, &k)) ||
-        (st = bt_eval_keys_add(ek, k)))
-      return st;
-  }
-  return BT_OK;
+  bt_free(keys);
+  bt_free_secret(seeds, seeds ? (todo ? todo : 1) * sizeof *seeds : 0);
+  bt_free(plan);
+  return st;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -67,14 +68,18 @@ int bt_cli_keygen(int argc, char **argv) {
   }
   int rc = 1;
   bt_client *c = NULL;
-  bt_eval_bundle eb = {0};
+  bt_keyset_info info;
   const double t0 = bt_seconds();
-  TRY(who, bt_client_keygen(preset, insecure ? BT_ALLOW_INSECURE : 0, dim, classes, batch, threads, &c, &eb));
+  bt_cli_meter m = {.who = who, .tty = 1, .t0 = t0};
+  /* both files or neither; the evaluation keys are written as they are made (a progress line on a terminal) */
+  TRY(who, bt_client_keygen_save(preset, insecure ? BT_ALLOW_INSECURE : 0, dim, classes, batch, threads, secret,
+                                 evalp, isatty(2) && !json ? bt_cli_meter_cb : NULL, &m, &c, &info));
   const bt_ckks_params *p = bt_client_params(c);
   const bt_job_tag tag = *bt_client_tag(c);
   bt_hemat_layout L;
   TRY(who, bt_job_layout(p, &tag, &L, NULL));
-  TRY(who, bt_client_save_keyset(c, &eb, secret, evalp)); /* both or neither */
+  struct stat est;
+  const double eval_bytes = stat(evalp, &est) == 0 ? (double)est.st_size : -1;
   char id[2 * BT_KEYSET_ID_BYTES + 1];
   for (int i = 0; i < BT_KEYSET_ID_BYTES; i++) sprintf(id + 2 * i, "%02x", tag.keyset[i]);
   const double secs = bt_seconds() - t0;
@@ -86,23 +91,22 @@ int bt_cli_keygen(int argc, char **argv) {
     json_object_object_add(o, "secret", json_object_new_string(secret));
     json_object_object_add(o, "eval", json_object_new_string(evalp));
     const bt_cli_json_field f[] = {{"batch", tag.batch}, {"features", dim + 1}, {"classes", classes},
-                                   {"galois_keys", (double)eb.ek->ngalois}, {"bootstrap_logslots", blogslots},
-                                   {"folded", L.fold}, {"seconds", secs}};
+                                   {"galois_keys", (double)info.galois_keys}, {"bootstrap_logslots", blogslots},
+                                   {"folded", L.fold}, {"eval_bundle_bytes", eval_bytes}, {"seconds", secs}};
     bt_cli_json_add_numbers(o, f, sizeof f / sizeof *f);
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);
   } else {
     printf("keygen: key set %s, preset %s%s (N = 2^%d), layout %d rows x %d features x %d classes%s\n"
            "        %s: secret bundle (mode 0600, keep it here)\n"
-           "        %s: evaluation bundle for the server (%zu rotation keys%s; bootstrapping 2^%d slots), "
-           "%.1f s\n",
+           "        %s: evaluation bundle for the server (%.0f bytes: %zu rotation keys%s; bootstrapping 2^%d "
+           "slots), %.1f s\n",
            id, preset, bt_ckks_literal_of(p)->insecure ? " (INSECURE)" : "", bt_ckks_logn(p), tag.batch, dim + 1,
-           classes, L.fold ? ", folded softmax" : "", secret, evalp, eb.ek->ngalois,
-           eb.to_sparse ? ", encapsulation keys" : "", blogslots, secs);
+           classes, L.fold ? ", folded softmax" : "", secret, evalp, eval_bytes, info.galois_keys,
+           info.encapsulation ? ", encapsulation keys" : "", blogslots, secs);
   }
   rc = 0;
 out:
-  bt_eval_bundle_clear(&eb);
   bt_client_free(c);
   return rc;
 }
@@ -130,7 +134,7 @@ static void encrypt_help(void) {
          "  --scaler FILE    the scaler (written for train, read otherwise)\n"
          "  --no-whiten      train: standardise only (gradient descent then needs many more steps)\n"
          "  --ridge R        train: the whitening's regularisation, relative to the correlation\n"
-         "                   matrix's mean eigenvalue 1 (default 2e-3 x D / rows)\n"
+         "                   matrix's mean eigenvalue 1 (default 2e-3 x D / rows, within [1e-6, 1])\n"
          "  --out FILE       the encrypted dataset, for the server\n"
          "  --seed S         shuffle seed for train (default: random)\n"
          "  --threads N      threads (default BT_THREADS or all cores)\n"
@@ -191,6 +195,7 @@ int bt_cli_encrypt(int argc, char **argv) {
     if (!(perm = malloc(n * sizeof *perm))) FAIL(who, "out of memory");
     TRY(who, bt_pipeline_row_order(s64, n, perm));
     TRY(who, bt_scaler_fit(tag, f, n, dim, &sc));
+    if (no_whiten && ridge > 0) FAIL(who, "--ridge is the whitening's: it does not go with --no-whiten");
     if (!no_whiten) TRY(who, bt_scaler_whiten(&sc, f, n, ridge));
   } else {
     if (no_whiten || ridge > 0) FAIL(who, "--no-whiten and --ridge apply to a training set; val and test use its scaler");

@@ -50,7 +50,8 @@ static void help(void) {
          "  --lr X           learning rate (default 0.3)\n"
          "  --momentum X     Nesterov momentum (default 0.9)\n"
          "  --no-whiten      standardise the features only (docs/TRAINING.md, \"Preconditioned features\")\n"
-         "  --ridge R        the whitening's regularisation (default 2e-3 x features / training rows)\n"
+         "  --ridge R        the whitening's regularisation (default 2e-3 x features / training rows,\n"
+         "                   within [1e-6, 1])\n"
          "  --classes LIST   labels to keep and renumber (default 5-9)\n"
          "  --dataset NAME   fashion-mnist (default) or mnist\n"
          "  --feature F      transformer feature: mean (default), cls, ...\n"
@@ -132,6 +133,10 @@ int bt_cli_demo(int argc, char **argv) {
   if (parsed) return parsed == 1 ? 0 : 2;
   if (strcmp(dataset, "fashion-mnist") && strcmp(dataset, "mnist")) {
     fprintf(stderr, "blindtuner demo: --dataset is fashion-mnist or mnist\n");
+    return 2;
+  }
+  if (no_whiten && ridge > 0) {
+    fprintf(stderr, "blindtuner demo: --ridge is the whitening's: it does not go with --no-whiten\n");
     return 2;
   }
   if (bt_vit_pool_parse(pool_s, &pool) != BT_OK) {
@@ -364,10 +369,11 @@ int bt_cli_demo(int argc, char **argv) {
     json_object_object_add(o, "classes", json_object_new_string(classes));
     json_object_object_add(o, "preset", json_object_new_string(preset));
     json_object_object_add(o, "epochs", jepochs);
+    json_object_object_add(o, "whitened", json_object_new_boolean(!no_whiten));
     jepochs = NULL;
     const bt_cli_json_field f[] = {
         {"train_rows", ntrain}, {"val_rows", nval}, {"test_rows", (double)n_te}, {"features", F},
-        {"whitened", !no_whiten}, {"ridge", no_whiten ? 0 : ridge}, {"twin_max_abs_logit", zmax},
+        {"ridge", no_whiten ? 0 : ridge}, {"twin_max_abs_logit", zmax},
         {"softmax_bound", sa.bound},
         {"threads", threads}, {"batch", B}, {"lr", lr}, {"momentum", mu}, {"epochs_run", ran},
         {"best_epoch", best + 1}, {"steps", nsteps}, {"test_acc_encrypted", acc_enc}, {"test_acc_twin", acc_tw},

@@ -9,7 +9,7 @@
 
 #include <sodium.h>
 
-#include "blindtuner/pipeline.h"
+#include "pipeline/internal.h"
 
 struct bt_client {
   bt_ckks_params *p;
@@ -62,41 +62,117 @@ static bt_status client_finish(bt_client *c, int threads) {
   return bt_job_layout(c->p, &c->sb.tag, &c->L, NULL);
 }
 
-bt_status bt_client_keygen(const char *preset, unsigned flags, int dim, int classes, int batch, int threads,
-                           bt_client **out, bt_eval_bundle *eb) {
+/* The client of a new key set: parameters, tag with a fresh key-set ID,
+ * secret key drawn from *g (which the caller goes on drawing the
+ * evaluation keys from, then wipes), and the rotation steps its keys must
+ * cover (*steps, *ns; free(*steps)). */
+static bt_status keygen_begin(const char *preset, unsigned flags, int dim, int classes, int batch, int threads,
+                              bt_client **out, bt_prng *g, int **steps, size_t *ns) {
   *out = NULL;
-  memset(eb, 0, sizeof *eb);
+  *steps = NULL;
+  *ns = 0;
   if (dim < 1 || dim > (1 << 20) - 2 || classes < 2 || classes > 4096 || batch < 0 || batch > 65536)
     return bt_fail(BT_E_ARG, "keygen: %d features, %d classes, batch %d out of range", dim, classes, batch);
   bt_client *c = bt_alloc_locked(sizeof *c); /* guarded: it holds the flooding key */
   if (!c) return bt_fail(BT_E_NOMEM, "out of memory");
   bt_ckks_literal lit;
-  int *steps = NULL;
-  size_t ns = 0;
-  bt_prng g;
   bt_status st = bt_ckks_preset(preset, &lit);
   if (!st) st = bt_ckks_params_new(&lit, flags, &c->p);
-  if (st) goto done;
-  c->sb.tag = (bt_job_tag){.batch = batch ? batch : 1024, .features = dim + 1, .classes = classes};
-  if ((st = client_finish(c, threads))) goto done;
-  client_prng(c, "keygen", 0, &g);
-  if (c->seeded) bt_prng_bytes(&g, c->sb.tag.keyset, BT_KEYSET_ID_BYTES);
-  else bt_random_bytes(c->sb.tag.keyset, BT_KEYSET_ID_BYTES);
+  if (!st) {
+    c->sb.tag = (bt_job_tag){.batch = batch ? batch : 1024, .features = dim + 1, .classes = classes};
+    st = client_finish(c, threads);
+  }
+  if (!st) {
+    client_prng(c, "keygen", 0, g);
+    if (c->seeded) bt_prng_bytes(g, c->sb.tag.keyset, BT_KEYSET_ID_BYTES);
+    else bt_random_bytes(c->sb.tag.keyset, BT_KEYSET_ID_BYTES);
+    /* the keys this job's rotations need, known from the parameters alone */
+    st = bt_job_rotations(c->p, &c->sb.tag, NULL, 0, ns);
+    if (!st && !(*steps = malloc((*ns ? *ns : 1) * sizeof **steps))) st = bt_fail(BT_E_NOMEM, "out of memory");
+    if (!st) st = bt_job_rotations(c->p, &c->sb.tag, *steps, *ns, ns);
+    if (!st) st = bt_keygen_secret(c->p, g, &c->sb.sk);
+    if (st) bt_prng_wipe(g);
+  }
+  if (st) {
+    free(*steps);
+    *steps = NULL;
+    bt_client_free(c);
+    return st;
+  }
+  *out = c;
+  return BT_OK;
+}
+
+bt_status bt_client_keygen(const char *preset, unsigned flags, int dim, int classes, int batch, int threads,
+                           bt_client **out, bt_eval_bundle *eb) {
+  memset(eb, 0, sizeof *eb);
+  bt_client *c;
+  bt_prng g;
+  int *steps;
+  size_t ns;
+  bt_status st = keygen_begin(preset, flags, dim, classes, batch, threads, &c, &g, &steps, &ns);
+  if (st) return st;
   eb->tag = c->sb.tag;
-  /* the keys this job's rotations need, known from the parameters alone */
-  st = bt_job_rotations(c->p, &c->sb.tag, NULL, 0, &ns);
-  if (!st && !(steps = malloc((ns ? ns : 1) * sizeof *steps))) st = bt_fail(BT_E_NOMEM, "out of memory");
-  if (!st) st = bt_job_rotations(c->p, &c->sb.tag, steps, ns, &ns);
-  if (!st) st = bt_keygen_secret(c->p, &g, &c->sb.sk);
-  if (!st) st = bt_eval_keys_new(c->p, &eb->ek);
+  st = bt_eval_keys_new(c->p, &eb->ek);
   if (!st) st = bt_keygen_eval(c->sb.sk, &g, 1, steps, ns, 1, eb->ek);
   const int hw = bt_job_encaps_weight(c->p);
   if (!st && hw) st = bt_keygen_encapsulation(c->sb.sk, hw, &g, &eb->to_sparse, &eb->to_dense);
   bt_prng_wipe(&g);
-done:
   free(steps);
   if (st) {
     bt_eval_bundle_clear(eb);
+    bt_client_free(c);
+    return st;
+  }
+  *out = c;
+  return BT_OK;
+}
+
+static bt_status save_stream(const char *path, void *ks) { return bt_pl_save_eval_stream(path, ks); }
+
+bt_status bt_client_keygen_save(const char *preset, unsigned flags, int dim, int classes, int batch, int threads,
+                                const char *secret, const char *eval, bt_progress_fn progress, void *user,
+                                bt_client **out, bt_keyset_info *info) {
+  *out = NULL;
+  if (info) memset(info, 0, sizeof *info);
+  bt_client *c;
+  bt_prng g;
+  int *steps;
+  size_t ns;
+  bt_status st = keygen_begin(preset, flags, dim, classes, batch, threads, &c, &g, &steps, &ns);
+  if (st) return st;
+  /* the seeds and the encapsulation keys drawn as bt_client_keygen draws them */
+  uint64_t *plan = malloc((ns + 2) * sizeof *plan);
+  uint8_t(*seeds)[BT_SEED_BYTES] = NULL;
+  bt_encaps_key *to_sparse = NULL;
+  bt_switch_key *to_dense = NULL;
+  size_t m = 0;
+  if (!plan) st = bt_fail(BT_E_NOMEM, "out of memory");
+  if (!st) {
+    m = bt_keygen_eval_plan(c->p, 1, steps, ns, 1, plan);
+    if (!(seeds = bt_alloc_locked(m * sizeof *seeds))) st = bt_fail(BT_E_NOMEM, "out of memory");
+  }
+  for (size_t i = 0; !st && i < m; i++) bt_prng_bytes(&g, seeds[i], BT_SEED_BYTES);
+  const int hw = bt_job_encaps_weight(c->p);
+  if (!st && hw) st = bt_keygen_encapsulation(c->sb.sk, hw, &g, &to_sparse, &to_dense);
+  bt_prng_wipe(&g);
+  if (!st) {
+    const bt_pl_key_stream ks = {.tag = c->sb.tag, .sk = c->sb.sk, .plan = plan, .seeds = seeds, .nkeys = m,
+                                 .to_sparse = to_sparse, .to_dense = to_dense,
+                                 .threads = threads ? threads : bt_default_threads(), .progress = progress,
+                                 .user = user};
+    st = bt_pl_save_keyset(c, save_stream, (void *)&ks, secret, eval);
+  }
+  if (!st && info) {
+    info->galois_keys = m ? m - 1 : 0;
+    info->encapsulation = to_sparse != NULL;
+  }
+  bt_free_locked(seeds);
+  bt_encaps_key_free(to_sparse);
+  bt_switch_key_free(to_dense);
+  free(plan);
+  free(steps);
+  if (st) {
     bt_client_free(c);
     return st;
   }
@@ -332,7 +408,8 @@ bt_status bt_client_decrypt_model(bt_client *c, const bt_enc_epoch *m, const bt_
   memset(h, 0, sizeof *h);
   const bt_job_tag *tag = &c->sb.tag;
   bt_status st = check_tag(c, &m->tag, "the model");
-  if (!st && (sc->dim != tag->features - 1 || memcmp(sc->tag.keyset, tag->keyset, BT_KEYSET_ID_BYTES) != 0))
+  if (!st && (sc->dim != tag->features - 1 || sc->classes != tag->classes ||
+              memcmp(sc->tag.keyset, tag->keyset, BT_KEYSET_ID_BYTES) != 0))
     st = bt_fail(BT_E_PARAMS, "the scaler was made for another key set or dimension");
   if (st) return st;
   double *slots = malloc(c->L.slots * sizeof *slots);

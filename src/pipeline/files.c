@@ -22,14 +22,14 @@
 
 /* ---- building blocks ---- */
 
-static void put_tag(bt_io_writer *w, const bt_job_tag *t) {
+void bt_pl_put_tag(bt_io_writer *w, const bt_job_tag *t) {
   bt_io_put_bytes(w, t->keyset, BT_KEYSET_ID_BYTES);
   bt_io_put_u32(w, (uint32_t)t->batch);
   bt_io_put_u32(w, (uint32_t)t->features);
   bt_io_put_u32(w, (uint32_t)t->classes);
 }
 
-static bt_status check_tag_fields(const bt_job_tag *t) {
+bt_status bt_pl_check_tag_fields(const bt_job_tag *t) {
   if (t->batch < 1 || t->batch > 65536 || t->features < 2 || t->features > (1 << 20) || t->classes < 2 ||
       t->classes > 4096)
     return bt_fail(BT_E_ARG, "layout %d x %d x %d out of range", t->batch, t->features, t->classes);
@@ -78,7 +78,7 @@ typedef struct bundle_load {
 static bt_status sb_measure(const void *obj, uint64_t *payload) {
   const bt_secret_bundle *b = obj;
   uint64_t n = TAG_BYTES;
-  bt_status st = check_tag_fields(&b->tag);
+  bt_status st = bt_pl_check_tag_fields(&b->tag);
   if (!st) st = obj_bytes(&bt_io_params_codec, b->sk->params, &n);
   if (!st) st = obj_bytes(&bt_io_secret_key_codec, b->sk, &n);
   *payload = n;
@@ -87,7 +87,7 @@ static bt_status sb_measure(const void *obj, uint64_t *payload) {
 
 static bt_status sb_emit(bt_io_writer *w, const void *obj) {
   const bt_secret_bundle *b = obj;
-  put_tag(w, &b->tag);
+  bt_pl_put_tag(w, &b->tag);
   put_obj(w, &bt_io_params_codec, b->sk->params);
   put_obj(w, &bt_io_secret_key_codec, b->sk);
   return bt_io_writer_status(w);
@@ -137,7 +137,7 @@ bt_status bt_pipeline_load_secret_bundle(const char *path, unsigned flags, bt_ck
 static bt_status eb_measure(const void *obj, uint64_t *payload) {
   const bt_eval_bundle *b = obj;
   uint64_t n = TAG_BYTES + 4;
-  bt_status st = check_tag_fields(&b->tag);
+  bt_status st = bt_pl_check_tag_fields(&b->tag);
   if (!st && !b->to_sparse != !b->to_dense) st = bt_fail(BT_E_ARG, "encapsulation keys come in pairs");
   if (!st) st = obj_bytes(&bt_io_params_codec, b->ek->params, &n);
   if (!st && b->to_sparse) st = obj_bytes(&bt_io_encaps_key_codec, b->to_sparse, &n);
@@ -149,7 +149,7 @@ static bt_status eb_measure(const void *obj, uint64_t *payload) {
 
 static bt_status eb_emit(bt_io_writer *w, const void *obj) {
   const bt_eval_bundle *b = obj;
-  put_tag(w, &b->tag);
+  bt_pl_put_tag(w, &b->tag);
   put_obj(w, &bt_io_params_codec, b->ek->params);
   bt_io_put_u32(w, b->to_sparse ? 1u : 0u);
   if (b->to_sparse) {
@@ -235,7 +235,7 @@ void bt_enc_dataset_clear(bt_enc_dataset *d) {
 static bt_status ds_measure(const void *obj, uint64_t *payload) {
   const bt_enc_dataset *d = obj;
   uint64_t n = TAG_BYTES + 5 * 4;
-  bt_status st = check_tag_fields(&d->tag);
+  bt_status st = bt_pl_check_tag_fields(&d->tag);
   if (!st && (d->nx < 1 || d->nx > MAX_BLOCKS || d->nbatches < 1 || d->nbatches > MAX_BATCHES))
     st = bt_fail(BT_E_ARG, "cannot save a dataset of %d batches of %d blocks", d->nbatches, d->nx);
   for (int k = 0; k < d->nbatches && !st; k++) {
@@ -249,7 +249,7 @@ static bt_status ds_measure(const void *obj, uint64_t *payload) {
 
 static bt_status ds_emit(bt_io_writer *w, const void *obj) {
   const bt_enc_dataset *d = obj;
-  put_tag(w, &d->tag);
+  bt_pl_put_tag(w, &d->tag);
   bt_io_put_u32(w, (uint32_t)d->role);
   bt_io_put_u32(w, (uint32_t)d->rows);
   bt_io_put_u32(w, (uint32_t)d->nx);
@@ -317,7 +317,7 @@ bt_status bt_pipeline_load_dataset(const char *path, const bt_ckks_params *p, co
 static bt_status ep_measure(const void *obj, uint64_t *payload) {
   const bt_enc_epoch *e = obj;
   uint64_t n = TAG_BYTES + 4;
-  bt_status st = check_tag_fields(&e->tag);
+  bt_status st = bt_pl_check_tag_fields(&e->tag);
   if (!st) st = ct_bytes(e->ct, &n);
   *payload = n;
   return st;
@@ -325,7 +325,7 @@ static bt_status ep_measure(const void *obj, uint64_t *payload) {
 
 static bt_status ep_emit(bt_io_writer *w, const void *obj) {
   const bt_enc_epoch *e = obj;
-  put_tag(w, &e->tag);
+  bt_pl_put_tag(w, &e->tag);
   bt_io_put_u32(w, (uint32_t)e->epoch);
   put_ct(w, e->ct);
   return bt_io_writer_status(w);
@@ -372,7 +372,7 @@ bt_status bt_pipeline_load_epoch(const char *path, bt_io_kind kind, const bt_ckk
 static bt_status cp_measure(const void *obj, uint64_t *payload) {
   const bt_checkpoint *c = obj;
   uint64_t n = TAG_BYTES + 2 * 4 + 7 * 8;
-  bt_status st = check_tag_fields(&c->tag);
+  bt_status st = bt_pl_check_tag_fields(&c->tag);
   if (!st) st = ct_bytes(c->a, &n);
   *payload = n;
   return st;
@@ -380,7 +380,7 @@ static bt_status cp_measure(const void *obj, uint64_t *payload) {
 
 static bt_status cp_emit(bt_io_writer *w, const void *obj) {
   const bt_checkpoint *c = obj;
-  put_tag(w, &c->tag);
+  bt_pl_put_tag(w, &c->tag);
   bt_io_put_u32(w, (uint32_t)c->epochs_done);
   bt_io_put_u32(w, c->stopped ? 1u : 0u);
   bt_io_put_f64(w, c->lr);
@@ -440,12 +440,12 @@ bt_status bt_pipeline_load_checkpoint(const char *path, const bt_ckks_params *p,
 /* ---- answer: tag | epoch | continue u32 ---- */
 static bt_status an_measure(const void *obj, uint64_t *payload) {
   *payload = TAG_BYTES + 8;
-  return check_tag_fields(&((const bt_answer *)obj)->tag);
+  return bt_pl_check_tag_fields(&((const bt_answer *)obj)->tag);
 }
 
 static bt_status an_emit(bt_io_writer *w, const void *obj) {
   const bt_answer *a = obj;
-  put_tag(w, &a->tag);
+  bt_pl_put_tag(w, &a->tag);
   bt_io_put_u32(w, (uint32_t)a->epoch);
   bt_io_put_u32(w, a->go_on ? 1u : 0u);
   return bt_io_writer_status(w);
@@ -487,7 +487,7 @@ void bt_enc_logits_clear(bt_enc_logits *l) {
 static bt_status lg_measure(const void *obj, uint64_t *payload) {
   const bt_enc_logits *l = obj;
   uint64_t n = TAG_BYTES + 8;
-  bt_status st = check_tag_fields(&l->tag);
+  bt_status st = bt_pl_check_tag_fields(&l->tag);
   if (!st && (l->nbatches < 1 || l->nbatches > MAX_BATCHES)) st = bt_fail(BT_E_ARG, "bad batch count");
   for (int k = 0; k < l->nbatches && !st; k++) {
     n += 4;
@@ -499,7 +499,7 @@ static bt_status lg_measure(const void *obj, uint64_t *payload) {
 
 static bt_status lg_emit(bt_io_writer *w, const void *obj) {
   const bt_enc_logits *l = obj;
-  put_tag(w, &l->tag);
+  bt_pl_put_tag(w, &l->tag);
   bt_io_put_u32(w, (uint32_t)l->rows);
   bt_io_put_u32(w, (uint32_t)l->nbatches);
   for (int k = 0; k < l->nbatches && !bt_io_writer_status(w); k++) {
@@ -564,7 +564,7 @@ void bt_plain_head_clear(bt_plain_head *h) {
 
 static bt_status hd_measure(const void *obj, uint64_t *payload) {
   const bt_plain_head *h = obj;
-  bt_status st = check_tag_fields(&h->tag);
+  bt_status st = bt_pl_check_tag_fields(&h->tag);
   if (!st && (h->dim < 1 || h->dim + 1 != h->tag.features || h->classes != h->tag.classes))
     st = bt_fail(BT_E_ARG, "cannot save a head of %d features and %d classes for the layout %d x %d", h->dim,
                  h->classes, h->tag.features, h->tag.classes);
@@ -580,7 +580,7 @@ static void put_f64s(bt_io_writer *w, const double *v, size_t n) {
 
 static bt_status hd_emit(bt_io_writer *w, const void *obj) {
   const bt_plain_head *h = obj;
-  put_tag(w, &h->tag);
+  bt_pl_put_tag(w, &h->tag);
   bt_io_put_u32(w, (uint32_t)h->epoch);
   bt_io_put_u32(w, (uint32_t)h->dim);
   bt_io_put_u32(w, (uint32_t)h->classes);

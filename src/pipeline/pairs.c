@@ -165,7 +165,14 @@ static bt_status commit_both(char **t1, const char *p1, char **t2, const char *p
   return BT_OK;
 }
 
+static bt_status save_eval_bundle(const char *path, void *eb) { return bt_pipeline_save_eval_bundle(path, eb); }
+
 bt_status bt_client_save_keyset(const bt_client *c, const bt_eval_bundle *eb, const char *secret, const char *eval) {
+  return bt_pl_save_keyset(c, save_eval_bundle, (void *)eb, secret, eval);
+}
+
+bt_status bt_pl_save_keyset(const bt_client *c, bt_status (*save_eval)(const char *path, void *ctx), void *ctx,
+                            const char *secret, const char *eval) {
   char *ts = NULL, *te = NULL;
   bt_status st = distinct(eval, secret);
   if (!st) st = bt_pipeline_finish_pair(secret, NULL); /* an earlier, interrupted keygen */
@@ -173,7 +180,7 @@ bt_status bt_client_save_keyset(const bt_client *c, const bt_eval_bundle *eb, co
   if (!st) st = reserve(secret, 1, &ts);
   if (!st) st = reserve(eval, 0, &te);
   if (!st) st = bt_client_save(c, ts);
-  if (!st) st = bt_pipeline_save_eval_bundle(te, eb);
+  if (!st) st = save_eval(te, ctx);
   /* the secret bundle second: the client's next load of it finishes the pair */
   if (!st) st = commit_both(&te, eval, &ts, secret);
   drop(&ts);

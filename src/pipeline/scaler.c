@@ -97,10 +97,17 @@ bt_status bt_scaler_whiten(bt_plain_head *sc, const float *x, size_t n, double r
     dsyevd_("V", "U", &dn, cor, &dn, lam, work, &lwork, iwork, &liwork, &info, 1, 1);
     if (info) st = bt_fail(BT_E_ARG, "whiten: the eigendecomposition did not converge (LAPACK dsyevd %d)", info);
   }
-  /* P's row k: the k-th largest eigenvector / sqrt(eigenvalue + ridge) */
+  /* P's row k: the k-th largest eigenvector / sqrt(eigenvalue + ridge), or
+   * zero for a direction the rows barely span (eigenvalue <= ridge / 1000:
+   * whitened, its training variance would be under 0.1 %, and 1/sqrt(ridge)
+   * would only magnify the release noise of the weights along it) */
   for (int k = 0; !st && k < d; k++) {
     const double *v = cor + (size_t)(d - 1 - k) * (size_t)d;
     const double l = lam[d - 1 - k] > 0 ? lam[d - 1 - k] : 0;
+    if (l <= 1e-3 * ridge) {
+      memset(proj + (size_t)k * d, 0, (size_t)d * sizeof *proj);
+      continue;
+    }
     int big = 0;
     for (int j = 1; j < d; j++)
       if (fabs(v[j]) > fabs(v[big])) big = j;
@@ -116,7 +123,9 @@ bt_status bt_scaler_whiten(bt_plain_head *sc, const float *x, size_t n, double r
   bt_free_secret(cor, cor ? dd * sizeof *cor : 0); /* statistics of the client's rows */
   bt_free_secret(rows, rows ? CHUNK * (size_t)d * sizeof *rows : 0);
   bt_free_secret(proj, proj ? dd * sizeof *proj : 0);
-  free(lam), free(work), free(iwork);
+  bt_free_secret(lam, lam ? (size_t)d * sizeof *lam : 0);
+  bt_free_secret(work, work ? (size_t)lwork * sizeof *work : 0);
+  bt_free_secret(iwork, iwork ? (size_t)liwork * sizeof *iwork : 0);
   return st;
 }
 

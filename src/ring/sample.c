@@ -2,6 +2,7 @@
  * depend on sampled values: the Gaussian scans its whole CDT, the fixed-weight
  * sampler shuffles with a data-independent sorting network. */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "blindtuner/ring.h"
@@ -90,26 +91,27 @@ bt_status bt_sample_ternary_hw(bt_prng *g, size_t n, size_t h, int8_t *out) {
 
 #define GAUSS_TAIL 19
 
-void bt_sample_gaussian(bt_prng *g, size_t n, int8_t *out) {
-  static uint64_t cdt[GAUSS_TAIL];
-  static int ready = 0;
-  if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-    /* P(|x| <= k) for the rounded Gaussian, sigma = 3.2, as 63-bit fixed point */
-    const long double s = 3.2L;
-    long double w[GAUSS_TAIL + 1], total = 0;
-    for (int k = 0; k <= GAUSS_TAIL; k++) {
-      w[k] = expl(-(long double)(k * k) / (2 * s * s)) * (k ? 2 : 1);
-      total += w[k];
-    }
-    long double acc = 0;
-    uint64_t tmp[GAUSS_TAIL];
-    for (int k = 0; k < GAUSS_TAIL; k++) {
-      acc += w[k];
-      tmp[k] = (uint64_t)(acc / total * 9223372036854775808.0L);
-    }
-    memcpy(cdt, tmp, sizeof tmp);
-    __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+static uint64_t cdt[GAUSS_TAIL];
+static pthread_once_t cdt_once = PTHREAD_ONCE_INIT;
+
+/* P(|x| <= k) for the rounded Gaussian, sigma = 3.2, as 63-bit fixed point;
+ * made once, before any thread reads it (key generation samples on several). */
+static void cdt_init(void) {
+  const long double s = 3.2L;
+  long double w[GAUSS_TAIL + 1], total = 0;
+  for (int k = 0; k <= GAUSS_TAIL; k++) {
+    w[k] = expl(-(long double)(k * k) / (2 * s * s)) * (k ? 2 : 1);
+    total += w[k];
   }
+  long double acc = 0;
+  for (int k = 0; k < GAUSS_TAIL; k++) {
+    acc += w[k];
+    cdt[k] = (uint64_t)(acc / total * 9223372036854775808.0L);
+  }
+}
+
+void bt_sample_gaussian(bt_prng *g, size_t n, int8_t *out) {
+  pthread_once(&cdt_once, cdt_init);
   uint64_t buf[UBATCH];
   for (size_t j = 0; j < n; j += UBATCH) {
     size_t len = n - j < UBATCH ? n - j : UBATCH;
