@@ -421,16 +421,12 @@ bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const i
   bt_status st = seeds && keys ? BT_OK : BT_E_NOMEM;
   if (!st) { /* each key from a seed of its own, drawn in order: the same keys on any number of threads */
     for (size_t i = 0; i < todo; i++) bt_prng_bytes(g, seeds[i], BT_SEED_BYTES);
-    int failed = 0; /* the first failure's status */
+    bt_status *sts = bt_calloc(todo ? todo : 1, sizeof *sts); /* each key's status: no lock needed */
+    if (!sts) st = BT_E_NOMEM;
 #pragma omp parallel for num_threads(p->threads) schedule(dynamic)
-    for (size_t i = 0; i < todo; i++) {
-      const bt_status si = bt_keygen_switch_seeded(sk, plan[i], seeds[i], &keys[i]);
-      if (si) {
-#pragma omp critical
-        if (!failed) failed = (int)si;
-      }
-    }
-    st = (bt_status)failed;
+    for (size_t i = 0; i < (sts ? todo : 0); i++) sts[i] = bt_keygen_switch_seeded(sk, plan[i], seeds[i], &keys[i]);
+    for (size_t i = 0; sts && i < todo && !st; i++) st = sts[i];
+    bt_free(sts);
   }
   for (size_t i = 0; i < todo && keys; i++) {
     if (!st) st = bt_eval_keys_add(ek, keys[i]); /* takes the key, also on failure */

@@ -34,17 +34,12 @@ static bt_status keys_emit(bt_io_writer *w, const void *obj) {
   bt_io_put_u32(w, (uint32_t)(ks->nkeys - (size_t)relin));
   for (size_t i = 0; i < ks->nkeys && !bt_io_writer_status(w); i += (size_t)s->nbuf) {
     const int cnt = ks->nkeys - i < (size_t)s->nbuf ? (int)(ks->nkeys - i) : s->nbuf;
-    int failed = 0;
+    bt_status sts[64] = {BT_OK}; /* each key's status (nbuf <= 64): no lock needed */
 #pragma omp parallel for num_threads(cnt) schedule(static, 1)
-    for (int t = 0; t < cnt; t++) {
-      const bt_status st = bt_keygen_switch_seeded(ks->sk, ks->plan[i + (size_t)t], ks->seeds[i + (size_t)t],
-                                                   &s->keys[t]);
-      if (st) {
-#pragma omp critical
-        if (!failed) failed = (int)st;
-      }
-    }
-    if (failed) return bt_io_writer_set_error(w, (bt_status)failed);
+    for (int t = 0; t < cnt; t++)
+      sts[t] = bt_keygen_switch_seeded(ks->sk, ks->plan[i + (size_t)t], ks->seeds[i + (size_t)t], &s->keys[t]);
+    for (int t = 0; t < cnt; t++)
+      if (sts[t]) return bt_io_writer_set_error(w, sts[t]);
     for (int t = 0; t < cnt && !bt_io_writer_status(w); t++) bt_io_switch_key_codec.emit(w, s->keys[t]);
     if (!bt_io_writer_status(w) && ks->progress &&
         ks->progress(ks->user, "key", (int)(i + (size_t)cnt), (int)ks->nkeys))
@@ -90,7 +85,7 @@ bt_status bt_pl_save_eval_stream(const char *path, const bt_pl_key_stream *ks) {
   if (!ks->sk || !ks->plan || !ks->seeds || ks->nkeys > UINT32_MAX)
     return bt_fail(BT_E_ARG, "%s: no keys to make", path);
   stream s = {.ks = ks, .p = ks->sk->params};
-  s.nbuf = ks->threads < 1 ? 1 : ks->threads;
+  s.nbuf = ks->threads < 1 ? 1 : ks->threads > 64 ? 64 : ks->threads;
   if ((size_t)s.nbuf > ks->nkeys) s.nbuf = ks->nkeys ? (int)ks->nkeys : 1;
   s.keys = calloc((size_t)s.nbuf, sizeof *s.keys);
   if (!s.keys) return bt_fail(BT_E_NOMEM, "out of memory");
