@@ -494,7 +494,7 @@ static void keys_do_not_depend_on_threads(void **state) {
   bt_eval_keys *ek[2] = {NULL, NULL};
   const int steps[] = {1, 2, -3, 1, 0, 5};
   uint64_t plan[8];
-  const size_t m = bt_keygen_eval_plan(f->p, 1, steps, 6, 1, plan);
+  const size_t m = bt_keygen_eval_plan(f->p, 1, steps, NULL, 6, 1, plan, NULL);
   assert_int_equal(m, 6); /* relin, 1, 2, -3, 5, conjugation: the repeat and the identity dropped */
   assert_true(plan[0] == 0 && plan[5] == bt_ckks_galois_conjugate(f->p));
   for (int t = 0; t < 2; t++) {
@@ -523,10 +523,11 @@ static void keys_do_not_depend_on_threads(void **state) {
   /* remade from seed s into the buffers of another key */
   uint8_t seed[BT_SEED_BYTES] = {42};
   bt_switch_key *k = NULL, *k2 = NULL;
-  BT_CHECK(bt_keygen_switch_seeded(f->sk, plan[2], seed, &k));
-  BT_CHECK(bt_keygen_switch_seeded(f->sk, plan[3], seed, &k2));
+  const int top = bt_ckks_max_level(f->p);
+  BT_CHECK(bt_keygen_switch_seeded(f->sk, plan[2], top, seed, &k));
+  BT_CHECK(bt_keygen_switch_seeded(f->sk, plan[3], top, seed, &k2));
   assert_memory_not_equal(k->b[0], k2->b[0], words * sizeof(uint64_t)); /* another source secret */
-  BT_CHECK(bt_keygen_switch_seeded(f->sk, plan[2], seed, &k2)); /* k2's buffers, k's key */
+  BT_CHECK(bt_keygen_switch_seeded(f->sk, plan[2], top, seed, &k2)); /* k2's buffers, k's key */
   assert_true(k2->galois == plan[2]);
   for (int j = 0; j < digits; j++) {
     assert_memory_equal(k->seeds[j], k2->seeds[j], BT_SEED_BYTES);
@@ -536,10 +537,92 @@ static void keys_do_not_depend_on_threads(void **state) {
   bt_eval_keys_free(ek[0]), bt_eval_keys_free(ek[1]);
 }
 
+/* Level-limited keys: a key serving levels 0..l holds only the digits of
+ * Q_l over q_0..q_l and P, switches as a full key does up to l, and refuses
+ * a ciphertext above l by name. */
+static void level_limited_keys(void **state) {
+  fixture *f = *state;
+  const int top = bt_ckks_max_level(f->p), np = bt_ckks_num_special(f->p);
+  const size_t n = f->slots, N = bt_ckks_n(f->p);
+  /* the plan: a repeated step keeps its highest level, relinearisation and
+   * conjugation are full */
+  const int steps[] = {3, 5, -1, 3, 0}, levels[] = {2, 5, 1, 4, 0};
+  uint64_t plan[8];
+  int klv[8];
+  const size_t m = bt_keygen_eval_plan(f->p, 1, steps, levels, 5, 1, plan, klv);
+  assert_int_equal(m, 5); /* relin, 3, 5, -1, conjugation */
+  assert_int_equal(klv[0], top);
+  assert_int_equal(klv[1], 4);
+  assert_int_equal(klv[2], 5);
+  assert_int_equal(klv[3], 1);
+  assert_int_equal(klv[4], top);
+  bt_eval_keys *ek;
+  bt_evaluator *ev;
+  BT_CHECK(bt_eval_keys_new(f->p, &ek));
+  BT_CHECK(bt_keygen_eval_levels(f->sk, &f->g, 1, steps, levels, 5, 1, ek));
+  BT_CHECK(bt_evaluator_new(f->p, ek, &ev));
+  const bt_switch_key *k3 = bt_eval_keys_find(ek, bt_ckks_galois_rotate(f->p, 3));
+  assert_non_null(k3);
+  assert_int_equal(k3->level, 4);
+  assert_int_equal(k3->digits, bt_ckks_digits_at(f->p, 4));
+  assert_true(bt_switch_key_memory(f->p, 4) ==
+              2 * (uint64_t)k3->digits * (uint64_t)(5 + np) * N * sizeof(uint64_t));
+  assert_true(bt_switch_key_memory(f->p, 4) < bt_switch_key_memory(f->p, top));
+  printf("  key memory: level 1 %.2f MiB, level 4 %.2f MiB, full %.2f MiB\n",
+         bt_switch_key_memory(f->p, 1) / 1048576.0, bt_switch_key_memory(f->p, 4) / 1048576.0,
+         bt_switch_key_memory(f->p, top) / 1048576.0);
+  /* asking again for a key it has at a level as high makes nothing; a
+   * higher level replaces it */
+  const int again[] = {3}, higher[] = {6};
+  BT_CHECK(bt_keygen_eval_levels(f->sk, &f->g, 0, again, levels, 1, 0, ek)); /* level 2 <= 4 */
+  assert_ptr_equal(bt_eval_keys_find(ek, bt_ckks_galois_rotate(f->p, 3)), k3);
+  double complex *a = malloc(n * sizeof *a), *w = malloc(n * sizeof *w);
+  random_values(&f->g, a, n, 1);
+  bt_ciphertext *x = encrypt_values(f, a, top, 1), *z, *y;
+  BT_CHECK(bt_ciphertext_new(f->p, &z));
+  BT_CHECK(bt_ciphertext_new(f->p, &y));
+  for (int lv = 0; lv <= 5; lv++) {
+    BT_CHECK(bt_eval_drop_level(ev, x, top - lv, y));
+    const int s = lv <= 4 ? 3 : 5;
+    BT_CHECK(bt_eval_rotate(ev, y, s, z));
+    for (size_t i = 0; i < n; i++) w[i] = a[(i + (size_t)s) % n];
+    char what[64];
+    snprintf(what, sizeof what, "level-%d key, rotate by %d at level %d", s == 3 ? 4 : 5, s, lv);
+    expect(f, z, w, what, 20);
+  }
+  BT_CHECK(bt_eval_drop_level(ev, x, top - 5, y));
+  assert_int_equal(bt_eval_rotate(ev, y, 3, z), BT_E_LEVEL);
+  printf("  refused as expected: %s\n", bt_last_error());
+  bt_ciphertext *outs[2];
+  for (int i = 0; i < 2; i++) BT_CHECK(bt_ciphertext_new(f->p, &outs[i]));
+  const int hs[] = {5, 3};
+  assert_int_equal(bt_eval_rotate_hoisted(ev, y, hs, 2, outs), BT_E_LEVEL);
+  BT_CHECK(bt_eval_drop_level(ev, y, 1, y)); /* level 4: both keys serve it */
+  BT_CHECK(bt_eval_rotate_hoisted(ev, y, hs, 2, outs));
+  for (int k = 0; k < 2; k++) {
+    for (size_t i = 0; i < n; i++) w[i] = a[(i + (size_t)hs[k]) % n];
+    expect(f, outs[k], w, k ? "hoisted, level-4 key at level 4" : "hoisted, level-5 key at level 4", 20);
+    bt_ciphertext_free(outs[k]);
+  }
+  /* the level-1 key, one digit, at levels 0 and 1 */
+  BT_CHECK(bt_eval_drop_level(ev, y, 3, y));
+  BT_CHECK(bt_eval_rotate(ev, y, -1, z));
+  for (size_t i = 0; i < n; i++) w[i] = a[(i + n - 1) % n];
+  expect(f, z, w, "level-1 key, rotate by -1 at level 1", 18);
+  BT_CHECK(bt_keygen_eval_levels(f->sk, &f->g, 0, again, higher, 1, 0, ek));
+  k3 = bt_eval_keys_find(ek, bt_ckks_galois_rotate(f->p, 3));
+  assert_int_equal(k3->level, 6);
+  bt_ciphertext_free(x), bt_ciphertext_free(y), bt_ciphertext_free(z);
+  free(a), free(w);
+  bt_evaluator_free(ev);
+  bt_eval_keys_free(ek);
+}
+
 int main(void) {
   bt_test_seed();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(presets_validate),
+      cmocka_unit_test_setup_teardown(level_limited_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(prime_accessors, setup, teardown),
       cmocka_unit_test_setup_teardown(encoder_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(encrypt_decrypt, setup, teardown),

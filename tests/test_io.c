@@ -286,6 +286,51 @@ static void keys_round_trip(void **state) {
   bt_evaluator_free(ev);
   bt_eval_keys_free(ek);
 
+  /* level-limited keys: a relin key and rotations at levels 0..top, each
+   * the size bt_io_switch_key_bytes says, read back identical and still
+   * rotating; a full key's shape word is its digit count, as before
+   * level-limited keys existed */
+  const int top = bt_ckks_max_level(f->p);
+  BT_CHECK(bt_io_write_switch_key(f->ek->galois[0], &buf, &len));
+  assert_true(len == BT_IO_HEADER_BYTES + bt_io_switch_key_bytes(f->p, top));
+  assert_int_equal(bt_test_get_le(buf + BT_IO_HEADER_BYTES + 8, 4), (uint64_t)bt_ckks_dnum(f->p));
+  bt_free(buf);
+  bt_eval_keys *lk;
+  BT_CHECK(bt_eval_keys_new(f->p, &lk));
+  int lsteps[16], llevels[16];
+  for (int l = 0; l <= top; l++) lsteps[l] = l + 1, llevels[l] = l;
+  BT_CHECK(bt_keygen_eval_levels(f->sk, &f->g, 1, lsteps, llevels, (size_t)top + 1, 0, lk));
+  uint64_t want = BT_IO_HEADER_BYTES + 8 + bt_io_switch_key_bytes(f->p, top);
+  for (int l = 0; l <= top; l++) {
+    assert_int_equal(lk->galois[l]->level, l);
+    want += bt_io_switch_key_bytes(f->p, l);
+  }
+  printf("  switching key bytes: level 0 %llu, full %llu\n", (unsigned long long)bt_io_switch_key_bytes(f->p, 0),
+         (unsigned long long)bt_io_switch_key_bytes(f->p, top));
+  path_in(f, "lk.bt", path, sizeof path);
+  BT_CHECK(bt_io_save_eval_keys(path, lk));
+  assert_int_equal(stat(path, &sb), 0);
+  assert_true((uint64_t)sb.st_size == want);
+  BT_CHECK(bt_io_load_eval_keys(path, f->p, &ek));
+  assert_int_equal(unlink(path), 0);
+  assert_int_equal(ek->ngalois, lk->ngalois);
+  for (size_t i = 0; i < ek->ngalois; i++) assert_same_switch_key(f->p, lk->galois[i], ek->galois[i]);
+  BT_CHECK(bt_io_write_switch_key(lk->galois[2], &buf, &len));
+  assert_int_equal(bt_test_get_le(buf + BT_IO_HEADER_BYTES + 8, 4),
+                   (uint64_t)bt_ckks_digits_at(f->p, 2) | (uint64_t)3 << 16);
+  BT_CHECK(bt_io_read_switch_key(buf, len, f->p, &k));
+  assert_same_switch_key(f->p, lk->galois[2], k);
+  bt_switch_key_free(k);
+  bt_free(buf);
+  BT_CHECK(bt_evaluator_new(f->p, ek, &ev));
+  BT_CHECK(bt_eval_drop_level(ev, ct, top - 2, z));
+  BT_CHECK(bt_eval_rotate(ev, z, 3, z)); /* the level-2 key */
+  for (size_t i = 0; i < f->slots; i++) w[i] = v[(i + 3) % f->slots];
+  expect_values(f, f->sk, z, w, "reloaded level-2 key: rotate 3 at level 2", 18);
+  bt_evaluator_free(ev);
+  bt_eval_keys_free(ek);
+  bt_eval_keys_free(lk);
+
   /* in memory too, and an empty set */
   BT_CHECK(bt_io_write_eval_keys(f->ek, &buf, &len));
   BT_CHECK(bt_io_read_eval_keys(buf, len, f->p, &ek));

@@ -205,6 +205,20 @@ static void corrupt_keys(void **state) {
   bt_test_expect_fail(bt_io_read_switch_key(c, len, f->p, &k), BT_E_FORMAT, "digits", "digits");
   printf("  refused: %s\n", bt_last_error());
   assert_null(k);
+  /* the shape word's prime count: all of them spelled out (only 0 means
+   * that), a count whose digits disagree, and a level-0 shape on a full
+   * key's bytes (too many) */
+  const uint64_t dnum = (uint64_t)bt_ckks_dnum(f->p), nq = (uint64_t)bt_ckks_max_level(f->p) + 1;
+  const uint64_t bad_shapes[] = {dnum | nq << 16, dnum | 1u << 16, 1u | 1u << 16, dnum | 0xffffu << 16};
+  const char *bad_needles[] = {"ciphertext primes", "digits", "unexpected bytes", "ciphertext primes"};
+  for (int t = 0; t < 4; t++) {
+    memcpy(c, buf, len);
+    bt_test_put_le(c + H_END + 8, bad_shapes[t], 4);
+    bt_test_fix_checksum(c, len);
+    bt_test_expect_fail(bt_io_read_switch_key(c, len, f->p, &k), BT_E_FORMAT, bad_needles[t], "switching key shape");
+    printf("  refused: %s\n", bt_last_error());
+    assert_null(k);
+  }
   free(c);
   bt_free(buf);
 
@@ -222,6 +236,19 @@ static void corrupt_keys(void **state) {
   bt_test_put_le(c + H_END + 4, (uint64_t)f->ek->ngalois + 1, 4);
   bt_test_fix_checksum(c, len);
   bt_test_expect_fail(bt_io_read_eval_keys(c, len, f->p, &ek), BT_E_FORMAT, "Galois element 0", "relin");
+  assert_null(ek);
+  /* one key fewer than the payload holds: bytes left after the last */
+  memcpy(c, buf, len);
+  bt_test_put_le(c + H_END + 4, (uint64_t)f->ek->ngalois - 1, 4);
+  bt_test_fix_checksum(c, len);
+  bt_test_expect_fail(bt_io_read_eval_keys(c, len, f->p, &ek), BT_E_FORMAT, "after the last", "count - 1");
+  assert_null(ek);
+  /* the first key's shape says level 0: the next key is read from inside it */
+  memcpy(c, buf, len);
+  bt_test_put_le(c + H_END + 8 + 8, 1u | 1u << 16, 4);
+  bt_test_fix_checksum(c, len);
+  assert_int_equal(bt_io_read_eval_keys(c, len, f->p, &ek), BT_E_FORMAT);
+  printf("  refused: %s\n", bt_last_error());
   assert_null(ek);
   free(c);
   bt_free(buf);

@@ -253,12 +253,12 @@ static void rotations_are_pure(void **state) {
                              {.batch = 64, .features = 17, .classes = 8}};
   for (size_t t = 0; t < sizeof tags / sizeof *tags; t++) {
     size_t n = 0, n2 = 0;
-    BT_CHECK(bt_job_rotations(p, &tags[t], NULL, 0, &n));
+    BT_CHECK(bt_job_rotations(p, &tags[t], NULL, NULL, 0, &n));
     assert_true(n > 0);
     int *pure = malloc(n * sizeof *pure), *built = malloc((4096 + 512) * sizeof *built), few[3];
-    BT_CHECK(bt_job_rotations(p, &tags[t], pure, n, &n2));
+    BT_CHECK(bt_job_rotations(p, &tags[t], pure, NULL, n, &n2));
     assert_int_equal(n, n2);
-    BT_CHECK(bt_job_rotations(p, &tags[t], few, 3, &n2)); /* a short array: filled, the size reported */
+    BT_CHECK(bt_job_rotations(p, &tags[t], few, NULL, 3, &n2)); /* a short array: filled, the size reported */
     assert_int_equal(n2, n);
     assert_memory_equal(few, pure, sizeof few);
     bt_hemat_layout L;
@@ -303,7 +303,7 @@ static void client_and_job(void **state) {
   const bt_ckks_params *p = bt_client_params(c);
   assert_int_equal(bt_client_tag(c)->features, 5);
   size_t nrot = 0;
-  BT_CHECK(bt_job_rotations(p, bt_client_tag(c), NULL, 0, &nrot));
+  BT_CHECK(bt_job_rotations(p, bt_client_tag(c), NULL, NULL, 0, &nrot));
   /* one key per distinct Galois element (steps equal modulo the slots share one), and conjugation */
   assert_true(eb.ek->ngalois >= 2 && eb.ek->ngalois <= nrot + 1);
   assert_non_null(eb.to_sparse);              /* a dense secret: encapsulation keys */

@@ -64,6 +64,12 @@ void bt_test_put_le(uint8_t *b, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; i++) b[i] = (uint8_t)(v >> (8 * i));
 }
 
+uint64_t bt_test_get_le(const uint8_t *b, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; i++) v |= (uint64_t)b[i] << (8 * i);
+  return v;
+}
+
 void bt_test_expect_fail(bt_status got, bt_status want, const char *needle, const char *what) {
   if (got != want)
     fail_msg("%s: got %s (%s), expected %s", what, bt_status_name(got), bt_last_error(), bt_status_name(want));

@@ -25,6 +25,7 @@ uint8_t *bt_test_read_file(const char *path, size_t *len);
 void bt_test_fix_checksum(uint8_t *b, size_t len);
 /* Writes v little-endian in `bytes` bytes. */
 void bt_test_put_le(uint8_t *b, uint64_t v, int bytes);
+uint64_t bt_test_get_le(const uint8_t *b, int bytes);
 /* Asserts the status and that the message mentions `needle` (if given). */
 void bt_test_expect_fail(bt_status got, bt_status want, const char *needle, const char *what);
 

@@ -156,9 +156,16 @@ BT_API void bt_bootstrapper_free(bt_bootstrapper *b);
 BT_API size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps, size_t cap);
 /* The same steps as a pure function of the parameters and configuration
  * (no transform is encoded): writes at most `cap` of them and sets *count
- * to how many there are (cap 0 sizes the array). */
+ * to how many there are (cap 0 sizes the array).  levels (may be NULL)
+ * receives the highest ciphertext level each step is used at: the top for
+ * the partial trace and CoeffsToSlots, lower for SlotsToCoeffs -- the level
+ * its key must serve (bt_keygen_eval_levels). */
 BT_API bt_status bt_bootstrap_config_steps(const bt_ckks_params *p, const bt_bootstrap_config *cfg, int *steps,
-                                           size_t cap, size_t *count) BT_MUST_CHECK;
+                                           int *levels, size_t cap, size_t *count) BT_MUST_CHECK;
+/* The level bootstrapping's output sits at: the highest any computation
+ * between bootstraps starts from. */
+BT_API bt_status bt_bootstrap_config_output_level(const bt_ckks_params *p, const bt_bootstrap_config *cfg,
+                                                  int *level) BT_MUST_CHECK;
 /* Levels bootstrapping consumes from the top; the output sits at
  * max level - depth. */
 BT_API int bt_bootstrap_depth(const bt_bootstrapper *b);

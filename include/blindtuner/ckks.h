@@ -77,6 +77,8 @@ BT_API size_t bt_ckks_n(const bt_ckks_params *p);
 BT_API int bt_ckks_max_level(const bt_ckks_params *p);
 BT_API int bt_ckks_num_special(const bt_ckks_params *p);
 BT_API int bt_ckks_dnum(const bt_ckks_params *p);
+/* Key-switching digits of a ciphertext at `level` (1..dnum). */
+BT_API int bt_ckks_digits_at(const bt_ckks_params *p, int level);
 BT_API double bt_ckks_default_scale(const bt_ckks_params *p);
 BT_API double bt_ckks_log_qp(const bt_ckks_params *p);
 BT_API uint64_t bt_ckks_q(const bt_ckks_params *p, int i);
@@ -169,11 +171,18 @@ typedef struct bt_public_key {
   uint8_t seed[BT_SEED_BYTES];
 } bt_public_key;
 
+/* A switching key serves ciphertexts up to its `level`.  A full key (level
+ * = max level) holds every prime; a level-limited one holds only what a
+ * switch at that level reads: the digits of Q_level, each over q_0..q_level
+ * and the special primes -- the full key's rows for those primes.  Training
+ * rotates on the low primes only, so its keys are a fraction of full size. */
 typedef struct bt_switch_key {
   const bt_ckks_params *params;
   uint64_t galois;  /* automorphism X -> X^galois; 0 for relinearisation */
-  int digits;       /* dnum */
-  uint64_t **b, **a;/* per digit: (nq + alpha) limbs, NTT form */
+  int level;        /* highest ciphertext level it switches */
+  int digits;       /* digits at that level (dnum for a full key) */
+  uint64_t **b, **a;/* per digit: level + 1 + alpha limbs (q_0..q_level, then
+                     * the special primes), NTT form */
   uint8_t (*seeds)[BT_SEED_BYTES];
 } bt_switch_key;
 
@@ -195,9 +204,18 @@ BT_API bt_status bt_keygen_galois(const bt_secret_key *sk, uint64_t galois, bt_p
 BT_API void bt_secret_key_free(bt_secret_key *sk);
 BT_API void bt_public_key_free(bt_public_key *pk);
 BT_API void bt_switch_key_free(bt_switch_key *k);
-/* Allocates an empty switching key with all buffers (for deserialisation). */
+/* Allocates an empty full switching key with all buffers (for
+ * deserialisation); _level, one serving levels 0..level. */
 BT_API bt_status bt_switch_key_alloc(const bt_ckks_params *p, uint64_t galois,
                                      bt_switch_key **out) BT_MUST_CHECK;
+BT_API bt_status bt_switch_key_alloc_level(const bt_ckks_params *p, uint64_t galois, int level,
+                                           bt_switch_key **out) BT_MUST_CHECK;
+/* Expands every a_j of k from its seed: one ChaCha20 stream per digit over
+ * the key's primes in order (q_0..q_level, then the special primes). */
+BT_API void bt_switch_key_expand(bt_switch_key *k);
+/* Bytes of the b and a polynomials of a switching key at `level` in memory
+ * (what bt_switch_key_alloc_level allocates). */
+BT_API uint64_t bt_switch_key_memory(const bt_ckks_params *p, int level);
 BT_API bt_status bt_public_key_alloc(const bt_ckks_params *p, bt_public_key **out) BT_MUST_CHECK;
 BT_API bt_status bt_secret_key_alloc(const bt_ckks_params *p, bt_secret_key **out) BT_MUST_CHECK;
 
@@ -230,22 +248,29 @@ BT_API void bt_eval_keys_free(bt_eval_keys *ek);
 /* Takes ownership of `k` (also on failure). */
 BT_API bt_status bt_eval_keys_add(bt_eval_keys *ek, bt_switch_key *k) BT_MUST_CHECK;
 BT_API const bt_switch_key *bt_eval_keys_find(const bt_eval_keys *ek, uint64_t galois);
-/* The keys bt_keygen_eval makes, in its order: 0 (relinearisation) if
- * `relin`, the Galois elements of `steps` without the identity and without
- * repeats, then conjugation if `conj`.  Writes at most nsteps + 2 elements
- * into galois and returns how many. */
-BT_API size_t bt_keygen_eval_plan(const bt_ckks_params *p, int relin, const int *steps, size_t nsteps, int conj,
-                                  uint64_t *galois);
-/* One switching key (galois 0: relinearisation) drawn from a PRNG on its
- * own 32-byte seed: the same seed gives the same key.  When *k is a key of
- * these parameters its buffers are reused (and its Galois element set);
- * when it is NULL a new key is allocated into it. */
-BT_API bt_status bt_keygen_switch_seeded(const bt_secret_key *sk, uint64_t galois,
+/* The keys bt_keygen_eval_levels makes, in its order: 0 (relinearisation)
+ * if `relin`, the Galois elements of `steps` without the identity and
+ * without repeats, then conjugation if `conj`.  Writes at most nsteps + 2
+ * elements into galois and returns how many.  levels[i] is the highest
+ * level step i is used at (levels NULL: the max level for all); a step that
+ * repeats gets the highest of its levels; relinearisation and conjugation
+ * are full keys.  klevels (may be NULL) receives each key's level. */
+BT_API size_t bt_keygen_eval_plan(const bt_ckks_params *p, int relin, const int *steps, const int *levels,
+                                  size_t nsteps, int conj, uint64_t *galois, int *klevels);
+/* One switching key (galois 0: relinearisation) serving levels 0..level,
+ * drawn from a PRNG on its own 32-byte seed: the same seed gives the same
+ * key.  When *k is a key of these parameters and level its buffers are
+ * reused (and its Galois element set); when it is NULL, or of another
+ * level, a new key is allocated into it (the old one freed). */
+BT_API bt_status bt_keygen_switch_seeded(const bt_secret_key *sk, uint64_t galois, int level,
                                          const uint8_t seed[BT_SEED_BYTES], bt_switch_key **k) BT_MUST_CHECK;
 /* Generates the keys of bt_keygen_eval_plan into `ek`, skipping those it
- * has: a 32-byte seed per key is drawn from g in the plan's order, then
- * the keys are made from their seeds (bt_keygen_switch_seeded) on the
- * parameters' threads, so the keys do not depend on the thread count. */
+ * has at a level as high: a 32-byte seed per key is drawn from g in the
+ * plan's order, then the keys are made from their seeds
+ * (bt_keygen_switch_seeded) on the parameters' threads, so the keys do not
+ * depend on the thread count.  bt_keygen_eval makes full keys. */
+BT_API bt_status bt_keygen_eval_levels(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
+                                       const int *levels, size_t nsteps, int conj, bt_eval_keys *ek) BT_MUST_CHECK;
 BT_API bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
                                 size_t nsteps, int conj, bt_eval_keys *ek) BT_MUST_CHECK;
 

@@ -258,6 +258,9 @@ BT_API bt_ciphertext *bt_io_get_ciphertext(bt_io_reader *r, const bt_ckks_params
  * params codec takes the handle (flags as for bt_ckks_params_new). */
 BT_API extern const bt_io_codec bt_io_params_codec, bt_io_secret_key_codec, bt_io_switch_key_codec,
     bt_io_eval_keys_codec, bt_io_encaps_key_codec;
+/* Payload bytes of a switching key serving levels 0..level (0 when the
+ * level is out of range). */
+BT_API uint64_t bt_io_switch_key_bytes(const bt_ckks_params *p, int level);
 
 /* Any bytes written atomically (util's bt_file_write_atomic): a temporary
  * file created exclusively (O_EXCL | O_NOFOLLOW) in the destination's

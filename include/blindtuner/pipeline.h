@@ -197,6 +197,11 @@ BT_API bt_status bt_pipeline_load_head(const char *path, bt_io_kind kind, const 
 /* What a file holds, for `blindtuner inspect`: the header (checksum
  * verified over the whole file) and the first fields of the payload.  Never
  * reads key material.  Fields that do not apply to the kind are -1. */
+typedef struct bt_key_group {
+  int level;      /* the highest ciphertext level the keys serve */
+  int count;      /* rotation keys at that level */
+  uint64_t bytes; /* their payload bytes */
+} bt_key_group;
 typedef struct bt_pipeline_summary {
   bt_io_info info;
   int has_tag;
@@ -204,6 +209,14 @@ typedef struct bt_pipeline_summary {
   int role, rows, batches, epoch, flag; /* flag: stopped (checkpoint), continue (answer) */
   int logn;                             /* PARAMS and bundles */
   char params_name[64];
+  /* EVAL_BUNDLE: its keys (read from each key's header; -1 / 0 otherwise) */
+  int max_level;                /* of the parameters */
+  int relin_level, conj_level;  /* -1 when absent */
+  uint64_t relin_bytes, conj_bytes;
+  int encaps;                   /* the encapsulation pair is there */
+  uint64_t encaps_bytes;        /* both of its frames */
+  int ngroups;                  /* rotation keys by level, highest first */
+  bt_key_group groups[BT_MAX_PRIMES];
 } bt_pipeline_summary;
 BT_API bt_status bt_pipeline_summarize(const char *path, bt_pipeline_summary *s) BT_MUST_CHECK BT_NONNULL(1, 2);
 
@@ -242,9 +255,18 @@ BT_API bt_status bt_job_layout(const bt_ckks_params *p, const bt_job_tag *tag, b
                                bt_softmax_approx *sa) BT_MUST_CHECK;
 /* The rotation steps the evaluation keys of a job must cover (bootstrapping
  * and training, without repeats): writes at most `cap` into steps and sets
- * *count to the number there are (call with cap 0 to size the array). */
-BT_API bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *steps, size_t cap,
-                                  size_t *count) BT_MUST_CHECK;
+ * *count to the number there are (call with cap 0 to size the array).
+ * levels (may be NULL) receives the highest level each step is used at:
+ * bootstrapping's from bt_bootstrap_config_steps, training's the level
+ * bootstrapping outputs (training never holds a ciphertext above it), so
+ * the keys for them are level-limited (bt_keygen_eval_levels). */
+BT_API bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *steps, int *levels,
+                                  size_t cap, size_t *count) BT_MUST_CHECK;
+/* BT_OK when the keys cover every rotation of the job at its level, with
+ * relinearisation and conjugation keys; else BT_E_KEY naming the first
+ * missing or too-low key. */
+BT_API bt_status bt_job_check_keys(const bt_ckks_params *p, const bt_job_tag *tag,
+                                   const bt_eval_keys *ek) BT_MUST_CHECK;
 /* The Hamming weight of the encapsulation keys the job's bootstrapping
  * needs (0: none, the secret is sparse already). */
 BT_API int bt_job_encaps_weight(const bt_ckks_params *p);

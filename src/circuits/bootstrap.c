@@ -394,19 +394,48 @@ size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps, size_t cap) {
   return cnt;
 }
 
+/* Level of the first StC group: below CoeffsToSlots, EvalMod's interpolant
+ * and its double angles. */
+static bt_status stc_top_level(const bt_ckks_params *p, const bt_bootstrap_config *cfg, int *level) {
+  bt_bootstrap_config c = *cfg;
+  bt_cheby cheb;
+  bt_status st = bt_cheby_interpolate(eval_mod_fn, &c, -1, 1, cfg->cheby_degree, &cheb);
+  if (st) return st;
+  const int depth = bt_cheby_depth(&cheb);
+  bt_cheby_free(&cheb);
+  if (depth < 0) return bt_fail(BT_E_NOMEM, "out of memory planning a polynomial");
+  *level = bt_ckks_max_level(p) - cfg->cts_levels - depth - cfg->double_angle;
+  return BT_OK;
+}
+
+bt_status bt_bootstrap_config_output_level(const bt_ckks_params *p, const bt_bootstrap_config *cfg, int *level) {
+  bt_status st = stc_top_level(p, cfg, level);
+  if (!st) *level -= cfg->stc_levels;
+  if (!st && *level < 0) st = bt_fail(BT_E_LEVEL, "bootstrapping needs more levels than the parameters have");
+  return st;
+}
+
 bt_status bt_bootstrap_config_steps(const bt_ckks_params *p, const bt_bootstrap_config *cfg, int *steps,
-                                    size_t cap, size_t *count) {
+                                    int *levels, size_t cap, size_t *count) {
   const int logn = bt_ckks_logn(p), ls = cfg->logslots ? cfg->logslots : logn - 1, sparse = ls < logn - 1;
+  const int top = bt_ckks_max_level(p);
   *count = 0;
   if (ls < 1 || ls > logn - 1 || cfg->cts_levels < 1 || cfg->cts_levels > MAX_GROUPS || cfg->stc_levels < 1 ||
-      cfg->stc_levels > MAX_GROUPS)
+      cfg->stc_levels > MAX_GROUPS || cfg->cheby_degree < 2 || cfg->double_angle < 0)
     return bt_fail(BT_E_ARG, "invalid bootstrapping configuration");
-  int *all = malloc(4096 * sizeof *all), *tmp = malloc(((size_t)4 << ls) * sizeof *tmp),
+  int stc_top = top;
+  bt_status st = levels ? stc_top_level(p, cfg, &stc_top) : BT_OK;
+  if (st) return st;
+  if (stc_top - cfg->stc_levels < 0) stc_top = top; /* cannot bootstrap on these parameters: full keys */
+  enum { MAXSTEPS = 4096 };
+  int *all = malloc(2 * MAXSTEPS * sizeof *all), *lv = all + MAXSTEPS, *tmp = malloc(((size_t)4 << ls) * sizeof *tmp),
       *idx = malloc(((size_t)2 << ls) * sizeof *idx);
-  bt_status st = all && tmp && idx ? BT_OK : bt_fail(BT_E_NOMEM, "out of memory");
+  st = all && tmp && idx ? BT_OK : bt_fail(BT_E_NOMEM, "out of memory");
   size_t cnt = 0;
-  /* as bt_bootstrap_steps: the partial trace, then each group's babies and giants */
-  for (int j = ls; !st && j < logn - 1; j++) all[cnt++] = 1 << j;
+  /* as bt_bootstrap_steps: the partial trace (right after ModRaise, at the
+   * top), then each group's babies and giants at the group's level; a step
+   * used twice keeps the higher level */
+  for (int j = ls; !st && j < logn - 1; j++) all[cnt] = 1 << j, lv[cnt++] = top;
   for (int pass = 0; pass < 2 && !st; pass++) {
     const int groups = pass ? cfg->stc_levels : cfg->cts_levels;
     for (int gi = 0; gi < groups && !st; gi++) {
@@ -420,16 +449,23 @@ bt_status bt_bootstrap_config_steps(const bt_ckks_params *p, const bt_bootstrap_
       for (int k = 0; k < M->n; k++)
         if (M->d[k]) idx[nd++] = k;
       smat_free(M);
+      const int glevel = (pass ? stc_top : top) - gi;
       const size_t k = bt_lintrans_index_steps(idx, nd, bt_lintrans_giant_step(idx, nd, ls + wide), tmp);
       for (size_t t = 0; t < k; t++) {
-        int dup = 0;
-        for (size_t u = 0; u < cnt; u++) dup |= all[u] == tmp[t];
-        if (!dup && cnt < 4096) all[cnt++] = tmp[t];
+        size_t u = 0;
+        while (u < cnt && all[u] != tmp[t]) u++;
+        if (u < cnt) {
+          if (lv[u] < glevel) lv[u] = glevel;
+        } else if (cnt < MAXSTEPS) {
+          all[cnt] = tmp[t], lv[cnt++] = glevel;
+        }
       }
     }
   }
   if (!st) {
-    if (cap) memcpy(steps, all, (cnt < cap ? cnt : cap) * sizeof *steps);
+    const size_t m = cnt < cap ? cnt : cap;
+    if (m) memcpy(steps, all, m * sizeof *steps);
+    if (m && levels) memcpy(levels, lv, m * sizeof *levels);
     *count = cnt;
   }
   free(all), free(tmp), free(idx);

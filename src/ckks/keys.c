@@ -118,30 +118,64 @@ bt_status bt_keygen_public(const bt_secret_key *sk, bt_prng *g, bt_public_key **
   return BT_OK;
 }
 
-bt_status bt_switch_key_alloc(const bt_ckks_params *p, uint64_t galois, bt_switch_key **out) {
+/* Limbs of each digit of a key serving levels 0..level. */
+static size_t key_limbs(const bt_ckks_params *p, int level) { return (size_t)(level + 1 + p->np); }
+
+/* Prime index of row e of such a key: q_0..q_level, then the special primes. */
+static int key_prime(const bt_ckks_params *p, int level, int e) { return e <= level ? e : p->nq + (e - level - 1); }
+
+uint64_t bt_switch_key_memory(const bt_ckks_params *p, int level) {
+  if (level < 0 || level >= p->nq) return 0;
+  return 2 * (uint64_t)bt_digits_at(p, level) * key_limbs(p, level) * p->n * sizeof(uint64_t);
+}
+
+bt_status bt_switch_key_alloc_level(const bt_ckks_params *p, uint64_t galois, int level, bt_switch_key **out) {
   *out = NULL;
+  if (level < 0 || level >= p->nq)
+    return bt_fail(BT_E_ARG, "switching key level %d out of range (0 to %d)", level, p->nq - 1);
   bt_switch_key *k = bt_calloc(1, sizeof *k);
   if (!k) return BT_E_NOMEM;
+  const size_t words = key_limbs(p, level) * p->n;
   k->params = p;
   k->galois = galois;
-  k->digits = p->dnum;
-  k->b = bt_calloc((size_t)p->dnum, sizeof *k->b);
-  k->a = bt_calloc((size_t)p->dnum, sizeof *k->a);
-  k->seeds = bt_calloc((size_t)p->dnum, sizeof *k->seeds);
+  k->level = level;
+  k->digits = bt_digits_at(p, level);
+  k->b = bt_calloc((size_t)k->digits, sizeof *k->b);
+  k->a = bt_calloc((size_t)k->digits, sizeof *k->a);
+  k->seeds = bt_calloc((size_t)k->digits, sizeof *k->seeds);
   if (!k->b || !k->a || !k->seeds) {
     bt_switch_key_free(k);
     return BT_E_NOMEM;
   }
-  for (int j = 0; j < p->dnum; j++) {
-    k->b[j] = bt_alloc(2 * qp_words(p) * sizeof(uint64_t));
+  for (int j = 0; j < k->digits; j++) {
+    k->b[j] = bt_alloc(2 * words * sizeof(uint64_t));
     if (!k->b[j]) {
       bt_switch_key_free(k);
       return BT_E_NOMEM;
     }
-    k->a[j] = k->b[j] + qp_words(p);
+    k->a[j] = k->b[j] + words;
   }
   *out = k;
   return BT_OK;
+}
+
+bt_status bt_switch_key_alloc(const bt_ckks_params *p, uint64_t galois, bt_switch_key **out) {
+  return bt_switch_key_alloc_level(p, galois, p->nq - 1, out);
+}
+
+void bt_switch_key_expand(bt_switch_key *k) {
+  const bt_ckks_params *p = k->params;
+  bt_modulus mods[BT_MAX_PRIMES];
+  const int rows = (int)key_limbs(p, k->level);
+  for (int e = 0; e < rows; e++) mods[e] = p->mod[key_prime(p, k->level, e)];
+  for (int j = 0; j < k->digits; j++) {
+    /* one stream over the key's primes in order: for a full key, the
+     * expansion over every prime of QP */
+    bt_prng g;
+    bt_prng_init(&g, k->seeds[j]);
+    bt_sample_uniform(&g, mods, (size_t)rows, p->n, k->a[j]);
+    bt_prng_wipe(&g);
+  }
 }
 
 void bt_switch_key_free(bt_switch_key *k) {
@@ -154,25 +188,37 @@ void bt_switch_key_free(bt_switch_key *k) {
   bt_free(k);
 }
 
-/* Fills the allocated key k (its galois field set) with the switching key
- * from s2 to sk, drawing from g. */
+/* Fills the allocated key k (its galois field and level set) with the
+ * switching key from s2 to sk, drawing from g.  A level-limited key is the
+ * full key's construction on its primes only: the same error polynomial on
+ * each, P s2 on the primes of each digit. */
 static bt_status gen_switch_into(const bt_secret_key *sk, const uint64_t *s2, bt_prng *g, bt_switch_key *k) {
   const bt_ckks_params *p = sk->params;
-  const int total = p->nq + p->np;
+  const int lv = k->level, rows = (int)key_limbs(p, lv);
   const size_t n = p->n;
-  for (int j = 0; j < p->dnum; j++) {
+  int8_t *e = bt_alloc(n);
+  if (!e) return BT_E_NOMEM;
+  for (int j = 0; j < k->digits; j++) {
     bt_prng_bytes(g, k->seeds[j], BT_SEED_BYTES);
-    bt_expand_uniform(p, k->seeds[j], k->a[j], 0, total);
-    bt_status st = sample_error(p, g, k->b[j], 0, total);
-    if (st) return st;
-    sub_as(p, k->a[j], sk->s, k->b[j], 0, total);
-    const int lo = p->dstart[j], hi = p->dstart[j + 1];
-    for (int i = lo; i < hi; i++) {
-      const bt_modulus *m = &p->mod[i];
-      uint64_t pm = p->pmodq[i], pmp = bt_shoup(pm, m->q);
-      uint64_t *b = k->b[j] + (size_t)i * n;
-      const uint64_t *s = s2 + (size_t)i * n;
-      for (size_t t = 0; t < n; t++) b[t] = bt_mod_add(b[t], bt_mul_shoup(s[t], pm, pmp, m->q), m->q);
+    bt_sample_gaussian(g, n, e);
+    bt_small_to_rns(e, &p->mod[0], (size_t)lv + 1, n, k->b[j]);
+    bt_small_to_rns(e, &p->mod[p->nq], (size_t)p->np, n, k->b[j] + (size_t)(lv + 1) * n);
+  }
+  bt_free_secret(e, n);
+  bt_switch_key_expand(k);
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+  for (int x = 0; x < k->digits * rows; x++) {
+    const int j = x / rows, r = x % rows, i = key_prime(p, lv, r);
+    const bt_modulus *m = &p->mod[i];
+    uint64_t *b = k->b[j] + (size_t)r * n;
+    const uint64_t *a = k->a[j] + (size_t)r * n, *s = sk->s + (size_t)i * n;
+    bt_ntt_forward(&p->ntt[i], b);
+    /* b = e - a s, plus P s2 on the primes of digit j */
+    for (size_t t = 0; t < n; t++) b[t] = bt_mod_sub(b[t], bt_mod_mul(a[t], s[t], m), m->q);
+    if (i >= p->dstart[j] && i < p->dstart[j + 1] && i <= lv) {
+      const uint64_t pm = p->pmodq[i], pmp = bt_shoup(pm, m->q);
+      const uint64_t *s2i = s2 + (size_t)i * n;
+      for (size_t t = 0; t < n; t++) b[t] = bt_mod_add(b[t], bt_mul_shoup(s2i[t], pm, pmp, m->q), m->q);
     }
   }
   return BT_OK;
@@ -181,7 +227,7 @@ static bt_status gen_switch_into(const bt_secret_key *sk, const uint64_t *s2, bt
 /* Key switching from s2 (NTT form over QP) to sk. */
 static bt_status gen_switch(const bt_secret_key *sk, const uint64_t *s2, uint64_t galois,
                             bt_prng *g, bt_switch_key **out) {
-  bt_status st = bt_switch_key_alloc(sk->params, galois, out);
+  bt_status st = bt_switch_key_alloc(sk->params, galois, out); /* full */
   if (!st && (st = gen_switch_into(sk, s2, g, *out))) {
     bt_switch_key_free(*out);
     *out = NULL;
@@ -297,17 +343,21 @@ bt_status bt_keygen_galois(const bt_secret_key *sk, uint64_t galois, bt_prng *g,
   return keygen_switch(sk, galois, g, out);
 }
 
-bt_status bt_keygen_switch_seeded(const bt_secret_key *sk, uint64_t galois, const uint8_t seed[BT_SEED_BYTES],
-                                  bt_switch_key **k) {
+bt_status bt_keygen_switch_seeded(const bt_secret_key *sk, uint64_t galois, int level,
+                                  const uint8_t seed[BT_SEED_BYTES], bt_switch_key **k) {
   const bt_ckks_params *p = sk->params;
   const size_t words = qp_words(p);
   bt_status st = BT_OK;
-  if (*k && ((*k)->params != p || (*k)->digits != p->dnum)) return bt_fail(BT_E_PARAMS, "key belongs to other parameters");
+  if (level < 0 || level >= p->nq)
+    return bt_fail(BT_E_ARG, "switching key level %d out of range (0 to %d)", level, p->nq - 1);
+  if (*k && (*k)->params != p) return bt_fail(BT_E_PARAMS, "key belongs to other parameters");
   uint64_t *s2 = bt_alloc(words * sizeof(uint64_t));
   if (!s2) return BT_E_NOMEM;
   int fresh = 0;
-  if (!(st = source_secret(sk, galois, s2)) && !*k) {
-    st = bt_switch_key_alloc(p, galois, k);
+  if (!(st = source_secret(sk, galois, s2)) && (!*k || (*k)->level != level)) {
+    bt_switch_key_free(*k);
+    *k = NULL;
+    st = bt_switch_key_alloc_level(p, galois, level, k);
     fresh = !st;
   }
   if (!st) {
@@ -391,31 +441,52 @@ bt_status bt_eval_keys_add(bt_eval_keys *ek, bt_switch_key *k) {
   return BT_OK;
 }
 
-size_t bt_keygen_eval_plan(const bt_ckks_params *p, int relin, const int *steps, size_t nsteps, int conj,
-                           uint64_t *galois) {
+size_t bt_keygen_eval_plan(const bt_ckks_params *p, int relin, const int *steps, const int *levels,
+                           size_t nsteps, int conj, uint64_t *galois, int *klevels) {
   size_t m = 0;
-  if (relin) galois[m++] = 0;
+  const int top = p->nq - 1;
+  if (relin) {
+    if (klevels) klevels[m] = top;
+    galois[m++] = 0;
+  }
   for (size_t i = 0; i <= nsteps; i++) {
     uint64_t gal;
-    if (i < nsteps) gal = bt_ckks_galois_rotate(p, steps[i]);
-    else if (conj) gal = bt_ckks_galois_conjugate(p);
-    else break;
+    int lv = top;
+    if (i < nsteps) {
+      gal = bt_ckks_galois_rotate(p, steps[i]);
+      if (levels) lv = levels[i] < 0 ? 0 : levels[i] > top ? top : levels[i];
+    } else if (conj) {
+      gal = bt_ckks_galois_conjugate(p);
+    } else {
+      break;
+    }
     if (gal == 1) continue;
-    int seen = 0;
-    for (size_t j = 0; j < m && !seen; j++) seen = galois[j] == gal;
-    if (!seen) galois[m++] = gal;
+    size_t j = 0;
+    while (j < m && galois[j] != gal) j++;
+    if (j == m) {
+      galois[m++] = gal;
+      if (klevels) klevels[j] = lv;
+    } else if (klevels && klevels[j] < lv) {
+      klevels[j] = lv;
+    }
   }
   return m;
 }
 
-bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
-                         size_t nsteps, int conj, bt_eval_keys *ek) {
+bt_status bt_keygen_eval_levels(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps,
+                                const int *levels, size_t nsteps, int conj, bt_eval_keys *ek) {
   const bt_ckks_params *p = sk->params;
   uint64_t *plan = bt_alloc((nsteps + 2) * sizeof *plan);
-  if (!plan) return BT_E_NOMEM;
-  size_t m = bt_keygen_eval_plan(p, relin, steps, nsteps, conj, plan), todo = 0;
-  for (size_t i = 0; i < m; i++) /* keys ek already has are not made again */
-    if (!(plan[i] ? bt_eval_keys_find(ek, plan[i]) : NULL)) plan[todo++] = plan[i];
+  int *lv = bt_alloc((nsteps + 2) * sizeof *lv);
+  if (!plan || !lv) {
+    bt_free(plan), bt_free(lv);
+    return BT_E_NOMEM;
+  }
+  size_t m = bt_keygen_eval_plan(p, relin, steps, levels, nsteps, conj, plan, lv), todo = 0;
+  for (size_t i = 0; i < m; i++) { /* keys ek already has, at a level as high, are not made again */
+    const bt_switch_key *have = bt_eval_keys_find(ek, plan[i]);
+    if (!have || have->level < lv[i]) plan[todo] = plan[i], lv[todo++] = lv[i];
+  }
   uint8_t(*seeds)[BT_SEED_BYTES] = bt_alloc((todo ? todo : 1) * sizeof *seeds);
   bt_switch_key **keys = bt_calloc(todo ? todo : 1, sizeof *keys);
   bt_status st = seeds && keys ? BT_OK : BT_E_NOMEM;
@@ -424,7 +495,8 @@ bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const i
     bt_status *sts = bt_calloc(todo ? todo : 1, sizeof *sts); /* each key's status: no lock needed */
     if (!sts) st = BT_E_NOMEM;
 #pragma omp parallel for num_threads(p->threads) schedule(dynamic)
-    for (size_t i = 0; i < (sts ? todo : 0); i++) sts[i] = bt_keygen_switch_seeded(sk, plan[i], seeds[i], &keys[i]);
+    for (size_t i = 0; i < (sts ? todo : 0); i++)
+      sts[i] = bt_keygen_switch_seeded(sk, plan[i], lv[i], seeds[i], &keys[i]);
     for (size_t i = 0; sts && i < todo && !st; i++) st = sts[i];
     bt_free(sts);
   }
@@ -435,5 +507,11 @@ bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const i
   bt_free(keys);
   bt_free_secret(seeds, seeds ? (todo ? todo : 1) * sizeof *seeds : 0);
   bt_free(plan);
+  bt_free(lv);
   return st;
+}
+
+bt_status bt_keygen_eval(const bt_secret_key *sk, bt_prng *g, int relin, const int *steps, size_t nsteps, int conj,
+                         bt_eval_keys *ek) {
+  return bt_keygen_eval_levels(sk, g, relin, steps, NULL, nsteps, conj, ek);
 }

@@ -58,13 +58,14 @@ static void inner_product(bt_evaluator *ev, const bt_switch_key *k, int level,
   const size_t nblk = n / BLK;
 #pragma omp parallel for num_threads(p->threads) schedule(static)
   for (size_t x = 0; x < (size_t)ext * nblk; x++) {
-    const int t = ext_prime(p, level, (int)(x / nblk));
-    const size_t c0 = (x % nblk) * BLK, off = (size_t)t * n + c0;
+    const int e = (int)(x / nblk), t = ext_prime(p, level, e);
+    /* the key's rows: q_0..q_klevel, then the special primes */
+    const int row = t < p->nq ? t : k->level + 1 + (t - p->nq);
+    const size_t c0 = (x % nblk) * BLK, off = (size_t)t * n + c0, koff = (size_t)row * n + c0;
     bt_u128 s0[BLK] = {0}, s1[BLK] = {0};
     for (int j = 0; j < beta; j++) {
-      /* digit j's key holds primes of Q P by prime index */
       const uint64_t *d = ev->digits + (size_t)j * stride + (size_t)t * n;
-      const uint64_t *b = k->b[j] + off, *a = k->a[j] + off;
+      const uint64_t *b = k->b[j] + koff, *a = k->a[j] + koff;
       if (perm) {
         for (size_t i = 0; i < BLK; i++) {
           const uint64_t v = d[perm[c0 + i]];
@@ -126,9 +127,25 @@ static void mod_down(bt_evaluator *ev, int level, uint64_t *out0, uint64_t *out1
   }
 }
 
-static bt_status check_key(const bt_evaluator *ev, const bt_switch_key *k, const char *what) {
+static bt_status check_key(const bt_evaluator *ev, const bt_switch_key *k, int level, const char *what) {
   if (!k) return bt_fail(BT_E_KEY, "cannot %s: the evaluation keys lack the needed key", what);
   if (k->params != ev->p) return bt_fail(BT_E_PARAMS, "cannot %s: key has other parameters", what);
+  if (k->level < level)
+    return bt_fail(BT_E_LEVEL, "cannot %s at level %d: its key serves levels up to %d", what, level, k->level);
+  return BT_OK;
+}
+
+/* The rotation key for `step`, checked for a ciphertext at `level`; *k
+ * stays NULL for the identity. */
+static bt_status rotation_key(const bt_evaluator *ev, int step, int level, const bt_switch_key **k) {
+  const uint64_t gal = bt_ckks_galois_rotate(ev->p, step);
+  *k = NULL;
+  if (gal == 1) return BT_OK;
+  *k = bt_eval_keys_find(ev->keys, gal);
+  if (!*k) return bt_fail(BT_E_KEY, "cannot rotate by %d: no rotation key for it", step);
+  if ((*k)->level < level)
+    return bt_fail(BT_E_LEVEL, "cannot rotate by %d at level %d: its key serves levels up to %d", step, level,
+                   (*k)->level);
   return BT_OK;
 }
 
@@ -154,7 +171,7 @@ bt_status bt_eval_relin(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext 
   if (st) return st;
   if (a->degree == 1) return bt_ciphertext_copy(a, out);
   const bt_switch_key *k = bt_eval_keys_find(ev->keys, 0);
-  if ((st = check_key(ev, k, "relinearise"))) return st;
+  if ((st = check_key(ev, k, a->level, "relinearise"))) return st;
   if ((st = bt_ciphertext_copy(a, out))) return st;
   decompose(ev, a->c[2], a->level);
   inner_product(ev, k, a->level, NULL);
@@ -204,18 +221,16 @@ static bt_status switch_one(bt_evaluator *ev, const bt_ciphertext *a, const bt_s
 bt_status bt_eval_keyswitch(bt_evaluator *ev, const bt_ciphertext *a, const bt_switch_key *k,
                             bt_ciphertext *out) {
   bt_status st = check_ct(ev, a, out, "switch keys");
-  if (!st) st = check_key(ev, k, "switch keys");
+  if (!st) st = check_key(ev, k, a->level, "switch keys");
   return st ? st : switch_one(ev, a, k, out);
 }
 
 bt_status bt_eval_rotate(bt_evaluator *ev, const bt_ciphertext *a, int step, bt_ciphertext *out) {
   bt_status st = check_ct(ev, a, out, "rotate");
   if (st) return st;
-  uint64_t gal = bt_ckks_galois_rotate(ev->p, step);
-  if (gal == 1) return bt_ciphertext_copy(a, out);
-  const bt_switch_key *k = bt_eval_keys_find(ev->keys, gal);
-  if (!k) return bt_fail(BT_E_KEY, "cannot rotate by %d: no rotation key for it", step);
-  return switch_one(ev, a, k, out);
+  const bt_switch_key *k;
+  if ((st = rotation_key(ev, step, a->level, &k))) return st;
+  return k ? switch_one(ev, a, k, out) : bt_ciphertext_copy(a, out);
 }
 
 bt_status bt_eval_conjugate(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext *out) {
@@ -223,6 +238,7 @@ bt_status bt_eval_conjugate(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphert
   if (st) return st;
   const bt_switch_key *k = bt_eval_keys_find(ev->keys, bt_ckks_galois_conjugate(ev->p));
   if (!k) return bt_fail(BT_E_KEY, "cannot conjugate: no conjugation key");
+  if ((st = check_key(ev, k, a->level, "conjugate"))) return st;
   return switch_one(ev, a, k, out);
 }
 
@@ -235,9 +251,9 @@ bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const
   for (size_t i = 0; i < nsteps; i++) {
     if (outs[i] == a || outs[i]->params != p)
       return bt_fail(BT_E_ARG, "hoisted rotation output %zu aliases the input or has other parameters", i);
-    uint64_t gal = bt_ckks_galois_rotate(p, steps[i]);
-    if (gal != 1 && !bt_eval_keys_find(ev->keys, gal))
-      return bt_fail(BT_E_KEY, "cannot rotate by %d: no rotation key for it", steps[i]);
+    const bt_switch_key *k;
+    bt_status st = rotation_key(ev, steps[i], a->level, &k);
+    if (st) return st;
   }
   const int limbs = a->level + 1;
   int decomposed = 0;
@@ -310,10 +326,9 @@ bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby
   if (!first) return bt_fail(BT_E_ARG, "BSGS transform without a diagonal");
   for (int side = 0; side < 2; side++)
     for (size_t i = 0; i < (side ? ngiant : nbaby); i++) {
-      const int step = side ? giant[i] : baby[i];
-      const uint64_t gal = bt_ckks_galois_rotate(p, step);
-      if (gal != 1 && !bt_eval_keys_find(ev->keys, gal))
-        return bt_fail(BT_E_KEY, "cannot rotate by %d: no rotation key for it", step);
+      const bt_switch_key *k;
+      bt_status st = rotation_key(ev, side ? giant[i] : baby[i], x->level, &k);
+      if (st) return st;
     }
   const size_t n = p->n, stride = qp_limbs(p) * n;
   const int level = x->level, limbs = level + 1, ext = limbs + p->np;

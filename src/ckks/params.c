@@ -374,6 +374,7 @@ size_t bt_ckks_n(const bt_ckks_params *p) { return p->n; }
 int bt_ckks_max_level(const bt_ckks_params *p) { return p->nq - 1; }
 int bt_ckks_num_special(const bt_ckks_params *p) { return p->np; }
 int bt_ckks_dnum(const bt_ckks_params *p) { return p->dnum; }
+int bt_ckks_digits_at(const bt_ckks_params *p, int level) { return bt_digits_at(p, level < 0 ? 0 : level); }
 double bt_ckks_default_scale(const bt_ckks_params *p) { return p->scale; }
 double bt_ckks_log_qp(const bt_ckks_params *p) { return p->log_qp; }
 uint64_t bt_ckks_q(const bt_ckks_params *p, int i) {

@@ -12,8 +12,52 @@ static void help(void) {
          "\n"
          "Prints what each container file holds: its kind, format version, size, parameter\n"
          "hash and, for the pipeline's files, the key-set ID and layout, the dataset's role,\n"
-         "rows and batches, or the epoch.  The whole file is read and its checksum verified;\n"
+         "rows and batches, or the epoch; for an evaluation bundle, its keys by the highest\n"
+         "level each serves and their sizes.  The whole file is read and its checksum verified;\n"
          "no key or value is ever printed.  Exit status 1 if any file is not a valid container.\n");
+}
+
+static double mb(uint64_t b) { return (double)b / 1e6; }
+
+/* An evaluation bundle's keys: relinearisation, conjugation, rotations by
+ * level, the encapsulation pair. */
+static void print_keys(const bt_pipeline_summary *s) {
+  int n = 0;
+  uint64_t total = s->relin_bytes + s->conj_bytes + s->encaps_bytes;
+  for (int g = 0; g < s->ngroups; g++) n += s->groups[g].count, total += s->groups[g].bytes;
+  printf("  keys: %d rotation%s, %s relinearisation, %s conjugation%s; %.1f MB\n", n, n == 1 ? "" : "s",
+         s->relin_level >= 0 ? "a" : "no", s->conj_level >= 0 ? "a" : "no",
+         s->encaps ? ", the encapsulation pair" : "", mb(total));
+  if (s->relin_level >= 0)
+    printf("    relinearisation   level %2d%s %10.1f MB\n", s->relin_level, s->relin_level == s->max_level ? " (full)" : "       ",
+           mb(s->relin_bytes));
+  if (s->conj_level >= 0)
+    printf("    conjugation       level %2d%s %10.1f MB\n", s->conj_level, s->conj_level == s->max_level ? " (full)" : "       ",
+           mb(s->conj_bytes));
+  for (int g = 0; g < s->ngroups; g++)
+    printf("    %3d rotation%s     level %2d%s %10.1f MB\n", s->groups[g].count, s->groups[g].count == 1 ? " " : "s",
+           s->groups[g].level, s->groups[g].level == s->max_level ? " (full)" : "       ", mb(s->groups[g].bytes));
+  if (s->encaps) printf("    encapsulation pair                %10.1f MB\n", mb(s->encaps_bytes));
+}
+
+static json_object *keys_json(const bt_pipeline_summary *s) {
+  json_object *o = json_object_new_object(), *g = json_object_new_array();
+  const bt_cli_json_field f[] = {{"max_level", s->max_level},
+                                 {"relin_level", s->relin_level},
+                                 {"relin_bytes", (double)s->relin_bytes},
+                                 {"conj_level", s->conj_level},
+                                 {"conj_bytes", (double)s->conj_bytes},
+                                 {"encaps_bytes", (double)s->encaps_bytes}};
+  bt_cli_json_add_numbers(o, f, 6);
+  for (int k = 0; k < s->ngroups; k++) {
+    json_object *e = json_object_new_object();
+    const bt_cli_json_field t[] = {{"level", s->groups[k].level}, {"count", s->groups[k].count},
+                                   {"bytes", (double)s->groups[k].bytes}};
+    bt_cli_json_add_numbers(e, t, 3);
+    json_object_array_add(g, e);
+  }
+  json_object_object_add(o, "rotations", g);
+  return o;
 }
 
 int bt_cli_inspect(int argc, char **argv) {
@@ -66,6 +110,7 @@ int bt_cli_inspect(int argc, char **argv) {
       if (s.rows >= 0) json_object_object_add(o, "rows", json_object_new_int(s.rows));
       if (s.batches >= 0) json_object_object_add(o, "batches", json_object_new_int(s.batches));
       if (s.epoch >= 0) json_object_object_add(o, "epoch", json_object_new_int(s.epoch));
+      if (s.info.kind == BT_IO_EVAL_BUNDLE) json_object_object_add(o, "keys", keys_json(&s));
       json_object_array_add(arr, o);
       continue;
     }
@@ -84,6 +129,7 @@ int bt_cli_inspect(int argc, char **argv) {
       printf("  epoch %d: %s\n", s.epoch, s.flag ? "continue" : "stop");
     else if (s.epoch >= 0)
       printf("  epoch %d\n", s.epoch);
+    if (s.info.kind == BT_IO_EVAL_BUNDLE) print_keys(&s);
   }
   if (json) printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY));
   json_object_put(arr);

@@ -452,8 +452,14 @@ static const bt_io_codec public_key_codec = {BT_IO_PUBLIC_KEY, 0, public_key_mea
                                              public_key_discard};
 
 /* ---- switching keys ---- */
-static uint64_t switch_key_bytes(const bt_ckks_params *p) {
-  return 8 + 4 + (uint64_t)bt_ckks_dnum(p) * (bt_io_poly_bytes(p, 0, NQ(p) + NP(p)) + BT_SEED_BYTES);
+/* Payload bytes of a switching key serving levels 0..level. */
+static uint64_t switch_key_bytes(const bt_ckks_params *p, int level) {
+  const uint64_t poly = bt_io_poly_bytes(p, 0, level + 1) + bt_io_poly_bytes(p, NQ(p), NP(p));
+  return 8 + 4 + (uint64_t)bt_ckks_digits_at(p, level) * (poly + BT_SEED_BYTES);
+}
+
+uint64_t bt_io_switch_key_bytes(const bt_ckks_params *p, int level) {
+  return level < 0 || level >= NQ(p) ? 0 : switch_key_bytes(p, level);
 }
 
 /* 0 (relinearisation) or an odd element of (0, 2N). */
@@ -464,9 +470,9 @@ static int galois_ok(const bt_ckks_params *p, uint64_t g) {
 static bt_status check_switch_key(const bt_switch_key *k, const bt_ckks_params *p) {
   if (k->params != p)
     return bt_fail(BT_E_PARAMS, "cannot save: a switching key has other parameters");
-  if (k->digits != bt_ckks_dnum(p) || !galois_ok(p, k->galois))
-    return bt_fail(BT_E_ARG, "cannot save switching key: %d digits (dnum %d), Galois element %llu",
-                   k->digits, bt_ckks_dnum(p), (unsigned long long)k->galois);
+  if (k->level < 0 || k->level >= NQ(p) || k->digits != bt_ckks_digits_at(p, k->level) || !galois_ok(p, k->galois))
+    return bt_fail(BT_E_ARG, "cannot save switching key: level %d, %d digits, Galois element %llu", k->level,
+                   k->digits, (unsigned long long)k->galois);
   return BT_OK;
 }
 
@@ -474,23 +480,29 @@ static bt_status switch_key_measure(const void *obj, uint64_t *payload) {
   const bt_switch_key *k = obj;
   bt_status st = check_switch_key(k, k->params);
   if (st) return st;
-  *payload = switch_key_bytes(k->params);
+  *payload = switch_key_bytes(k->params, k->level);
   return BT_OK;
 }
 
+/* The shape word: digits in the low 16 bits, the number of ciphertext
+ * primes the key holds in the high 16 (0 for all of them: a full key reads
+ * as before level-limited keys existed). */
 static bt_status switch_key_emit(bt_io_writer *w, const void *obj) {
   const bt_switch_key *k = obj;
   const bt_ckks_params *p = k->params;
+  const int rows = k->level + 1;
   bt_io_put_u64(w, k->galois);
-  bt_io_put_u32(w, (uint32_t)k->digits);
+  bt_io_put_u32(w, (uint32_t)k->digits | (rows == NQ(p) ? 0u : (uint32_t)rows << 16));
   for (int j = 0; j < k->digits && !w->st; j++) {
-    bt_io_put_poly(w, p, k->b[j], 0, NQ(p) + NP(p), "switching key b");
+    bt_io_put_poly(w, p, k->b[j], 0, rows, "switching key b");
+    bt_io_put_poly(w, p, k->b[j] + (size_t)rows * N_OF(p), NQ(p), NP(p), "switching key b");
     bt_io_put_bytes(w, k->seeds[j], BT_SEED_BYTES);
   }
   return w->st;
 }
 
-/* One switching key from the reader into *out (NULL on failure). */
+/* One switching key from the reader into *out (NULL on failure), after
+ * checking that the payload left holds it. */
 static bt_status read_switch_key(bt_io_reader *r, const bt_ckks_params *p, bt_switch_key **out) {
   *out = NULL;
   uint64_t galois = bt_io_get_u64(r);
@@ -498,21 +510,29 @@ static bt_status read_switch_key(bt_io_reader *r, const bt_ckks_params *p, bt_sw
     return bt_io_reader_fail(r, BT_E_FORMAT,
                              "Galois element %llu is neither 0 nor odd below 2N = %llu",
                              (unsigned long long)galois, (unsigned long long)(2 * N_OF(p)));
-  uint32_t digits = bt_io_get_u32(r);
-  if (!r->st && digits != (uint32_t)bt_ckks_dnum(p))
-    return bt_io_reader_fail(r, BT_E_FORMAT, "switching key has %lu digits, the parameters use dnum = %d",
-                             (unsigned long)digits, bt_ckks_dnum(p));
+  const uint32_t shape = bt_io_get_u32(r), digits = shape & 0xffffu, rows = shape >> 16;
   if (r->st) return r->st;
-  bt_status st = bt_switch_key_alloc(p, galois, out);
+  if (rows >= (uint32_t)NQ(p))
+    return bt_io_reader_fail(r, BT_E_FORMAT, "switching key over %lu ciphertext primes: 1 to %d, or 0 for all",
+                             (unsigned long)rows, NQ(p) - 1);
+  const int level = rows ? (int)rows - 1 : NQ(p) - 1;
+  if (digits != (uint32_t)bt_ckks_digits_at(p, level))
+    return bt_io_reader_fail(r, BT_E_FORMAT, "switching key has %lu digits, %d at its level %d", (unsigned long)digits,
+                             bt_ckks_digits_at(p, level), level);
+  /* the 12 bytes just read are part of the key's size */
+  if (bt_io_remaining(r) < switch_key_bytes(p, level) - 12)
+    return bt_io_reader_fail(r, BT_E_FORMAT, "truncated switching key: %llu of %llu bytes",
+                             (unsigned long long)bt_io_remaining(r) + 12,
+                             (unsigned long long)switch_key_bytes(p, level));
+  bt_status st = bt_switch_key_alloc_level(p, galois, level, out);
   if (st) return st;
   bt_switch_key *k = *out;
-  const int total = NQ(p) + NP(p);
-  for (int j = 0; j < bt_ckks_dnum(p) && !r->st; j++) {
-    bt_io_get_poly(r, p, k->b[j], 0, total, "switching key b");
+  for (int j = 0; j < k->digits && !r->st; j++) {
+    bt_io_get_poly(r, p, k->b[j], 0, level + 1, "switching key b");
+    bt_io_get_poly(r, p, k->b[j] + (size_t)(level + 1) * N_OF(p), NQ(p), NP(p), "switching key b");
     bt_io_get_bytes(r, k->seeds[j], BT_SEED_BYTES);
-    /* a_j over every prime of QP, as keys.c's gen_switch expands it */
-    if (!r->st) bt_ckks_expand_uniform(p, k->seeds[j], k->a[j], 0, total);
   }
+  if (!r->st) bt_switch_key_expand(k); /* a_j as keygen expanded it */
   if (r->st) {
     bt_switch_key_free(k);
     *out = NULL;
@@ -520,17 +540,22 @@ static bt_status read_switch_key(bt_io_reader *r, const bt_ckks_params *p, bt_sw
   return r->st;
 }
 
-static bt_status switch_key_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
-                                  void *out) {
-  (void)flags;
-  if (bt_io_expect_remaining(r, switch_key_bytes(p), "the switching key")) return r->st;
-  return read_switch_key(r, p, out);
-}
-
 static void switch_key_discard(void *out) {
   bt_switch_key **k = out;
   bt_switch_key_free(*k);
   *k = NULL;
+}
+
+static bt_status switch_key_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags,
+                                  void *out) {
+  (void)flags;
+  bt_status st = read_switch_key(r, p, out);
+  if (!st && bt_io_remaining(r) != 0) {
+    st = bt_io_reader_fail(r, BT_E_FORMAT, "%llu unexpected bytes after the switching key",
+                           (unsigned long long)bt_io_remaining(r));
+    switch_key_discard(out);
+  }
+  return st;
 }
 
 const bt_io_codec bt_io_switch_key_codec = {BT_IO_SWITCH_KEY, 0, switch_key_measure,
@@ -546,8 +571,8 @@ static bt_status eval_keys_measure(const void *obj, uint64_t *payload) {
   if (ek->ngalois > UINT32_MAX) return bt_fail(BT_E_ARG, "too many Galois keys to save");
   for (size_t i = 0; i < ek->ngalois; i++)
     if ((st = check_switch_key(ek->galois[i], p))) return st;
-  uint64_t keys = (ek->relin ? 1 : 0) + (uint64_t)ek->ngalois;
-  *payload = 4 + 4 + keys * switch_key_bytes(p);
+  *payload = 4 + 4 + (ek->relin ? switch_key_bytes(p, ek->relin->level) : 0);
+  for (size_t i = 0; i < ek->ngalois; i++) *payload += switch_key_bytes(p, ek->galois[i]->level);
   return BT_OK;
 }
 
@@ -569,13 +594,15 @@ static bt_status eval_keys_parse(bt_io_reader *r, const bt_ckks_params *p, unsig
   uint64_t count = bt_io_get_u32(r);
   if (r->st) return r->st;
   /* the count is checked against the payload size before anything is
-   * allocated (divided, not multiplied, so no count can overflow) */
-  const uint64_t each = switch_key_bytes(p), left = bt_io_remaining(r);
-  if (left % each != 0 || left / each != (uint64_t)has_relin + count)
+   * allocated (divided, not multiplied, so no count can overflow): no key
+   * is smaller than one at level 0; each key's own size is checked as it
+   * is read, and the payload must end with the last */
+  const uint64_t least = switch_key_bytes(p, 0), left = bt_io_remaining(r);
+  if (left / least < (uint64_t)has_relin + count)
     return bt_io_reader_fail(r, BT_E_FORMAT,
-                             "%llu payload bytes do not hold %d + %llu switching keys of %llu bytes",
+                             "%llu payload bytes cannot hold %d + %llu switching keys of at least %llu bytes",
                              (unsigned long long)left, has_relin, (unsigned long long)count,
-                             (unsigned long long)each);
+                             (unsigned long long)least);
   bt_eval_keys **ek = out;
   bt_status st = bt_eval_keys_new(p, ek);
   if (st) return st;
@@ -598,6 +625,9 @@ static bt_status eval_keys_parse(bt_io_reader *r, const bt_ckks_params *p, unsig
     }
     if ((st = bt_eval_keys_add(*ek, k))) return st; /* takes k, also on failure */
   }
+  if (bt_io_remaining(r) != 0)
+    return bt_io_reader_fail(r, BT_E_FORMAT, "%llu unexpected bytes after the last switching key",
+                             (unsigned long long)bt_io_remaining(r));
   return BT_OK;
 }
 

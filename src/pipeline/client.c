@@ -65,7 +65,8 @@ static bt_status client_finish(bt_client *c, int threads) {
 /* The client of a new key set: parameters, tag with a fresh key-set ID,
  * secret key drawn from *g (which the caller goes on drawing the
  * evaluation keys from, then wipes), and the rotation steps its keys must
- * cover (*steps, *ns; free(*steps)). */
+ * cover with the level each is used at (*steps: ns steps then ns levels;
+ * free(*steps)). */
 static bt_status keygen_begin(const char *preset, unsigned flags, int dim, int classes, int batch, int threads,
                               bt_client **out, bt_prng *g, int **steps, size_t *ns) {
   *out = NULL;
@@ -87,9 +88,9 @@ static bt_status keygen_begin(const char *preset, unsigned flags, int dim, int c
     if (c->seeded) bt_prng_bytes(g, c->sb.tag.keyset, BT_KEYSET_ID_BYTES);
     else bt_random_bytes(c->sb.tag.keyset, BT_KEYSET_ID_BYTES);
     /* the keys this job's rotations need, known from the parameters alone */
-    st = bt_job_rotations(c->p, &c->sb.tag, NULL, 0, ns);
-    if (!st && !(*steps = malloc((*ns ? *ns : 1) * sizeof **steps))) st = bt_fail(BT_E_NOMEM, "out of memory");
-    if (!st) st = bt_job_rotations(c->p, &c->sb.tag, *steps, *ns, ns);
+    st = bt_job_rotations(c->p, &c->sb.tag, NULL, NULL, 0, ns);
+    if (!st && !(*steps = malloc(2 * (*ns ? *ns : 1) * sizeof **steps))) st = bt_fail(BT_E_NOMEM, "out of memory");
+    if (!st) st = bt_job_rotations(c->p, &c->sb.tag, *steps, *steps + *ns, *ns, ns);
     if (!st) st = bt_keygen_secret(c->p, g, &c->sb.sk);
     if (st) bt_prng_wipe(g);
   }
@@ -114,7 +115,7 @@ bt_status bt_client_keygen(const char *preset, unsigned flags, int dim, int clas
   if (st) return st;
   eb->tag = c->sb.tag;
   st = bt_eval_keys_new(c->p, &eb->ek);
-  if (!st) st = bt_keygen_eval(c->sb.sk, &g, 1, steps, ns, 1, eb->ek);
+  if (!st) st = bt_keygen_eval_levels(c->sb.sk, &g, 1, steps, steps + ns, ns, 1, eb->ek);
   const int hw = bt_job_encaps_weight(c->p);
   if (!st && hw) st = bt_keygen_encapsulation(c->sb.sk, hw, &g, &eb->to_sparse, &eb->to_dense);
   bt_prng_wipe(&g);
@@ -143,13 +144,14 @@ bt_status bt_client_keygen_save(const char *preset, unsigned flags, int dim, int
   if (st) return st;
   /* the seeds and the encapsulation keys drawn as bt_client_keygen draws them */
   uint64_t *plan = malloc((ns + 2) * sizeof *plan);
+  int *levels = malloc((ns + 2) * sizeof *levels);
   uint8_t(*seeds)[BT_SEED_BYTES] = NULL;
   bt_encaps_key *to_sparse = NULL;
   bt_switch_key *to_dense = NULL;
   size_t m = 0;
-  if (!plan) st = bt_fail(BT_E_NOMEM, "out of memory");
+  if (!plan || !levels) st = bt_fail(BT_E_NOMEM, "out of memory");
   if (!st) {
-    m = bt_keygen_eval_plan(c->p, 1, steps, ns, 1, plan);
+    m = bt_keygen_eval_plan(c->p, 1, steps, steps + ns, ns, 1, plan, levels);
     if (!(seeds = bt_alloc_locked(m * sizeof *seeds))) st = bt_fail(BT_E_NOMEM, "out of memory");
   }
   for (size_t i = 0; !st && i < m; i++) bt_prng_bytes(&g, seeds[i], BT_SEED_BYTES);
@@ -157,8 +159,8 @@ bt_status bt_client_keygen_save(const char *preset, unsigned flags, int dim, int
   if (!st && hw) st = bt_keygen_encapsulation(c->sb.sk, hw, &g, &to_sparse, &to_dense);
   bt_prng_wipe(&g);
   if (!st) {
-    const bt_pl_key_stream ks = {.tag = c->sb.tag, .sk = c->sb.sk, .plan = plan, .seeds = seeds, .nkeys = m,
-                                 .to_sparse = to_sparse, .to_dense = to_dense,
+    const bt_pl_key_stream ks = {.tag = c->sb.tag, .sk = c->sb.sk, .plan = plan, .levels = levels, .seeds = seeds,
+                                 .nkeys = m, .to_sparse = to_sparse, .to_dense = to_dense,
                                  .threads = threads ? threads : bt_default_threads(), .progress = progress,
                                  .user = user};
     st = bt_pl_save_keyset(c, save_stream, (void *)&ks, secret, eval);
@@ -171,6 +173,7 @@ bt_status bt_client_keygen_save(const char *preset, unsigned flags, int dim, int
   bt_encaps_key_free(to_sparse);
   bt_switch_key_free(to_dense);
   free(plan);
+  free(levels);
   free(steps);
   if (st) {
     bt_client_free(c);

@@ -27,6 +27,7 @@ typedef struct bt_pl_key_stream {
   bt_job_tag tag;
   const bt_secret_key *sk;
   const uint64_t *plan;
+  const int *levels; /* each key's level (bt_keygen_eval_plan) */
   const uint8_t (*seeds)[BT_SEED_BYTES];
   size_t nkeys;
   const bt_encaps_key *to_sparse; /* both NULL or both set */

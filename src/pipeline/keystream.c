@@ -14,15 +14,19 @@
 typedef struct stream {
   const bt_pl_key_stream *ks;
   const bt_ckks_params *p;
-  bt_switch_key **keys; /* threads buffers, keys[0] allocated before measuring */
+  bt_switch_key **keys; /* threads buffers, reused while the level stays */
   int nbuf;
-  uint64_t key_bytes; /* one SWITCH_KEY payload */
 } stream;
 
 /* ---- the EVAL_KEYS frame, made as it is written ---- */
 static bt_status keys_measure(const void *obj, uint64_t *payload) {
   const stream *s = obj;
-  *payload = 4 + 4 + (uint64_t)s->ks->nkeys * s->key_bytes;
+  *payload = 4 + 4;
+  for (size_t i = 0; i < s->ks->nkeys; i++) {
+    const uint64_t b = bt_io_switch_key_bytes(s->p, s->ks->levels[i]);
+    if (!b) return bt_fail(BT_E_ARG, "key %zu: level %d out of range", i, s->ks->levels[i]);
+    *payload += b;
+  }
   return BT_OK;
 }
 
@@ -37,7 +41,8 @@ static bt_status keys_emit(bt_io_writer *w, const void *obj) {
     bt_status sts[64] = {BT_OK}; /* each key's status (nbuf <= 64): no lock needed */
 #pragma omp parallel for num_threads(cnt) schedule(static, 1)
     for (int t = 0; t < cnt; t++)
-      sts[t] = bt_keygen_switch_seeded(ks->sk, ks->plan[i + (size_t)t], ks->seeds[i + (size_t)t], &s->keys[t]);
+      sts[t] = bt_keygen_switch_seeded(ks->sk, ks->plan[i + (size_t)t], ks->levels[i + (size_t)t],
+                                       ks->seeds[i + (size_t)t], &s->keys[t]);
     for (int t = 0; t < cnt; t++)
       if (sts[t]) return bt_io_writer_set_error(w, sts[t]);
     for (int t = 0; t < cnt && !bt_io_writer_status(w); t++) bt_io_switch_key_codec.emit(w, s->keys[t]);
@@ -82,17 +87,14 @@ static bt_status bundle_emit(bt_io_writer *w, const void *obj) {
 static const bt_io_codec bundle_codec = {BT_IO_EVAL_BUNDLE, 0, bundle_measure, bundle_emit, NULL, NULL};
 
 bt_status bt_pl_save_eval_stream(const char *path, const bt_pl_key_stream *ks) {
-  if (!ks->sk || !ks->plan || !ks->seeds || ks->nkeys > UINT32_MAX)
+  if (!ks->sk || !ks->plan || !ks->levels || !ks->seeds || ks->nkeys > UINT32_MAX)
     return bt_fail(BT_E_ARG, "%s: no keys to make", path);
   stream s = {.ks = ks, .p = ks->sk->params};
   s.nbuf = ks->threads < 1 ? 1 : ks->threads > 64 ? 64 : ks->threads;
   if ((size_t)s.nbuf > ks->nkeys) s.nbuf = ks->nkeys ? (int)ks->nkeys : 1;
   s.keys = calloc((size_t)s.nbuf, sizeof *s.keys);
   if (!s.keys) return bt_fail(BT_E_NOMEM, "out of memory");
-  /* one buffer now, for the size of a key: untouched, it costs no memory yet */
-  bt_status st = bt_switch_key_alloc(s.p, ks->nkeys ? ks->plan[0] : 0, &s.keys[0]);
-  if (!st) st = bt_io_switch_key_codec.measure(s.keys[0], &s.key_bytes);
-  if (!st) st = bt_io_save(&bundle_codec, path, &s, bt_ckks_params_hash(s.p));
+  const bt_status st = bt_io_save(&bundle_codec, path, &s, bt_ckks_params_hash(s.p));
   for (int t = 0; t < s.nbuf; t++) bt_switch_key_free(s.keys[t]);
   free(s.keys);
   return st;

@@ -88,6 +88,7 @@ bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt
   if (!j) return bt_fail(BT_E_NOMEM, "out of memory");
   j->p = p, j->eb = eb, j->train = train, j->val = val, j->o = *o;
   bt_status st = bt_job_layout(p, &eb->tag, &j->L, &j->sa);
+  if (!st) st = bt_job_check_keys(p, &eb->tag, eb->ek); /* a key short of its level, named now, not mid-epoch */
   if (!st && train) st = check_set(j, train, BT_SET_TRAIN, "training set");
   if (!st && val) st = check_set(j, val, BT_SET_VAL, "validation set");
   if (!st && train && !(j->order = malloc((size_t)train->nbatches * sizeof *j->order))) st = bt_fail(BT_E_NOMEM, "out of memory");

@@ -19,31 +19,65 @@ int bt_job_encaps_weight(const bt_ckks_params *p) {
   return bt_bootstrap_config_default(p, &cfg) ? 0 : cfg.encaps_hamming_weight;
 }
 
-bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *steps, size_t cap, size_t *count) {
+bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *steps, int *levels, size_t cap,
+                           size_t *count) {
   bt_hemat_layout L;
   bt_bootstrap_config cfg;
   *count = 0;
+  int out_level = 0;
   bt_status st = bt_job_layout(p, tag, &L, NULL);
   if (!st) st = bt_trainer_bootstrap_config(p, &L, &cfg);
+  /* parameters too short to bootstrap (no job can train on them): full keys */
+  if (!st && bt_bootstrap_config_output_level(p, &cfg, &out_level) != BT_OK) out_level = bt_ckks_max_level(p);
   size_t nb = 0;
-  if (!st) st = bt_bootstrap_config_steps(p, &cfg, NULL, 0, &nb);
+  if (!st) st = bt_bootstrap_config_steps(p, &cfg, NULL, NULL, 0, &nb);
   const size_t nt = st ? 0 : bt_train_layout_steps(&L, NULL, 0);
-  int *all = st ? NULL : malloc((nb + nt) * sizeof *all), *train = st ? NULL : malloc((nt ? nt : 1) * sizeof *train);
+  int *all = st ? NULL : malloc(2 * (nb + nt) * sizeof *all), *train = st ? NULL : malloc((nt ? nt : 1) * sizeof *train);
+  int *lv = all ? all + nb + nt : NULL;
   if (!st && (!all || !train || !nt)) st = bt_fail(BT_E_NOMEM, "out of memory");
-  if (!st) st = bt_bootstrap_config_steps(p, &cfg, all, nb, &nb);
+  if (!st) st = bt_bootstrap_config_steps(p, &cfg, all, lv, nb, &nb);
   if (!st && bt_train_layout_steps(&L, train, nt) != nt) st = bt_fail(BT_E_NOMEM, "out of memory");
   if (!st) {
-    /* training's own steps, without the ones bootstrapping has already */
+    /* training's own steps, without the ones bootstrapping has already at
+     * a level as high */
     size_t n = nb;
     for (size_t i = 0; i < nt; i++) {
       size_t j = 0;
       while (j < n && all[j] != train[i]) j++;
-      if (j == n) all[n++] = train[i];
+      if (j == n) all[n] = train[i], lv[n++] = out_level;
+      else if (lv[j] < out_level) lv[j] = out_level;
     }
-    if (cap) memcpy(steps, all, (n < cap ? n : cap) * sizeof *steps);
+    const size_t m = n < cap ? n : cap;
+    if (m) memcpy(steps, all, m * sizeof *steps);
+    if (m && levels) memcpy(levels, lv, m * sizeof *levels);
     *count = n;
   }
   free(all), free(train);
+  return st;
+}
+
+bt_status bt_job_check_keys(const bt_ckks_params *p, const bt_job_tag *tag, const bt_eval_keys *ek) {
+  size_t n = 0;
+  bt_status st = bt_job_rotations(p, tag, NULL, NULL, 0, &n);
+  int *steps = st ? NULL : malloc(2 * (n ? n : 1) * sizeof *steps);
+  if (!st && !steps) st = bt_fail(BT_E_NOMEM, "out of memory");
+  if (!st) st = bt_job_rotations(p, tag, steps, steps + n, n, &n);
+  const int top = bt_ckks_max_level(p);
+  const bt_switch_key *k;
+  if (!st && (!(k = bt_eval_keys_find(ek, 0)) || k->level < top))
+    st = bt_fail(BT_E_KEY, "the evaluation keys lack a full relinearisation key");
+  if (!st && (!(k = bt_eval_keys_find(ek, bt_ckks_galois_conjugate(p))) || k->level < top))
+    st = bt_fail(BT_E_KEY, "the evaluation keys lack a full conjugation key");
+  for (size_t i = 0; !st && i < n; i++) {
+    const uint64_t gal = bt_ckks_galois_rotate(p, steps[i]);
+    if (gal == 1) continue;
+    if (!(k = bt_eval_keys_find(ek, gal)))
+      st = bt_fail(BT_E_KEY, "the evaluation keys lack the rotation by %d this job needs", steps[i]);
+    else if (k->level < steps[n + i])
+      st = bt_fail(BT_E_KEY, "the rotation key for %d serves levels up to %d, this job uses it at %d", steps[i],
+                   k->level, steps[n + i]);
+  }
+  free(steps);
   return st;
 }
 

@@ -30,3 +30,11 @@ run "$B" encrypt --allow-insecure --keys sparse.key --role train --features tr.f
   --scaler sparse-scaler.bt --out sparse-train.bt --seed 1
 rm -f sparse.keys other.keys # only their data is needed
 run "$B" inspect client.key server.keys train.bt val.bt test.bt scaler.bt
+# the evaluation bundle's keys: relinearisation full, the training
+# rotations level-limited, and the breakdown adds up to the payload
+"$B" inspect server.keys | grep -q "relinearisation   level 26 (full)" || { echo "FAIL: no full relinearisation key"; exit 1; }
+"$B" inspect server.keys | grep -Eq "rotations? +level 12 " || { echo "FAIL: no level-limited rotation keys"; exit 1; }
+"$B" inspect --json server.keys | awk '
+  /"payload_bytes"/ { gsub(/[^0-9]/, ""); payload = $0 }
+  /"(relin|conj|encaps)_bytes"|"bytes"/ { gsub(/[^0-9]/, ""); keys += $0 }
+  END { if (keys <= 0 || keys >= payload || payload - keys > 4096) { print "FAIL: keys " keys " of payload " payload; exit 1 } }'
