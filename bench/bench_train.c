@@ -11,10 +11,12 @@
 #include <sys/resource.h>
 
 #include <json-c/json.h>
+#include <sodium.h>
 
+#include "blindtuner/dist.h"
+#include "blindtuner/pipeline.h"
 #include "blindtuner/train.h"
 #include "bench.h"
-#include "blindtuner/pipeline.h"
 
 static void help(void) {
   printf("usage: blindtuner bench train [--shape B,F,C] [--preset NAME] [--threads N] [--runs R]\n"
@@ -26,6 +28,11 @@ static void help(void) {
          "steady-state steps (median reported).  Prints the split into matrix products,\n"
          "softmax, bootstrapping and the rest, bootstraps and operations per step, and the\n"
          "decrypted weights' error against the plaintext twin.\n"
+         "\n"
+         "Under `mpirun -np K` (a build with MPI): weak scaling.  Every rank makes the same\n"
+         "keys (a seed from rank 0) and its own batch of B rows; a step trains the global\n"
+         "batch of K x B rows, the gradients summed over the ranks.  Prints ranks, rows_per_s\n"
+         "(global rows per second) and the largest rank's peak memory.\n"
          "\n"
          "  --shape B,F,C   batch, features (bias included), classes (default 1024,769,8)\n"
          "  --preset NAME   bootstrappable parameters (default train-n16)\n"
@@ -76,6 +83,13 @@ int bt_bench_train(int argc, char **argv) {
     fprintf(stderr, "blindtuner bench train: --shape needs F >= 2 (the bias column) and C >= 2\n");
     return 2;
   }
+  bt_collective co;
+  int mpi = 0;
+  if (bt_dist_init(NULL, NULL, &co, &mpi)) {
+    fprintf(stderr, "blindtuner bench train: %s\n", bt_last_error());
+    return 1;
+  }
+  const int K = co.ranks, rank0 = co.rank == 0;
   int rc = 1;
   bt_ckks_params *p = NULL;
   bt_secret_key *sk = NULL;
@@ -85,14 +99,31 @@ int bt_bench_train(int argc, char **argv) {
   bt_plaintext *pt = NULL;
   bt_ciphertext **xc = NULL, *yc = NULL, *a = NULL;
   bt_softmax_approx sa = {0};
+  double *xall = NULL;
+  int *yall = NULL;
   double *x = NULL, *teacher = NULL, *v = NULL, *w = NULL, *slots = NULL, *yv = NULL, *dv = NULL;
   int *y = NULL;
   double complex *cv = NULL;
   bt_train_stats *st = calloc((size_t)runs, sizeof *st);
   double *secs = calloc((size_t)runs, sizeof *secs);
-  bt_prng g;
+  /* one seed for every rank's keys and teacher, rank 0's; each rank's rows
+   * from it and the rank's number */
+  bt_prng g, gr[64];
+  uint8_t seed[BT_SEED_BYTES];
+  int64_t seed_words[BT_SEED_BYTES / 8];
   bt_prng_init_random(&g);
+  bt_prng_bytes(&g, seed_words, sizeof seed_words);
   bt_ckks_literal lit;
+  if (K > 64) TRY(bt_fail(BT_E_ARG, "at most 64 ranks"));
+  TRY(bt_dist_bcast_i64(&co, seed_words, BT_SEED_BYTES / 8, 0));
+  memcpy(seed, seed_words, sizeof seed);
+  bt_prng_init(&g, seed);
+  for (int r = 0; r < K; r++) {
+    uint8_t s2[BT_SEED_BYTES];
+    memcpy(s2, seed, sizeof s2);
+    s2[0] ^= (uint8_t)(1 + r), s2[1] ^= 0x5a;
+    bt_prng_init(&gr[r], s2);
+  }
   bt_hemat_layout L = {0};
   if (!st || !secs) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   TRY(bt_ckks_preset(preset, &lit));
@@ -128,7 +159,7 @@ int bt_bench_train(int argc, char **argv) {
   bt_evaluator *const ev = en.ev;
   const bt_eval_keys *const ek = eb.ek;
   const double setup_s = bt_seconds() - t0;
-  if (!json)
+  if (!json && rank0)
     printf("bench train: preset %s%s, N = 2^%d, %d threads; shape (%d, %d, %d): C' = %d, blocks %d x %d, "
            "%d X blocks%s; softmax depth %d (relu %d, exp %d, inverse %d + %d Newton); %zu Galois keys; "
            "setup %.1f s\n",
@@ -136,6 +167,9 @@ int bt_bench_train(int argc, char **argv) {
            L.s0, L.s1, L.nb, L.fold ? ", folded (sparse-slot bootstrapping)" : "", bt_softmax_approx_depth(&sa), sa.relu.degree, sa.exp.degree, sa.inv.degree,
            sa.newton, ek->ngalois, setup_s);
 
+  xall = malloc((size_t)K * B * F * sizeof *xall);
+  yall = malloc((size_t)K * B * sizeof *yall);
+  if (!xall || !yall) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   x = malloc((size_t)B * F * sizeof *x);
   teacher = malloc((size_t)C * F * sizeof *teacher);
   y = malloc((size_t)B * sizeof *y);
@@ -148,27 +182,32 @@ int bt_bench_train(int argc, char **argv) {
   xc = calloc((size_t)L.nb, sizeof *xc);
   if (!x || !teacher || !y || !v || !w || !dv || !slots || !yv || !cv || !xc) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   for (int i = 0; i < C * F; i++) teacher[i] = uni(&g);
-  for (int r = 0; r < B; r++) {
-    double best = -1e300;
-    for (int j = 0; j < F; j++) x[(size_t)r * F + j] = j == F - 1 ? 1 : uni(&g);
-    for (int c = 0; c < C; c++) {
-      double s = 0;
-      for (int j = 0; j < F; j++) s += teacher[c * F + j] * x[(size_t)r * F + j];
-      if (s > best) best = s, y[r] = c;
+  /* every rank's rows (the twin trains the global batch), this rank's kept */
+  for (int k = 0; k < K; k++)
+    for (int r = 0; r < B; r++) {
+      double best = -1e300, *xr = xall + ((size_t)k * B + r) * F;
+      int *yr = yall + (size_t)k * B + r;
+      for (int j = 0; j < F; j++) xr[j] = j == F - 1 ? 1 : uni(&gr[k]);
+      for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int j = 0; j < F; j++) s += teacher[c * F + j] * xr[j];
+        if (s > best) best = s, *yr = c;
+      }
     }
-    yv[(size_t)r * C + y[r]] = 1;
-  }
+  memcpy(x, xall + (size_t)co.rank * B * F, (size_t)B * F * sizeof *x);
+  memcpy(y, yall + (size_t)co.rank * B, (size_t)B * sizeof *y);
+  for (int r = 0; r < B; r++) yv[(size_t)r * C + y[r]] = 1;
   TRY(bt_plaintext_new(p, &pt));
   for (int j = 0; j < L.nb; j++) {
     TRY(bt_ciphertext_new(p, &xc[j]));
     bt_hemat_pack_x(&L, x, j, slots);
     for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
-    TRY(enc(p, sk, &g, &L, cv, bt_trainer_x_level(t), pt, xc[j]));
+    TRY(enc(p, sk, &gr[co.rank], &L, cv, bt_trainer_x_level(t), pt, xc[j]));
   }
   TRY(bt_ciphertext_new(p, &yc));
   bt_hemat_pack_diag(&L, yv, slots);
   for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
-  TRY(enc(p, sk, &g, &L, cv, bt_trainer_y_level(t), pt, yc));
+  TRY(enc(p, sk, &gr[co.rank], &L, cv, bt_trainer_y_level(t), pt, yc));
   TRY(bt_ciphertext_new(p, &a));
   memset(cv, 0, L.slots * sizeof *cv);
   TRY(enc(p, sk, &g, &L, cv, 4, pt, a));
@@ -177,14 +216,17 @@ int bt_bench_train(int argc, char **argv) {
   for (int s = 0; s <= runs; s++) {
     bt_train_stats one = {0};
     t0 = bt_seconds();
-    TRY(bt_trainer_step(t, ev, xc, yc, B, a, &one));
+    if (mpi)
+      TRY(bt_trainer_step_shared(t, ev, xc, yc, B, K * B, co.sum, co.user, a, &one));
+    else
+      TRY(bt_trainer_step(t, ev, xc, yc, B, a, &one));
     const double dt = bt_seconds() - t0;
-    TRY(bt_plain_step(&sa, B, F, C, x, y, lr, mu, v, w));
+    TRY(bt_plain_step(&sa, K * B, F, C, xall, yall, lr, mu, v, w));
     if (s > 0) {
       st[s - 1] = one;
       secs[s - 1] = dt;
     }
-    if (!json)
+    if (!json && rank0)
       printf("  step %d%s: %.2f s (matmul %.2f, softmax %.2f, bootstrapping %.2f in %ld, other %.2f); "
              "rot %ld, mult %ld, cmult %ld\n",
              s, s ? "" : " (fresh weights, not timed)", dt, one.matmul_s, one.softmax_s, one.bootstrap_s,
@@ -214,7 +256,29 @@ int bt_bench_train(int argc, char **argv) {
   const bt_train_stats *m = &st[mi];
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  const double peak_gib = (double)ru.ru_maxrss / (1024.0 * 1024.0);
+  double peak_gib = (double)ru.ru_maxrss / (1024.0 * 1024.0);
+  int64_t differ = 0;
+  if (mpi) { /* every rank must hold the same weights */
+    int same = 0;
+    uint8_t d[32];
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, sizeof d);
+    for (int c = 0; c < 2; c++)
+      crypto_generichash_update(&h, (const unsigned char *)a->c[c], (size_t)(a->level + 1) * bt_ckks_n(p) * 8);
+    crypto_generichash_final(&h, d, sizeof d);
+    TRY(co.same(co.user, d, &same));
+    differ = !same;
+    TRY(bt_dist_max_f64(&co, &peak_gib, 1));
+  }
+  const double rows_per_s = (double)K * B / med;
+  double sum_s;
+  uint64_t sum_bytes, sums;
+  bt_dist_counters(&sum_s, &sum_bytes, &sums);
+  if (!rank0) {
+    rc = 0;
+    goto out;
+  }
+  if (differ) TRY(bt_fail(BT_E_PARAMS, "the ranks' weights differ after the steps"));
   if (json) {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "preset", json_object_new_string(preset));
@@ -237,6 +301,10 @@ int bt_bench_train(int argc, char **argv) {
     json_object_object_add(o, "galois_keys", json_object_new_int64((int64_t)ek->ngalois));
     json_object_object_add(o, "setup_s", json_object_new_double(setup_s));
     json_object_object_add(o, "peak_memory_gib", json_object_new_double(peak_gib));
+    json_object_object_add(o, "ranks", json_object_new_int(K));
+    json_object_object_add(o, "rows_per_s", json_object_new_double(rows_per_s));
+    json_object_object_add(o, "allreduce_s_per_step", json_object_new_double(sum_s / (runs + 1)));
+    json_object_object_add(o, "allreduce_bytes_per_step", json_object_new_int64((int64_t)(sum_bytes / (uint64_t)(runs + 1))));
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);
   } else {
@@ -245,8 +313,9 @@ int bt_bench_train(int argc, char **argv) {
            runs, med, m->matmul_s, m->softmax_s, m->bootstrap_s, m->bootstraps, m->other_s, m->rot, m->mult,
            m->cmult);
     printf("decrypted weights vs the plaintext twin after %d steps: max abs error %.2e (%.1f bits, |W| <= %.3f); "
-           "peak memory %.1f GiB\n",
-           runs + 1, err, w_bits, mag, peak_gib);
+           "peak memory %.1f GiB%s; %d rank%s: %.1f rows/s; gradient sums %.3f s and %.1f MB a step\n",
+           runs + 1, err, w_bits, mag, peak_gib, K > 1 ? " (the largest rank's)" : "", K, K > 1 ? "s" : "",
+           rows_per_s, sum_s / (runs + 1), (double)sum_bytes / (runs + 1) / 1e6);
   }
   rc = 0;
 out:
@@ -263,6 +332,8 @@ out:
   bt_ckks_params_free(p);
   bt_softmax_approx_free(&sa);
   free(x), free(teacher), free(y), free(v), free(w), free(dv), free(slots), free(yv), free(cv);
-  free(st), free(secs);
+  free(st), free(secs), free(xall), free(yall);
+  if (rc && mpi && K > 1) bt_dist_abort(1);
+  if (mpi) bt_dist_finalize();
   return rc;
 }

@@ -87,6 +87,10 @@ typedef struct bt_enc_dataset {
   bt_set_role role;
   int rows, nx, nbatches, labelled;
   bt_enc_batch *b;
+  /* A rank's share (bt_pipeline_load_dataset_share): only the batches k
+   * with k % share_ranks == share_rank hold ciphertexts, the others their
+   * row count alone (x and y NULL).  0: the whole set. */
+  int share_rank, share_ranks;
 } bt_enc_dataset;
 BT_API void bt_enc_dataset_clear(bt_enc_dataset *d);
 
@@ -171,6 +175,11 @@ BT_API bt_status bt_pipeline_save_train_set(const char *set, const bt_enc_datase
 BT_API bt_status bt_pipeline_finish_pair(const char *path, int *finished) BT_MUST_CHECK;
 BT_API bt_status bt_pipeline_load_dataset(const char *path, const bt_ckks_params *p, const bt_job_tag *expect,
                              bt_enc_dataset *d) BT_MUST_CHECK BT_NONNULL(1, 2, 4);
+/* Rank `rank`'s share of it among `ranks` (a data-parallel job, include
+ * this header's bt_collective): every batch is read and checked, only the
+ * batches k with k % ranks == rank are kept (the rest as row counts). */
+BT_API bt_status bt_pipeline_load_dataset_share(const char *path, const bt_ckks_params *p, const bt_job_tag *expect,
+                                                int rank, int ranks, bt_enc_dataset *d) BT_MUST_CHECK BT_NONNULL(1, 2, 6);
 /* kind: BT_IO_MODEL or BT_IO_LOSS */
 BT_API bt_status bt_pipeline_save_epoch(const char *path, bt_io_kind kind, const bt_enc_epoch *e) BT_MUST_CHECK BT_NONNULL(1, 3);
 BT_API bt_status bt_pipeline_load_epoch(const char *path, bt_io_kind kind, const bt_ckks_params *p, const bt_job_tag *expect,
@@ -276,6 +285,12 @@ BT_API int bt_job_encaps_weight(const bt_ckks_params *p);
 BT_API bt_status bt_pipeline_row_order(uint64_t seed, size_t n, int *perm) BT_MUST_CHECK;
 /* The server's batch order in epoch `epoch` (0-based) from its seed. */
 BT_API void bt_pipeline_batch_order(uint64_t seed, int epoch, int nbatches, int *order);
+/* The same for rank `rank` of a data-parallel job of `ranks`: it owns the
+ * batches k with k % ranks == rank and visits them in the order
+ * bt_pipeline_batch_order gives for their count; step s of the epoch takes
+ * order[s] of every rank that has one.  Writes and returns that count
+ * (order has room for nbatches / ranks + 1).  One rank: the order above. */
+BT_API int bt_pipeline_rank_order(uint64_t seed, int epoch, int nbatches, int rank, int ranks, int *order);
 
 /* Progress of a long call: `done` of `total` units of `what` ("batch",
  * "step", "validation batch"); return nonzero to cancel (the call then
@@ -465,11 +480,30 @@ BT_API bt_status bt_server_engine_init(const bt_ckks_params *p, const bt_hemat_l
                                        double momentum, bt_server_engine *e) BT_MUST_CHECK;
 BT_API void bt_server_engine_clear(bt_server_engine *e);
 
+/* The ranks of a data-parallel job (docs/SCALING.md): the transport is the
+ * caller's (MPI in include/blindtuner/dist.h, threads in the tests).  Every
+ * call is collective: all ranks make it, in the same order. */
+typedef struct bt_collective {
+  int rank, ranks;
+  void *user;
+  bt_ct_sum_fn sum; /* a ciphertext summed over the ranks (include/blindtuner/train.h) */
+  /* n integers summed over the ranks, in place */
+  bt_status (*sum_i64)(void *user, int64_t *v, int n);
+  /* *all_same = 1 when every rank passed the same 32 bytes */
+  bt_status (*same)(void *user, const uint8_t digest[32], int *all_same);
+} bt_collective;
+
 typedef struct bt_job_options {
   int epochs;      /* at most this many epochs (default 2) */
   double lr;       /* default 0.3 */
   double momentum; /* default 0.9 */
   uint64_t seed;   /* batch order (default 1) */
+  /* NULL: one process.  Else this rank's part of a data-parallel job: its
+   * datasets are its shares (bt_pipeline_load_dataset_share with the same
+   * rank and ranks), a step's global batch is one batch of every rank, the
+   * validation loss and inference split their batches over the ranks.
+   * Must outlive the job. */
+  const bt_collective *coll;
 } bt_job_options;
 /* The defaults above. */
 BT_API void bt_job_options_init(bt_job_options *o);
@@ -517,7 +551,9 @@ BT_API bt_status bt_job_loss(const bt_job *j, bt_enc_epoch *out) BT_MUST_CHECK;
 /* The client's bit for the last epoch: checked against the job (key set,
  * epoch); go on or stop. */
 BT_API bt_status bt_job_answer(bt_job *j, const bt_answer *a) BT_MUST_CHECK;
-/* Encrypted inference: the logits of every row of `d` under `model`. */
+/* Encrypted inference: the logits of every row of `d` under `model`.  On
+ * ranks (bt_job_options.coll; d this rank's share) each computes its own
+ * batches and every rank gets all the logits. */
 BT_API bt_status bt_job_infer(bt_job *j, const bt_enc_epoch *model, const bt_enc_dataset *d, bt_progress_fn progress,
                               void *user, bt_enc_logits *out) BT_MUST_CHECK;
 /* Seconds spent building the server's objects (0 before they exist). */

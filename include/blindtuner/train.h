@@ -135,6 +135,26 @@ BT_API int bt_train_y_level(const bt_hemat_layout *L);
  * next A.  `stats` (may be NULL) accumulates. */
 BT_API bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
                                  int rows, bt_ciphertext *a, bt_train_stats *stats) BT_MUST_CHECK;
+/* Sums a ciphertext over the ranks of a data-parallel job, in place: every
+ * rank passes its own (contributes = 0: none, the sum sets its level,
+ * scale and slots from the others' and counts it as zero) and gets the sum
+ * of all.  The limbs add exactly in the ring, so every rank holds the same
+ * bytes afterwards. */
+typedef bt_status (*bt_ct_sum_fn)(void *user, bt_ciphertext *ct, int contributes);
+/* One step of a global batch split over ranks: this rank's batch (x, y,
+ * `rows`; x = y = NULL and rows = 0 when it has none this step), the global
+ * batch's `total_rows` (the gradient is their mean) and the sum over the
+ * ranks of the gradient ciphertexts.  Every rank runs it on the same a and
+ * gets the same next a (bootstrapping is deterministic).  bt_trainer_step
+ * is this with one rank. */
+BT_API bt_status bt_trainer_step_shared(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x,
+                                        const bt_ciphertext *y, int rows, int total_rows, bt_ct_sum_fn sum,
+                                        void *user, bt_ciphertext *a, bt_train_stats *stats) BT_MUST_CHECK;
+/* What a step, the logits and the loss do to a first (bootstrap it when its
+ * levels run short), alone: the rank that computes no loss keeps its model
+ * the same as those that did. */
+BT_API bt_status bt_trainer_refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *a,
+                                    bt_train_stats *stats) BT_MUST_CHECK;
 /* Encrypted inference: z = X W^T (diagonal layout, natural units) for the
  * weights W = Im(a).  a keeps its value but may be bootstrapped in place
  * (so the next step or pass on the same weights need not do it again). */

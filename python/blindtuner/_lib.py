@@ -77,7 +77,8 @@ class EarlyStop(Structure):
 
 
 class JobOptions(Structure):
-    _fields_ = [("epochs", c_int), ("lr", c_double), ("momentum", c_double), ("seed", c_uint64)]
+    _fields_ = [("epochs", c_int), ("lr", c_double), ("momentum", c_double), ("seed", c_uint64),
+                ("coll", c_void_p)]  # NULL: one process (MPI ranks are the command's)
 
 
 class TrainStats(Structure):
@@ -102,7 +103,7 @@ class Checkpoint(Structure):
 # (their sizes are checked against the full layouts below).
 class DatasetView(Structure):
     _fields_ = [("tag", JobTag), ("role", c_int), ("rows", c_int), ("nx", c_int), ("nbatches", c_int),
-                ("labelled", c_int), ("b", c_void_p)]
+                ("labelled", c_int), ("b", c_void_p), ("share_rank", c_int), ("share_ranks", c_int)]
 
 
 class LogitsView(Structure):

@@ -31,7 +31,8 @@ int bt_ckks_he_standard_max_logqp(int logn) {
 static const char *const preset_names[] = {"bench-n16",           "INSECURE-n10",
                                            "INSECURE-n12",        "INSECURE-n12-sparse",
                                            "INSECURE-boot-n12",   "INSECURE-boot-n12-dense",
-                                           "INSECURE-boot-n16",   "train-n16", NULL};
+                                           "INSECURE-boot-n16",   "INSECURE-train-n15",
+                                           "train-n16", NULL};
 
 const char *const *bt_ckks_preset_names(void) { return preset_names; }
 
@@ -84,7 +85,8 @@ bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) {
     out->insecure = 1;
     return BT_OK;
   }
-  if (strcmp(name, "train-n16") == 0 || strcmp(name, "INSECURE-boot-n12-dense") == 0) {
+  if (strcmp(name, "train-n16") == 0 || strcmp(name, "INSECURE-boot-n12-dense") == 0 ||
+      strcmp(name, "INSECURE-train-n15") == 0) {
     /* The training preset: N = 2^16, uniform ternary secret (bootstrapped
      * through sparse-secret encapsulation), scale 2^43.  From the top: 11
      * levels on 60-bit primes for CoeffsToSlots (3) and EvalMod (8, at scale
@@ -93,10 +95,12 @@ bt_status bt_ckks_preset(const char *name, bt_ckks_literal *out) {
      * usable levels on 43-bit primes, q0 of 55 bits (q0 / scale = 2^12);
      * dnum = 5, so 6 special primes of 60 bits.
      * log2 QP = 55 + 12 x 43 + 3 x 40 + 11 x 60 + 6 x 60 = 1711 <= 1747.
-     * INSECURE-boot-n12-dense is the same layout at N = 2^12 for tests. */
-    const int test = name[0] == 'I';
-    out->name = test ? "INSECURE-boot-n12-dense" : "train-n16";
-    out->logn = test ? 12 : 16;
+     * INSECURE-boot-n12-dense is the same layout at N = 2^12 for tests,
+     * INSECURE-train-n15 at N = 2^15 (half the memory: two benchmark ranks
+     * on one 24 GB machine, docs/SCALING.md). */
+    const int test = name[0] == 'I', n15 = strcmp(name, "INSECURE-train-n15") == 0;
+    out->name = n15 ? "INSECURE-train-n15" : test ? "INSECURE-boot-n12-dense" : "train-n16";
+    out->logn = n15 ? 15 : test ? 12 : 16;
     out->nq = 27;
     out->q_bits[0] = 55;
     fill(out, 1, 13, 43);

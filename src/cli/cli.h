@@ -90,6 +90,7 @@ typedef struct bt_cli_meter {
   long kill_after, steps;   /* test hook (BT_TEST_KILL_AFTER_STEPS): SIGKILL after that many steps */
   const char *progress;     /* NULL, or a JSON file rewritten at every step (train --progress) */
   int epoch;                /* the epoch running (for the progress file) */
+  int quiet;                /* a rank other than 0 of an MPI job: the kill hook only */
 } bt_cli_meter;
 int bt_cli_meter_cb(void *user, const char *what, int done, int total);
 /* Rewrites m->progress (when set) atomically: {"phase", "epoch", "step",

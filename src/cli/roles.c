@@ -93,6 +93,7 @@ int bt_cli_meter_cb(void *user, const char *what, int done, int total) {
   bt_cli_meter *m = user;
   bt_cli_progress(m, strcmp(what, "step") ? what : "training", done, total);
   if (m->kill_after && !strcmp(what, "step") && ++m->steps >= m->kill_after) raise(SIGKILL);
+  if (m->quiet) return 0;
   if (m->total > 0 && strcmp(what, "step")) return 0; /* the meter counts steps only */
   char line[160];
   snprintf(line, sizeof line, "%s%s %d/%d", m->prefix ? m->prefix : "", what, done, total);

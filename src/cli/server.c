@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "blindtuner/dist.h"
 #include "cli.h"
 
 /* Exit status of `train` when it stops to wait for the client's answer. */
@@ -54,6 +55,12 @@ static void train_help(void) {
          "  --json           print the summary as JSON\n"
          "  --progress FILE  rewrite FILE (JSON: phase, epoch, step, steps, elapsed_s) at every\n"
          "                   step and phase; `blindtuner serve` shows it as the job's progress\n"
+         "\n"
+         "Under `mpirun -np K` (a build with MPI) the job runs on K ranks, data-parallel:\n"
+         "each rank reads its share of the batches, a step's global batch is one batch of\n"
+         "every rank, the gradients are summed exactly over the ranks, and rank 0 writes\n"
+         "DIR (which every rank must see: a shared file system).  A rank that fails ends\n"
+         "them all; run the same command again to resume, with any K (docs/SCALING.md).\n"
          "\n"
          "Exit status: 0 finished (epochs done or the client said stop), 3 waiting for the\n"
          "client's answer, 1 error, 2 bad usage.\n");
@@ -119,6 +126,11 @@ int bt_cli_train(int argc, char **argv) {
   if (r) return r == 1 ? 0 : 2;
   if (bt_cli_need(who, "--keys", keys) || bt_cli_need(who, "--train", trainp) || bt_cli_need(who, "--workdir", dir))
     return 2;
+  /* the ranks of an MPI job (one process without mpirun) */
+  bt_collective co;
+  int mpi = 0;
+  if (bt_cli_failed(who, bt_dist_init(NULL, NULL, &co, &mpi))) return 1;
+  const int rank0 = co.rank == 0;
   int rc = 1;
   bt_ckks_params *p = NULL;
   bt_eval_bundle eb = {0};
@@ -133,30 +145,40 @@ int bt_cli_train(int argc, char **argv) {
 #else
   const char *kill_env = NULL;
 #endif
-  const long kill_after = kill_env ? atol(kill_env) : 0;
+  long kill_after = kill_env ? atol(kill_env) : 0;
+#ifdef BT_TEST_HOOKS
+  const char *kill_rank = getenv("BT_TEST_KILL_RANK"); /* ... of this rank only */
+  if (kill_rank && atoi(kill_rank) != co.rank) kill_after = 0;
+#endif
 
   /* the exchange directory first: a second train on it is refused before
    * gigabytes of keys are loaded */
   if (mkdir(dir, 0755) != 0 && errno != EEXIST) FAIL(who, "cannot create %s: %s", dir, strerror(errno));
-  if (lock_workdir(who, dir)) goto out;
-  bt_cli_meter meter = {.who = who, .tty = tty, .t0 = t_all, .kill_after = kill_after, .progress = progress};
+  if (rank0 && lock_workdir(who, dir)) goto out; /* rank 0 writes DIR for all */
+  bt_cli_meter meter = {.who = who, .tty = tty && rank0, .t0 = t_all, .kill_after = kill_after,
+                        .progress = rank0 ? progress : NULL, .quiet = !rank0};
   bt_cli_progress(&meter, "loading", 0, 0);
   TRY(who, bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
   bt_cli_note_insecure(who, p);
   bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
   const bt_job_tag *tag = &eb.tag;
-  TRY(who, bt_pipeline_load_dataset(trainp, p, tag, &tr));
-  if (valp) TRY(who, bt_pipeline_load_dataset(valp, p, tag, &va));
-  const bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = (uint64_t)seed};
+  /* each rank keeps its share of the batches only */
+  TRY(who, bt_pipeline_load_dataset_share(trainp, p, tag, mpi ? co.rank : 0, mpi ? co.ranks : 1, &tr));
+  if (valp) TRY(who, bt_pipeline_load_dataset_share(valp, p, tag, mpi ? co.rank : 0, mpi ? co.ranks : 1, &va));
+  const bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = (uint64_t)seed, .coll = mpi ? &co : NULL};
   TRY(who, bt_job_new(p, &eb, &tr, valp ? &va : NULL, &jo, &job));
 
-  /* the state: a checkpoint, or the zero model */
-  int resumed;
+  /* the state: a checkpoint, or the zero model; rank 0 first (it may
+   * finish an interrupted write), then the others read what it left */
+  int resumed = 0;
   bt_cli_path(path, sizeof path, dir, "checkpoint", 0);
-  const bt_status rst = bt_job_resume_dir(job, dir, &resumed);
+  bt_status rst = BT_OK;
+  if (rank0) rst = bt_job_resume_dir(job, dir, &resumed);
+  if (!rst) rst = bt_dist_barrier(&co);
+  if (!rst && !rank0) rst = bt_job_resume_dir(job, dir, &resumed);
   if (rst == BT_E_ARG) FAIL(who, "%s: resume with the same options or use a new --workdir", bt_last_error());
   TRY(who, rst);
-  if (resumed) fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, bt_job_epochs_done(job));
+  if (resumed && rank0) fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, bt_job_epochs_done(job));
   const int first_epoch = bt_job_epochs_done(job);
   meter.t0 = bt_seconds();
   meter.total = (double)(epochs - first_epoch) * tr.nbatches;
@@ -167,16 +189,25 @@ int bt_cli_train(int argc, char **argv) {
     meter.epoch = e;
     if (js == BT_JOB_WAIT) {
       bt_cli_progress(&meter, "waiting", 0, 0);
-      const int a = await_answer(who, dir, wait_s, job);
+      /* rank 0 reads the answer, and tells the others */
+      int64_t a = rank0 ? await_answer(who, dir, wait_s, job) : 0;
+      TRY(who, bt_dist_bcast_i64(&co, &a, 1, 0));
+      if (!rank0 && (a == 0 || a == 1)) {
+        const bt_answer ans = {.tag = *tag, .epoch = e, .go_on = (int)a};
+        TRY(who, bt_job_answer(job, &ans));
+      }
       if (a < 0 || a == EXIT_WAITING) {
         rc = a < 0 ? 1 : EXIT_WAITING;
         goto out;
       }
       continue;
     }
-    if (e == first_epoch)
-      fprintf(stderr, "%s: %d training batches, %d validation, layout %d x %d x %d\n", who, tr.nbatches,
-              valp ? va.nbatches : 0, tag->batch, tag->features, tag->classes);
+    if (e == first_epoch && rank0)
+      fprintf(stderr, "%s: %d training batches, %d validation, layout %d x %d x %d%s\n", who, tr.nbatches,
+              valp ? va.nbatches : 0, tag->batch, tag->features, tag->classes, mpi ? ", on MPI ranks" : "");
+    if (e == first_epoch && mpi)
+      fprintf(stderr, "%s: rank %d of %d: %d of the training batches, %d of the validation\n", who, co.rank, co.ranks,
+              (tr.nbatches - co.rank + co.ranks - 1) / co.ranks, valp ? (va.nbatches - co.rank + co.ranks - 1) / co.ranks : 0);
     char prefix[48];
     snprintf(prefix, sizeof prefix, "epoch %d/%d, ", e + 1, epochs);
     meter.prefix = prefix;
@@ -184,22 +215,30 @@ int bt_cli_train(int argc, char **argv) {
     meter.done0 = (double)(e - first_epoch) * tr.nbatches;
     bt_job_epoch_report er;
     TRY(who, bt_job_run_epoch(job, bt_cli_meter_cb, &meter, &er));
-    if (tty && e + 1 < epochs) fputc('\n', stderr); /* end the progress line */
+    if (meter.tty && e + 1 < epochs) fputc('\n', stderr); /* end the progress line */
+    if (!rank0) continue;
     int report_ok;
     TRY(who, bt_job_save_epoch(job, dir, &er, &report_ok));
     if (!report_ok)
       fprintf(stderr, "%s: warning: cannot write the report in %s: %s\n", who, dir, bt_last_error());
     const bt_train_stats *st = &er.stats;
-    fprintf(stderr, "%s: epoch %d: %d steps in %.1f s (%.1f s each), %ld bootstraps%s%.1f s -> %s/model-%03d.bt%s\n",
-            who, e + 1, er.steps, er.train_s, er.train_s / er.steps, st->bootstraps,
-            valp ? ", validation loss " : "", er.validation_s, dir, e + 1, valp ? " and loss" : "");
+    char vtext[48] = "";
+    if (valp) snprintf(vtext, sizeof vtext, ", validation loss %.1f s", er.validation_s);
+    fprintf(stderr, "%s: epoch %d: %d steps in %.1f s (%.1f s each), %ld bootstraps%s -> %s/model-%03d.bt%s\n", who,
+            e + 1, er.steps, er.train_s, er.train_s / er.steps, st->bootstraps, vtext, dir, e + 1,
+            valp ? " and loss" : "");
   }
   bt_job_checkpoint(job, &cp);
   meter.epoch = cp.epochs_done;
   bt_cli_progress(&meter, "finished", 0, 0);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  const double peak = (double)ru.ru_maxrss / (1024.0 * 1024.0);
+  double peak = (double)ru.ru_maxrss / (1024.0 * 1024.0);
+  TRY(who, bt_dist_max_f64(&co, &peak, 1)); /* the largest rank's */
+  if (!rank0) {
+    rc = 0;
+    goto out;
+  }
   if (json) {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "workdir", json_object_new_string(dir));
@@ -207,7 +246,7 @@ int bt_cli_train(int argc, char **argv) {
                                    {"steps", (double)cp.steps},     {"bootstraps", (double)cp.bootstraps},
                                    {"train_s", cp.train_s},         {"validation_s", cp.val_s},
                                    {"setup_s", bt_job_setup_seconds(job)},         {"this_run_s", bt_seconds() - t_all},
-                                   {"peak_memory_gib", peak}};
+                                   {"peak_memory_gib", peak}, {"ranks", co.ranks}};
     bt_cli_json_add_numbers(o, f, sizeof f / sizeof *f);
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);
@@ -225,6 +264,10 @@ out:
   bt_ckks_params_free(p);
   bt_dir_unlock(workdir_lock);
   workdir_lock = -1;
+  /* a rank that fails alone would leave the others waiting in a sum: end
+   * them all (they fail together, and a rerun resumes from the checkpoint) */
+  if (rc == 1 && mpi && co.ranks > 1) bt_dist_abort(1);
+  if (mpi) bt_dist_finalize();
   return rc;
 }
 
@@ -242,7 +285,9 @@ static void infer_help(void) {
          "  --data FILE    an encrypted dataset (blindtuner encrypt)\n"
          "  --out FILE     the encrypted logits\n"
          "  --threads N    threads (default BT_THREADS or all cores)\n"
-         "  --json         print the result as JSON\n");
+         "  --json         print the result as JSON\n"
+         "Under `mpirun -np K` (a build with MPI) the K ranks split the batches and rank 0\n"
+         "writes FILE.\n");
 }
 
 int bt_cli_infer(int argc, char **argv) {
@@ -257,6 +302,9 @@ int bt_cli_infer(int argc, char **argv) {
   if (bt_cli_need(who, "--keys", keys) || bt_cli_need(who, "--model", model) || bt_cli_need(who, "--data", datap) ||
       bt_cli_need(who, "--out", outp))
     return 2;
+  bt_collective co;
+  int mpi = 0;
+  if (bt_cli_failed(who, bt_dist_init(NULL, NULL, &co, &mpi))) return 1;
   int rc = 1;
   bt_ckks_params *p = NULL;
   bt_eval_bundle eb = {0};
@@ -269,11 +317,19 @@ int bt_cli_infer(int argc, char **argv) {
   bt_cli_note_insecure(who, p);
   bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
   TRY(who, bt_pipeline_load_epoch(model, BT_IO_MODEL, p, &eb.tag, &m));
-  TRY(who, bt_pipeline_load_dataset(datap, p, &eb.tag, &d));
-  TRY(who, bt_job_new(p, &eb, NULL, NULL, NULL, &job));
-  bt_cli_meter meter = {.who = who, .tty = isatty(2), .t0 = bt_seconds()};
+  /* on MPI ranks: each its share of the batches, rank 0 writes the logits */
+  TRY(who, bt_pipeline_load_dataset_share(datap, p, &eb.tag, mpi ? co.rank : 0, mpi ? co.ranks : 1, &d));
+  bt_job_options jo;
+  bt_job_options_init(&jo);
+  jo.coll = mpi ? &co : NULL;
+  TRY(who, bt_job_new(p, &eb, NULL, NULL, &jo, &job));
+  bt_cli_meter meter = {.who = who, .tty = isatty(2) && co.rank == 0, .t0 = bt_seconds(), .quiet = co.rank != 0};
   TRY(who, bt_job_infer(job, &m, &d, bt_cli_meter_cb, &meter, &lg));
   const double t1 = t0 + bt_job_setup_seconds(job); /* inference apart from loading and setup */
+  if (co.rank != 0) {
+    rc = 0;
+    goto out;
+  }
   TRY(who, bt_pipeline_save_logits(outp, &lg));
   if (json) {
     json_object *o = json_object_new_object();
@@ -294,5 +350,7 @@ out:
   bt_ciphertext_free(m.ct);
   bt_eval_bundle_clear(&eb);
   bt_ckks_params_free(p);
+  if (rc == 1 && mpi && co.ranks > 1) bt_dist_abort(1);
+  if (mpi) bt_dist_finalize();
   return rc;
 }

@@ -236,6 +236,7 @@ static bt_status ds_measure(const void *obj, uint64_t *payload) {
   const bt_enc_dataset *d = obj;
   uint64_t n = TAG_BYTES + 5 * 4;
   bt_status st = bt_pl_check_tag_fields(&d->tag);
+  if (!st && d->share_ranks > 1) st = bt_fail(BT_E_ARG, "cannot save one rank's share of a dataset");
   if (!st && (d->nx < 1 || d->nx > MAX_BLOCKS || d->nbatches < 1 || d->nbatches > MAX_BATCHES))
     st = bt_fail(BT_E_ARG, "cannot save a dataset of %d batches of %d blocks", d->nbatches, d->nx);
   for (int k = 0; k < d->nbatches && !st; k++) {
@@ -266,6 +267,7 @@ static bt_status ds_emit(bt_io_writer *w, const void *obj) {
 static bt_status ds_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned flags, void *out) {
   (void)flags;
   bt_enc_dataset *d = out;
+  const int share = d->share_ranks > 1 ? d->share_ranks : 1, mine = d->share_rank; /* set by the caller */
   get_tag(r, &d->tag);
   d->role = (bt_set_role)bt_io_get_int(r, BT_SET_TRAIN, BT_SET_TEST, "dataset role");
   d->rows = bt_io_get_int(r, 1, 1 << 30, "rows");
@@ -286,6 +288,11 @@ static bt_status ds_parse(bt_io_reader *r, const bt_ckks_params *p, unsigned fla
     bt_enc_batch *b = &d->b[k];
     b->rows = bt_io_get_int(r, 1, d->tag.batch, "rows of a batch");
     total += b->rows;
+    if (k % share != mine) { /* another rank's: checked as it streams past, not kept */
+      for (int j = 0; j < nx + d->labelled && !bt_io_reader_status(r); j++)
+        bt_ciphertext_free(get_ct(r, p, j < nx ? "a feature block" : "a label block"));
+      continue;
+    }
     if (!(b->x = calloc((size_t)nx, sizeof *b->x))) return BT_E_NOMEM;
     for (int j = 0; j < nx && !bt_io_reader_status(r); j++) b->x[j] = get_ct(r, p, "a feature block");
     if (d->labelled && !bt_io_reader_status(r)) b->y = get_ct(r, p, "a label block");
@@ -302,14 +309,23 @@ static const bt_io_codec ds_codec = {BT_IO_DATASET, 0, ds_measure, ds_emit, ds_p
 static const uint8_t *hash_of(const bt_ciphertext *ct) { return bt_ckks_params_hash(ct->params); }
 
 bt_status bt_pipeline_save_dataset(const char *path, const bt_enc_dataset *d) {
+  if (d->share_ranks > 1) return bt_fail(BT_E_ARG, "%s: cannot save one rank's share of a dataset", path);
   if (!d->b || !d->b[0].x || !d->b[0].x[0]) return bt_fail(BT_E_ARG, "%s: empty dataset", path);
   return bt_io_save(&ds_codec, path, d, hash_of(d->b[0].x[0]));
 }
 
 bt_status bt_pipeline_load_dataset(const char *path, const bt_ckks_params *p, const bt_job_tag *expect, bt_enc_dataset *d) {
+  return bt_pipeline_load_dataset_share(path, p, expect, 0, 1, d);
+}
+
+bt_status bt_pipeline_load_dataset_share(const char *path, const bt_ckks_params *p, const bt_job_tag *expect, int rank,
+                                         int ranks, bt_enc_dataset *d) {
   memset(d, 0, sizeof *d);
+  if (ranks < 1 || rank < 0 || rank >= ranks) return bt_fail(BT_E_ARG, "%s: rank %d of %d", path, rank, ranks);
+  d->share_rank = rank, d->share_ranks = ranks > 1 ? ranks : 0;
   bt_status st = bt_io_load(&ds_codec, path, p, 0, d);
   if (!st && (st = check_expect(path, &d->tag, expect))) bt_enc_dataset_clear(d);
+  if (st) memset(d, 0, sizeof *d);
   return st;
 }
 

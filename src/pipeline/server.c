@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "pipeline/internal.h"
 
 void bt_server_engine_clear(bt_server_engine *e) {
@@ -52,8 +54,13 @@ struct bt_job {
 static bt_status check_set(const bt_job *j, const bt_enc_dataset *d, bt_set_role role, const char *what) {
   if (memcmp(&d->tag, &j->eb->tag, sizeof d->tag) != 0)
     return bt_fail(BT_E_PARAMS, "the %s was made for another key set or layout", what);
+  const bt_collective *co = j->o.coll;
+  const int ranks = co && co->ranks > 1 ? co->ranks : 0, rank = co ? co->rank : 0;
+  if (d->share_ranks != ranks || (ranks && d->share_rank != rank))
+    return bt_fail(BT_E_ARG, "the %s is %s share, the job is rank %d of %d", what,
+                   d->share_ranks ? "another rank's" : "whole, not this rank's", rank, ranks ? ranks : 1);
   for (int k = 0; k < d->nbatches; k++)
-    for (int x = 0; x < d->nx; x++)
+    for (int x = 0; d->b[k].x && x < d->nx; x++)
       if (d->b[k].x[x]->params != j->p || (d->b[k].y && d->b[k].y->params != j->p))
         return bt_fail(BT_E_PARAMS, "the %s was decoded against other parameters than the job's", what);
   if (d->nx != j->L.nb) return bt_fail(BT_E_FORMAT, "the %s has %d feature blocks per batch, the layout %d", what, d->nx, j->L.nb);
@@ -84,6 +91,9 @@ bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt
   if (o->epochs < 0 || !(o->lr > 0 && o->lr < 1e6) || !(o->momentum >= 0 && o->momentum < 1))
     return bt_fail(BT_E_ARG, "job: %d epochs, learning rate %g, momentum %g out of range", o->epochs, o->lr, o->momentum);
   if (!eb->ek || eb->ek->params != p) return bt_fail(BT_E_ARG, "job: the evaluation bundle is not of these parameters");
+  const bt_collective *co = o->coll;
+  if (co && (co->ranks < 1 || co->rank < 0 || co->rank >= co->ranks || !co->sum || !co->sum_i64 || !co->same))
+    return bt_fail(BT_E_ARG, "job: rank %d of %d, or a collective operation missing", co->rank, co->ranks);
   bt_job *j = calloc(1, sizeof *j);
   if (!j) return bt_fail(BT_E_NOMEM, "out of memory");
   j->p = p, j->eb = eb, j->train = train, j->val = val, j->o = *o;
@@ -147,6 +157,28 @@ static bt_status engine(bt_job *j) {
   return bt_server_engine_init(j->p, &j->L, &j->sa, j->eb, j->o.lr, j->o.momentum, &j->en);
 }
 
+/* Every rank must hold the same model after an epoch: the ring sums are
+ * exact and bootstrapping deterministic on one build and CPU, so a
+ * difference means a rank ran other code (docs/SCALING.md). */
+static bt_status check_same_model(const bt_job *j, int epoch) {
+  const bt_ciphertext *a = j->cp.a;
+  const size_t n = bt_ckks_n(j->p);
+  crypto_generichash_state h;
+  uint8_t d[32];
+  const int32_t meta[3] = {a->level, a->degree, a->logslots};
+  crypto_generichash_init(&h, NULL, 0, sizeof d);
+  crypto_generichash_update(&h, (const unsigned char *)meta, sizeof meta);
+  crypto_generichash_update(&h, (const unsigned char *)&a->scale, sizeof a->scale);
+  for (int c = 0; c <= a->degree; c++)
+    crypto_generichash_update(&h, (const unsigned char *)a->c[c], (size_t)(a->level + 1) * n * sizeof(uint64_t));
+  crypto_generichash_final(&h, d, sizeof d);
+  int same = 0;
+  const bt_status st = j->o.coll->same(j->o.coll->user, d, &same);
+  if (st) return st;
+  if (!same) return bt_fail(BT_E_PARAMS, "the ranks' models differ after epoch %d: every rank must run the same build on the same kind of CPU", epoch);
+  return BT_OK;
+}
+
 /* A failed or cancelled epoch leaves the job as it was before it. */
 static bt_status rollback(bt_job *j, bt_status st) {
   j->have_loss = 0;
@@ -165,26 +197,60 @@ bt_status bt_job_run_epoch(bt_job *j, bt_progress_fn progress, void *user, bt_jo
   if (st) return st;
   const int e = j->cp.epochs_done;
   const bt_enc_dataset *tr = j->train;
-  bt_pipeline_batch_order(j->o.seed, e, tr->nbatches, j->order);
+  const bt_collective *co = j->o.coll;
   rep->epoch = e + 1;
   double t = bt_seconds();
-  for (int k = 0; k < tr->nbatches && !st; k++) {
-    const bt_enc_batch *b = &tr->b[j->order[k]];
-    st = bt_trainer_step(j->en.trainer, j->en.ev, b->x, b->y, b->rows, j->cp.a, &rep->stats);
-    if (!st && progress && progress(user, "step", k + 1, tr->nbatches)) st = bt_fail(BT_E_ARG, "cancelled");
+  int steps = tr->nbatches;
+  if (!co) {
+    bt_pipeline_batch_order(j->o.seed, e, tr->nbatches, j->order);
+    for (int k = 0; k < tr->nbatches && !st; k++) {
+      const bt_enc_batch *b = &tr->b[j->order[k]];
+      st = bt_trainer_step(j->en.trainer, j->en.ev, b->x, b->y, b->rows, j->cp.a, &rep->stats);
+      if (!st && progress && progress(user, "step", k + 1, tr->nbatches)) st = bt_fail(BT_E_ARG, "cancelled");
+    }
+  } else {
+    /* every rank's order (public): the global batch's rows without a message */
+    const int K = co->ranks;
+    steps = (tr->nbatches + K - 1) / K;
+    int *ord = malloc((size_t)K * (size_t)(steps + 1) * sizeof *ord), *cnt = calloc((size_t)K, sizeof *cnt);
+    if (!ord || !cnt) st = bt_fail(BT_E_NOMEM, "out of memory");
+    for (int r = 0; r < K && !st; r++) cnt[r] = bt_pipeline_rank_order(j->o.seed, e, tr->nbatches, r, K, ord + (size_t)r * (steps + 1));
+    for (int step = 0; step < steps && !st; step++) {
+      int total = 0, own = -1;
+      for (int r = 0; r < K; r++) {
+        const int k = step < cnt[r] ? ord[(size_t)r * (steps + 1) + step] : -1;
+        if (k >= 0) total += tr->b[k].rows;
+        if (r == co->rank) own = k;
+      }
+      const bt_enc_batch *b = own >= 0 ? &tr->b[own] : NULL;
+      st = bt_trainer_step_shared(j->en.trainer, j->en.ev, b ? b->x : NULL, b ? b->y : NULL, b ? b->rows : 0, total,
+                                  co->sum, co->user, j->cp.a, &rep->stats);
+      if (!st && progress && progress(user, "step", step + 1, steps)) st = bt_fail(BT_E_ARG, "cancelled");
+    }
+    free(ord), free(cnt);
   }
   if (st) return rollback(j, st);
-  rep->steps = tr->nbatches;
+  rep->steps = steps;
   rep->train_s = bt_seconds() - t;
   t = bt_seconds();
   j->have_loss = 0;
+  int mine = 0; /* validation batches this rank computed */
   for (int k = 0; j->val && k < j->val->nbatches && !st; k++) {
     const bt_enc_batch *b = &j->val->b[k];
+    if (!b->x) continue; /* another rank's */
     st = bt_trainer_loss(j->en.trainer, j->en.ev, b->x, b->y, b->rows, 1.0 / j->val->rows, j->cp.a,
-                         k ? j->lpart : j->loss, &rep->stats);
-    if (!st && k) st = bt_eval_add(j->en.ev, j->loss, j->lpart, j->loss);
+                         mine ? j->lpart : j->loss, &rep->stats);
+    if (!st && mine) st = bt_eval_add(j->en.ev, j->loss, j->lpart, j->loss);
+    mine++;
     if (!st && progress && progress(user, "validation batch", k + 1, j->val->nbatches)) st = bt_fail(BT_E_ARG, "cancelled");
   }
+  if (!st && co && j->val) {
+    /* a rank without a validation batch refreshes the model as the loss
+     * would have, so that every rank's stays the same ciphertext */
+    if (!mine) st = bt_trainer_refresh(j->en.trainer, j->en.ev, j->cp.a, &rep->stats);
+    if (!st) st = co->sum(co->user, j->loss, mine > 0);
+  }
+  if (!st && co) st = check_same_model(j, e + 1);
   if (st) return rollback(j, st);
   j->have_loss = j->val != NULL;
   rep->validation_s = bt_seconds() - t;
@@ -192,7 +258,7 @@ bt_status bt_job_run_epoch(bt_job *j, bt_progress_fn progress, void *user, bt_jo
   j->cp.answered = 0;
   j->cp.train_s += rep->train_s;
   j->cp.val_s += rep->validation_s;
-  j->cp.steps += tr->nbatches;
+  j->cp.steps += steps;
   j->cp.bootstraps += rep->stats.bootstraps;
   return BT_OK;
 }
@@ -236,10 +302,13 @@ bt_status bt_job_infer(bt_job *j, const bt_enc_epoch *model, const bt_enc_datase
   bt_ciphertext *a = NULL; /* a copy: inference may bootstrap the model in place */
   if (!st) st = bt_ciphertext_new(j->p, &a);
   if (!st) st = bt_ciphertext_copy(model->ct, a);
+  const bt_collective *co = j->o.coll;
   for (int k = 0; !st && k < d->nbatches; k++) {
     lg->batch_rows[k] = d->b[k].rows;
     st = bt_ciphertext_new(j->p, &lg->z[k]);
-    if (!st) st = bt_trainer_logits(j->en.trainer, j->en.ev, d->b[k].x, a, lg->z[k], NULL);
+    if (!st && d->b[k].x) st = bt_trainer_logits(j->en.trainer, j->en.ev, d->b[k].x, a, lg->z[k], NULL);
+    /* the owner's logits to every rank: a sum to which the others add nothing */
+    if (!st && co) st = co->sum(co->user, lg->z[k], d->b[k].x != NULL);
     if (!st && progress && progress(user, "batch", k + 1, d->nbatches)) st = bt_fail(BT_E_ARG, "cancelled");
   }
   bt_ciphertext_free(a);

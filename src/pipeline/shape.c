@@ -112,6 +112,14 @@ void bt_pipeline_batch_order(uint64_t seed, int epoch, int nbatches, int *order)
   bt_prng_wipe(&g);
 }
 
+int bt_pipeline_rank_order(uint64_t seed, int epoch, int nbatches, int rank, int ranks, int *order) {
+  if (ranks < 1 || rank < 0 || rank >= ranks || nbatches < 0) return 0;
+  const int n = rank < nbatches ? (nbatches - rank + ranks - 1) / ranks : 0;
+  bt_pipeline_batch_order(seed, epoch, n, order);
+  for (int i = 0; i < n; i++) order[i] = rank + order[i] * ranks;
+  return n;
+}
+
 bt_status bt_pipeline_path(char *out, size_t cap, const char *dir, const char *name, int epoch) {
   const int n = epoch > 0 ? snprintf(out, cap, "%s/%s-%03d.bt", dir, name, epoch)
                           : snprintf(out, cap, "%s/%s.bt", dir, name);

@@ -382,10 +382,28 @@ static void account(bt_trainer *t, bt_evaluator *ev, bt_op_counts c0, double *bu
 
 bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
                           int rows, bt_ciphertext *a, bt_train_stats *stats) {
-  if (!t || !ev || !x || !y || !a) return bt_fail(BT_E_ARG, "trainer step: missing argument");
-  if (rows < 1 || rows > t->L.batch)
+  if (!x || !y) return bt_fail(BT_E_ARG, "trainer step: missing argument");
+  return bt_trainer_step_shared(t, ev, x, y, rows, rows, NULL, NULL, a, stats);
+}
+
+bt_status bt_trainer_refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *a, bt_train_stats *stats) {
+  if (!t || !ev || !a) return bt_fail(BT_E_ARG, "trainer refresh: missing argument");
+  bt_train_stats local = {0};
+  t->stats = stats ? stats : &local;
+  const bt_status st = refresh(t, ev, a, 4); /* what a step or a pass over the model does first */
+  t->stats = NULL;
+  return st;
+}
+
+bt_status bt_trainer_step_shared(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
+                                 int rows, int total_rows, bt_ct_sum_fn sum, void *user, bt_ciphertext *a,
+                                 bt_train_stats *stats) {
+  if (!t || !ev || !a || !x != !y) return bt_fail(BT_E_ARG, "trainer step: missing argument");
+  if (x ? rows < 1 || rows > t->L.batch : rows != 0)
     return bt_fail(BT_E_ARG, "trainer step: %d rows in a batch of %d", rows, t->L.batch);
-  if (y->level < 3) return bt_fail(BT_E_LEVEL, "trainer step: labels at level %d, need 3", y->level);
+  if (sum ? total_rows < (rows > 1 ? rows : 1) : !x || total_rows != rows)
+    return bt_fail(BT_E_ARG, "trainer step: %d rows here, %d in all%s", rows, total_rows, sum ? "" : " and no sum");
+  if (y && y->level < 3) return bt_fail(BT_E_LEVEL, "trainer step: labels at level %d, need 3", y->level);
   t->stats = stats;
   bt_train_stats local = {0};
   if (!t->stats) t->stats = &local;
@@ -394,7 +412,7 @@ bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const 
   bt_op_counts c0;
   double t0, b0;
   bt_status st;
-  const double B = rows, g = t->mu;
+  const double B = total_rows, g = t->mu;
 
   PHASE_BEGIN(other_s);
   TRY(refresh(t, ev, a, 4));
@@ -403,28 +421,35 @@ bt_status bt_trainer_step(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const 
   TRY(bt_eval_drop_level(ev, w2, w2->level - 3, w2));
   PHASE_END(other_s);
 
-  PHASE_BEGIN(matmul_s);
-  TRY(bt_hemat_roll_x(t->h, ev, x, t->rolled));
-  if (t->L.fold)
-    TRY(bt_hemat_abt_gathered(t->h, ev, t->rolled, w2, 0.5 / sa_unit, z));
-  else
-    TRY(bt_hemat_abt(t->h, ev, t->rolled, w2, 0.5 / sa_unit, z));
-  PHASE_END(matmul_s);
-
-  PHASE_BEGIN(softmax_s);
-  TRY(softmax(t, ev, z, p, NULL));
-  PHASE_END(softmax_s);
-
-  PHASE_BEGIN(other_s);
-  TRY(bt_eval_sub(ev, p, y, p));
-  TRY(refresh(t, ev, p, 3));
-  PHASE_END(other_s);
-
-  PHASE_BEGIN(matmul_s);
-  const double complex coef = -t->lr / B * ((1 + g) + I);
   bt_ciphertext *gout = z;
-  TRY(bt_hemat_atb(t->h, ev, t->rolled, p, &coef, 1, &gout));
-  PHASE_END(matmul_s);
+  if (x) {
+    PHASE_BEGIN(matmul_s);
+    TRY(bt_hemat_roll_x(t->h, ev, x, t->rolled));
+    if (t->L.fold)
+      TRY(bt_hemat_abt_gathered(t->h, ev, t->rolled, w2, 0.5 / sa_unit, z));
+    else
+      TRY(bt_hemat_abt(t->h, ev, t->rolled, w2, 0.5 / sa_unit, z));
+    PHASE_END(matmul_s);
+
+    PHASE_BEGIN(softmax_s);
+    TRY(softmax(t, ev, z, p, NULL));
+    PHASE_END(softmax_s);
+
+    PHASE_BEGIN(other_s);
+    TRY(bt_eval_sub(ev, p, y, p));
+    TRY(refresh(t, ev, p, 3));
+    PHASE_END(other_s);
+
+    PHASE_BEGIN(matmul_s);
+    const double complex coef = -t->lr / B * ((1 + g) + I);
+    TRY(bt_hemat_atb(t->h, ev, t->rolled, p, &coef, 1, &gout));
+    PHASE_END(matmul_s);
+  }
+  if (sum) { /* the other ranks' gradients: exact modular sums of the limbs */
+    PHASE_BEGIN(other_s);
+    TRY(sum(user, gout, x != NULL));
+    PHASE_END(other_s);
+  }
 
   /* A' = (1+g)V - gW + iV + coef G with V = (A + conj A)/2, W = (A - conj A)/2i */
   PHASE_BEGIN(other_s);
