@@ -2,7 +2,8 @@
  * with the ranks as threads of this process: the same job code the MPI
  * ranks run (src/dist/mpi.c is the other transport, tested by
  * tests/cli/mpi.sh).  For K = 1, 2, 3 ranks, one epoch with validation on
- * an INSECURE preset: every rank ends with the same model, byte for byte,
+ * an INSECURE preset (3 training batches: on 2 ranks rank 1 sits out the
+ * second step, on 3 rank 2 holds the partial batch and no validation one): every rank ends with the same model, byte for byte,
  * and the decrypted model and validation loss agree with the plaintext twin
  * of the K-rank schedule (a step's global batch is one batch of every rank
  * that has one; a rank with none contributes zero). */
@@ -16,7 +17,7 @@
 #include "blindtuner/pipeline.h"
 #include "testutil.h"
 
-enum { MAXK = 4, NTR = 37, NVAL = 16, DIM = 4, CLS = 3, BATCH = 8 };
+enum { MAXK = 4, NTR = 21, NVAL = 16, DIM = 4, CLS = 3, BATCH = 8 };
 
 /* ---- the collective over threads ---- */
 typedef struct group {
@@ -185,7 +186,7 @@ static void ranks_agree_with_twin(void **state) {
   BT_CHECK(bt_scaler_fit(tag, x, NTR, DIM, &sc));
   BT_CHECK(bt_client_encrypt(c, BT_SET_TRAIN, x, y, NTR, &sc, order, NULL, NULL, &tr));
   BT_CHECK(bt_client_encrypt(c, BT_SET_VAL, xv, yv, NVAL, &sc, NULL, NULL, NULL, &va));
-  assert_int_equal(tr.nbatches, 5); /* 4 full, the last of 5 rows */
+  assert_int_equal(tr.nbatches, 3); /* 2 full, the last of 5 rows */
   char dir[] = "/tmp/bt-test-dist-XXXXXX", trp[64], vap[64];
   assert_non_null(mkdtemp(dir));
   snprintf(trp, sizeof trp, "%s/train.bt", dir);
@@ -196,9 +197,9 @@ static void ranks_agree_with_twin(void **state) {
   /* a share is what it says, and a whole set is refused to a rank of 2 */
   bt_enc_dataset sh;
   BT_CHECK(bt_pipeline_load_dataset_share(trp, p, tag, 1, 2, &sh));
-  assert_int_equal(sh.nbatches, 5);
+  assert_int_equal(sh.nbatches, 3);
   assert_int_equal(sh.rows, NTR);
-  for (int k = 0; k < 5; k++) assert_true(!sh.b[k].x == (k % 2 != 1));
+  for (int k = 0; k < 3; k++) assert_true(!sh.b[k].x == (k % 2 != 1));
   bt_test_expect_fail(bt_pipeline_save_dataset(trp, &sh), BT_E_ARG, "share", "saving a share");
   bt_enc_dataset_clear(&sh);
   bt_test_expect_fail(bt_pipeline_load_dataset_share(trp, p, tag, 2, 2, &sh), BT_E_ARG, "rank 2 of 2", "a rank past the count");
@@ -254,7 +255,9 @@ static void ranks_agree_with_twin(void **state) {
            K, K > 1 ? "s" : "", (tr.nbatches + K - 1) / K, err, -log2(err), mag, enc_loss, tw_loss,
            -log2(fabs(enc_loss - tw_loss)));
     assert_true(mag > 0.05);
-    assert_true(err < 1e-4 * fmax(1, mag)); /* 2.4e-5 to 2.7e-5 measured (about 15 bits at this preset) */
+    /* 2.4e-5 to 5.6e-5 measured (14-15 bits at this preset); the twins of the
+     * three schedules differ from each other by 0.3 in max |W| alone */
+    assert_true(err < 2e-4 * fmax(1, mag));
     assert_true(fabs(enc_loss - tw_loss) < 1e-4 * fmax(1, tw_loss));
     bt_plain_head_clear(&head);
     for (int r = 0; r < K; r++) bt_ciphertext_free(rc[r].model), bt_ciphertext_free(rc[r].loss);

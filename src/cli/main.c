@@ -6,6 +6,7 @@
 #include "blindtuner/status.h"
 #include "blindtuner/util.h"
 #include "bench.h"
+#include "blindtuner/dist.h"
 #include "cli.h"
 
 static void usage(FILE *f) {
@@ -62,8 +63,15 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "--version")) {
-    printf("blindtuner 0.1.0\n");
+    printf("blindtuner %s\n", BT_VERSION);
     return 0;
+  }
+  /* under mpirun, K copies of any other command would each do the whole
+   * job (and write the same files) */
+  if (bt_dist_launched() && strcmp(cmd, "train") && strcmp(cmd, "infer") &&
+      !(!strcmp(cmd, "bench") && argc > 2 && !strcmp(argv[2], "train"))) {
+    fprintf(stderr, "blindtuner %s: started by an MPI launcher; only train, infer and bench train run on ranks\n", cmd);
+    return 2;
   }
   if (!strcmp(cmd, "bench")) return bt_bench_main(argc - 1, argv + 1);
 #ifdef BT_SERVICE
