@@ -502,7 +502,9 @@ typedef struct bt_job_options {
    * datasets are its shares (bt_pipeline_load_dataset_share with the same
    * rank and ranks), a step's global batch is one batch of every rank, the
    * validation loss and inference split their batches over the ranks.
-   * Must outlive the job. */
+   * Must outlive the job.  A progress callback that cancels must do so on
+   * every rank at the same step (a rank that stops alone leaves the others
+   * waiting in a sum: end them all, as `blindtuner train` does). */
   const bt_collective *coll;
 } bt_job_options;
 /* The defaults above. */
