@@ -128,7 +128,7 @@ int bt_bench_train(int argc, char **argv) {
   if (!st || !secs) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   TRY(bt_ckks_preset(preset, &lit));
   TRY(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p));
-  bt_ckks_set_threads(p, threads);
+  bt_ckks_set_threads(p, threads ? threads : bt_dist_default_threads());
   TRY(bt_hemat_layout_init(bt_ckks_logn(p) - 1, B, F, C, &L));
   bt_hemat_layout_fold(&L, !plain);
   TRY(bt_softmax_approx_init(C, NULL, &sa));

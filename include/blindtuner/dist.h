@@ -40,6 +40,11 @@ BT_API int bt_dist_launched(void);
  * Refused (BT_E_UNSUPPORTED) under a launcher when the build lacks MPI. */
 BT_API bt_status bt_dist_init(int *argc, char ***argv, bt_collective *c, int *active) BT_MUST_CHECK;
 BT_API void bt_dist_finalize(void);
+/* Threads for one rank when the user names none: the default
+ * (bt_default_threads: BT_THREADS or all cores) shared among the ranks on
+ * this machine (MPI_COMM_TYPE_SHARED after bt_dist_init), at least 1; the
+ * default itself without MPI. */
+BT_API int bt_dist_default_threads(void);
 /* Ends every rank of the job with `code` (MPI_Abort); returns only when MPI
  * is not running. */
 BT_API void bt_dist_abort(int code);

@@ -51,7 +51,8 @@ static void train_help(void) {
          "  --seed S         batch-order seed (default 1)\n"
          "  --wait S         seconds to wait for each answer before exiting with status 3\n"
          "                   (default 0)\n"
-         "  --threads N      threads (default BT_THREADS or all cores)\n"
+         "  --threads N      threads (default BT_THREADS or all cores, divided among the\n"
+         "                   MPI ranks on one machine)\n"
          "  --json           print the summary as JSON\n"
          "  --progress FILE  rewrite FILE (JSON: phase, epoch, step, steps, elapsed_s) at every\n"
          "                   step and phase; `blindtuner serve` shows it as the job's progress\n"
@@ -160,7 +161,7 @@ int bt_cli_train(int argc, char **argv) {
   bt_cli_progress(&meter, "loading", 0, 0);
   TRY(who, bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
   bt_cli_note_insecure(who, p);
-  bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
+  bt_ckks_set_threads(p, threads ? threads : bt_dist_default_threads()); /* shared by the ranks on a machine */
   const bt_job_tag *tag = &eb.tag;
   /* each rank keeps its share of the batches only */
   TRY(who, bt_pipeline_load_dataset_share(trainp, p, tag, mpi ? co.rank : 0, mpi ? co.ranks : 1, &tr));
@@ -315,7 +316,7 @@ int bt_cli_infer(int argc, char **argv) {
   const double t0 = bt_seconds();
   TRY(who, bt_pipeline_load_eval_bundle(keys, bt_cli_insecure_flags(insecure), &p, &eb));
   bt_cli_note_insecure(who, p);
-  bt_ckks_set_threads(p, threads ? threads : bt_default_threads());
+  bt_ckks_set_threads(p, threads ? threads : bt_dist_default_threads()); /* shared by the ranks on a machine */
   TRY(who, bt_pipeline_load_epoch(model, BT_IO_MODEL, p, &eb.tag, &m));
   /* on MPI ranks: each its share of the batches, rank 0 writes the logits */
   TRY(who, bt_pipeline_load_dataset_share(datap, p, &eb.tag, mpi ? co.rank : 0, mpi ? co.ranks : 1, &d));

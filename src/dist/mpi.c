@@ -37,6 +37,7 @@ bt_status bt_dist_init(int *argc, char ***argv, bt_collective *c, int *active) {
 
 void bt_dist_finalize(void) {}
 void bt_dist_abort(int code) { (void)code; }
+int bt_dist_default_threads(void) { return bt_default_threads(); }
 bt_status bt_dist_bcast_i64(const bt_collective *c, int64_t *v, int n, int root) {
   (void)c, (void)v, (void)n, (void)root;
   return BT_OK;
@@ -56,6 +57,7 @@ void bt_dist_counters(double *seconds, uint64_t *bytes, uint64_t *sums) { *secon
 int bt_dist_has_mpi(void) { return 1; }
 
 static int mpi_running;
+static int local_ranks = 1; /* ranks on this machine */
 static MPI_Op op_modadd = MPI_OP_NULL;
 /* The modulus of the limb being summed.  MPI gives a reduction no context,
  * and the library may cut one call's buffer into pieces, so each limb is its
@@ -170,12 +172,22 @@ bt_status bt_dist_init(int *argc, char ***argv, bt_collective *c, int *active) {
   MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
   MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size");
   MPI_TRY(MPI_Op_create(modadd, 1, &op_modadd), "MPI_Op_create");
+  MPI_Comm node;
+  MPI_TRY(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+  const int rc = MPI_Comm_size(node, &local_ranks);
+  MPI_Comm_free(&node);
+  if (rc != MPI_SUCCESS || local_ranks < 1) local_ranks = 1;
   *c = (bt_collective){.rank = rank, .ranks = size, .sum = sum_ct, .sum_i64 = sum_i64, .same = same};
   return BT_OK;
 }
 
 void bt_dist_counters(double *seconds, uint64_t *bytes, uint64_t *sums) {
   *seconds = sum_seconds, *bytes = sum_bytes, *sums = sum_calls;
+}
+
+int bt_dist_default_threads(void) {
+  const int t = bt_default_threads() / local_ranks;
+  return t > 1 ? t : 1;
 }
 
 void bt_dist_finalize(void) {
