@@ -81,6 +81,7 @@ static bt_status t_sum_i64(void *user, int64_t *v, int n) {
   rank_ctx *r = user;
   group *g = r->g;
   int64_t mine[8];
+  if (n < 0 || n > 8) return bt_fail(BT_E_ARG, "at most 8 integers");
   memcpy(mine, v, (size_t)n * sizeof *v);
   g->iv[r->rank] = mine;
   pthread_barrier_wait(&g->bar);

@@ -31,19 +31,24 @@ BT_API int bt_dist_has_mpi(void);
 /* 1 when the environment says an MPI launcher (mpirun, mpiexec, srun with
  * PMI) started this process. */
 BT_API int bt_dist_launched(void);
+/* The launcher's world size from the environment: 0 not launched, -1
+ * launched but the size is not in the environment. */
+BT_API int bt_dist_launcher_size(void);
 
 /* Starts MPI when the process was launched by an MPI launcher and fills *c
- * with this rank's collective (*ranks_out its count); otherwise *c is one
- * rank (c->ranks = 1) and *active 0, and nothing is started.  *active = 1
- * means MPI runs: call bt_dist_finalize at the end, bt_dist_abort on an
- * error that the other ranks cannot see (they would wait for it forever).
- * Refused (BT_E_UNSUPPORTED) under a launcher when the build lacks MPI. */
+ * with this rank's collective; otherwise *c is one rank (c->ranks = 1) and
+ * *active 0, and nothing is started.  *active = 1 means MPI runs: call
+ * bt_dist_finalize at the end, bt_dist_abort on an error that the other
+ * ranks cannot see (they would wait for it forever).  Refused
+ * (BT_E_UNSUPPORTED) under a launcher when the build lacks MPI; a failure
+ * after MPI started (thread level, a launcher of another MPI) ends every
+ * rank with MPI_Abort after printing it. */
 BT_API bt_status bt_dist_init(int *argc, char ***argv, bt_collective *c, int *active) BT_MUST_CHECK;
 BT_API void bt_dist_finalize(void);
-/* Threads for one rank when the user names none: the default
- * (bt_default_threads: BT_THREADS or all cores) shared among the ranks on
- * this machine (MPI_COMM_TYPE_SHARED after bt_dist_init), at least 1; the
- * default itself without MPI. */
+/* Threads for one rank when the user names none: BT_THREADS when set;
+ * else this machine's cores shared among its ranks (MPI_COMM_TYPE_SHARED
+ * after bt_dist_init), at most the CPUs the launcher bound the rank to, at
+ * least 1; without MPI, bt_default_threads. */
 BT_API int bt_dist_default_threads(void);
 /* Ends every rank of the job with `code` (MPI_Abort); returns only when MPI
  * is not running. */

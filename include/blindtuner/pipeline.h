@@ -553,6 +553,10 @@ BT_API bt_status bt_job_loss(const bt_job *j, bt_enc_epoch *out) BT_MUST_CHECK;
 /* The client's bit for the last epoch: checked against the job (key set,
  * epoch); go on or stop. */
 BT_API bt_status bt_job_answer(bt_job *j, const bt_answer *a) BT_MUST_CHECK;
+/* On ranks: fails (BT_E_PARAMS) unless every rank holds the same model and
+ * state (epochs done, answer); collective.  Call it after each rank has
+ * restored or resumed the job.  BT_OK without ranks. */
+BT_API bt_status bt_job_check_ranks(const bt_job *j) BT_MUST_CHECK;
 /* Encrypted inference: the logits of every row of `d` under `model`.  On
  * ranks (bt_job_options.coll; d this rank's share) each computes its own
  * batches and every rank gets all the logits. */

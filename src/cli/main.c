@@ -66,9 +66,9 @@ int main(int argc, char **argv) {
     printf("blindtuner %s\n", BT_VERSION);
     return 0;
   }
-  /* under mpirun, K copies of any other command would each do the whole
-   * job (and write the same files) */
-  if (bt_dist_launched() && strcmp(cmd, "train") && strcmp(cmd, "infer") &&
+  /* under mpirun with several ranks, K copies of any other command would
+   * each do the whole job (and write the same files) */
+  if (bt_dist_launcher_size() != 0 && bt_dist_launcher_size() != 1 && strcmp(cmd, "train") && strcmp(cmd, "infer") &&
       !(!strcmp(cmd, "bench") && argc > 2 && !strcmp(argv[2], "train"))) {
     fprintf(stderr, "blindtuner %s: started by an MPI launcher; only train, infer and bench train run on ranks\n", cmd);
     return 2;

@@ -179,10 +179,15 @@ int bt_cli_train(int argc, char **argv) {
   if (!rst && !rank0) rst = bt_job_resume_dir(job, dir, &resumed);
   if (rst == BT_E_ARG) FAIL(who, "%s: resume with the same options or use a new --workdir", bt_last_error());
   TRY(who, rst);
+  /* every rank has read the state before rank 0 may write it again (an
+   * answer waiting in DIR), and all read the same */
+  TRY(who, bt_dist_barrier(&co));
+  TRY(who, bt_job_check_ranks(job));
   if (resumed && rank0) fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, bt_job_epochs_done(job));
   const int first_epoch = bt_job_epochs_done(job);
+  const int epoch_steps = mpi ? (tr.nbatches + co.ranks - 1) / co.ranks : tr.nbatches; /* global steps */
   meter.t0 = bt_seconds();
-  meter.total = (double)(epochs - first_epoch) * tr.nbatches;
+  meter.total = (double)(epochs - first_epoch) * epoch_steps;
   for (;;) {
     const bt_job_state js = bt_job_state_of(job);
     if (js == BT_JOB_DONE) break;
@@ -213,7 +218,7 @@ int bt_cli_train(int argc, char **argv) {
     snprintf(prefix, sizeof prefix, "epoch %d/%d, ", e + 1, epochs);
     meter.prefix = prefix;
     meter.epoch = e + 1;
-    meter.done0 = (double)(e - first_epoch) * tr.nbatches;
+    meter.done0 = (double)(e - first_epoch) * epoch_steps;
     bt_job_epoch_report er;
     TRY(who, bt_job_run_epoch(job, bt_cli_meter_cb, &meter, &er));
     if (meter.tty && e + 1 < epochs) fputc('\n', stderr); /* end the progress line */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blindtuner/dist.h"
 #include "blindtuner/util.h"
@@ -12,12 +13,35 @@
 #include <mpi.h>
 #endif
 
-int bt_dist_launched(void) {
-  /* Open MPI, MPICH and Intel MPI (hydra), Slurm's PMI and PMIx */
-  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", NULL};
-  for (int i = 0; vars[i]; i++)
-    if (getenv(vars[i])) return 1;
+int bt_dist_launched(void) { return bt_dist_launcher_size() != 0; }
+
+int bt_dist_launcher_size(void) {
+  /* Open MPI, MPICH and Intel MPI (hydra), Slurm's PMI: the world size;
+   * PMIx and hydra's local count: launched, size unknown here */
+  static const char *const sized[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
+  static const char *const unsized[] = {"PMIX_RANK", "MPI_LOCALNRANKS", NULL};
+  for (int i = 0; sized[i]; i++) {
+    const char *v = getenv(sized[i]);
+    if (v) {
+      const int n = atoi(v);
+      return n > 0 ? n : -1;
+    }
+  }
+  for (int i = 0; unsized[i]; i++)
+    if (getenv(unsized[i])) return -1;
   return 0;
+}
+
+/* The default threads, or an even share of this machine's cores among its
+ * `local` ranks when the user set no BT_THREADS (bt_default_threads already
+ * follows the process's CPU mask, which a launcher that binds narrows: the
+ * smaller of the two). */
+static int share_threads(int local) {
+  const int d = bt_default_threads();
+  if (local <= 1 || getenv("BT_THREADS")) return d;
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  const int share = online > 0 ? (int)(online / local) : 1;
+  return d < share ? d : share > 1 ? share : 1;
 }
 
 #ifndef BT_HAVE_MPI
@@ -29,7 +53,8 @@ bt_status bt_dist_init(int *argc, char ***argv, bt_collective *c, int *active) {
   memset(c, 0, sizeof *c);
   c->ranks = 1;
   *active = 0;
-  if (bt_dist_launched())
+  const int launched = bt_dist_launcher_size();
+  if (launched != 0 && launched != 1) /* one process under a launcher is just one process */
     return bt_fail(BT_E_UNSUPPORTED, "started by an MPI launcher, but this blindtuner was built without MPI "
                                      "(install libopenmpi-dev and rebuild); every rank would train the whole job");
   return BT_OK;
@@ -37,7 +62,7 @@ bt_status bt_dist_init(int *argc, char ***argv, bt_collective *c, int *active) {
 
 void bt_dist_finalize(void) {}
 void bt_dist_abort(int code) { (void)code; }
-int bt_dist_default_threads(void) { return bt_default_threads(); }
+int bt_dist_default_threads(void) { return share_threads(1); }
 bt_status bt_dist_bcast_i64(const bt_collective *c, int64_t *v, int n, int root) {
   (void)c, (void)v, (void)n, (void)root;
   return BT_OK;
@@ -155,11 +180,25 @@ static bt_status same(void *user, const uint8_t digest[32], int *all_same) {
   return BT_OK;
 }
 
+static bt_status start(int *argc, char ***argv, bt_collective *c, int *active);
+
+/* A failure once MPI runs ends every rank (the others would wait for this
+ * one in their first collective call). */
 bt_status bt_dist_init(int *argc, char ***argv, bt_collective *c, int *active) {
+  const bt_status st = start(argc, argv, c, active);
+  if (st && mpi_running) {
+    fprintf(stderr, "blindtuner: %s (%s)\n", bt_last_error(), bt_status_name(st));
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return st;
+}
+
+static bt_status start(int *argc, char ***argv, bt_collective *c, int *active) {
   memset(c, 0, sizeof *c);
   c->ranks = 1;
   *active = 0;
-  if (!bt_dist_launched()) return BT_OK;
+  const int launched = bt_dist_launcher_size();
+  if (!launched) return BT_OK;
   int provided = 0, rank = 0, size = 1;
   /* OpenMP threads compute; only the main thread calls MPI */
   if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
@@ -169,8 +208,14 @@ bt_status bt_dist_init(int *argc, char ***argv, bt_collective *c, int *active) {
   /* errors come back as codes: a failed call becomes a bt_status, and the
    * command that sees it ends the whole job with bt_dist_abort */
   MPI_TRY(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  if (provided < MPI_THREAD_FUNNELED)
+    return bt_fail(BT_E_UNSUPPORTED, "this MPI gives thread level %d, funneled (%d) is needed", provided,
+                   MPI_THREAD_FUNNELED);
   MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
   MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size");
+  if (launched > 1 && size == 1)
+    return bt_fail(BT_E_UNSUPPORTED, "the launcher started %d ranks, but this MPI sees one: blindtuner was built "
+                                     "against another MPI than the launcher's", launched);
   MPI_TRY(MPI_Op_create(modadd, 1, &op_modadd), "MPI_Op_create");
   MPI_Comm node;
   MPI_TRY(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
@@ -185,10 +230,7 @@ void bt_dist_counters(double *seconds, uint64_t *bytes, uint64_t *sums) {
   *seconds = sum_seconds, *bytes = sum_bytes, *sums = sum_calls;
 }
 
-int bt_dist_default_threads(void) {
-  const int t = bt_default_threads() / local_ranks;
-  return t > 1 ? t : 1;
-}
+int bt_dist_default_threads(void) { return share_threads(local_ranks); }
 
 void bt_dist_finalize(void) {
   if (!mpi_running) return;

@@ -162,12 +162,14 @@ static bt_status engine(bt_job *j) {
  * difference means a rank ran other code (docs/SCALING.md). */
 static bt_status check_same_model(const bt_job *j, int epoch) {
   const bt_ciphertext *a = j->cp.a;
+  const int32_t state[3] = {j->cp.epochs_done, j->cp.answered, j->cp.stopped};
   const size_t n = bt_ckks_n(j->p);
   crypto_generichash_state h;
   uint8_t d[32];
   const int32_t meta[3] = {a->level, a->degree, a->logslots};
   crypto_generichash_init(&h, NULL, 0, sizeof d);
   crypto_generichash_update(&h, (const unsigned char *)meta, sizeof meta);
+  crypto_generichash_update(&h, (const unsigned char *)state, sizeof state);
   crypto_generichash_update(&h, (const unsigned char *)&a->scale, sizeof a->scale);
   for (int c = 0; c <= a->degree; c++)
     crypto_generichash_update(&h, (const unsigned char *)a->c[c], (size_t)(a->level + 1) * n * sizeof(uint64_t));
@@ -175,8 +177,17 @@ static bt_status check_same_model(const bt_job *j, int epoch) {
   int same = 0;
   const bt_status st = j->o.coll->same(j->o.coll->user, d, &same);
   if (st) return st;
-  if (!same) return bt_fail(BT_E_PARAMS, "the ranks' models differ after epoch %d: every rank must run the same build on the same kind of CPU", epoch);
+  if (!same)
+    return epoch >= 0 ? bt_fail(BT_E_PARAMS, "the ranks' models differ after epoch %d: every rank must run the same build "
+                                             "on the same kind of CPU", epoch)
+                      : bt_fail(BT_E_PARAMS, "the ranks start from different states: the exchange directory must be "
+                                             "the same (shared) directory for every rank");
   return BT_OK;
+}
+
+bt_status bt_job_check_ranks(const bt_job *j) {
+  if (!j->o.coll) return BT_OK;
+  return check_same_model(j, -1);
 }
 
 /* A failed or cancelled epoch leaves the job as it was before it. */
@@ -237,11 +248,12 @@ bt_status bt_job_run_epoch(bt_job *j, bt_progress_fn progress, void *user, bt_jo
   int mine = 0; /* validation batches this rank computed */
   for (int k = 0; j->val && k < j->val->nbatches && !st; k++) {
     const bt_enc_batch *b = &j->val->b[k];
-    if (!b->x) continue; /* another rank's */
-    st = bt_trainer_loss(j->en.trainer, j->en.ev, b->x, b->y, b->rows, 1.0 / j->val->rows, j->cp.a,
-                         mine ? j->lpart : j->loss, &rep->stats);
-    if (!st && mine) st = bt_eval_add(j->en.ev, j->loss, j->lpart, j->loss);
-    mine++;
+    if (b->x) { /* else another rank's; every rank still reports it, so a cancel can be collective */
+      st = bt_trainer_loss(j->en.trainer, j->en.ev, b->x, b->y, b->rows, 1.0 / j->val->rows, j->cp.a,
+                           mine ? j->lpart : j->loss, &rep->stats);
+      if (!st && mine) st = bt_eval_add(j->en.ev, j->loss, j->lpart, j->loss);
+      mine++;
+    }
     if (!st && progress && progress(user, "validation batch", k + 1, j->val->nbatches)) st = bt_fail(BT_E_ARG, "cancelled");
   }
   if (!st && co && j->val) {

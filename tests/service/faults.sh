@@ -137,6 +137,7 @@ curl -s -f -H "$AUTH" -o model-002.bt "$U/v1/jobs/$ID/model/2"
 cmp model-002.bt files/model-002.bt || fail "the resumed job's model differs from an uninterrupted run's"
 echo "+ a full disk (injected: RLIMIT_FSIZE of 4 MiB, SIGXFSZ ignored, so writes fail with EFBIG)"
 stop_server
+rm -f serve.out # else the wait below can read the stopped server's address before the new one starts
 ( trap '' XFSZ; ulimit -f 4096; exec "$B" serve --listen 127.0.0.1:0 --data data --allow-insecure > serve.out 2>> serve.err ) &
 SERVER_PID=$!
 i=0
