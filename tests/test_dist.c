@@ -25,7 +25,6 @@ typedef struct group {
   pthread_barrier_t bar;
   bt_ciphertext *ct[MAXK];
   int contrib[MAXK];
-  int64_t *iv[MAXK];
   const uint8_t *dig[MAXK];
 } group;
 
@@ -75,22 +74,6 @@ static bt_status t_sum(void *user, bt_ciphertext *ct, int contributes) {
   if (!st) st = bt_ciphertext_copy(sum, ct);
   bt_ciphertext_free(sum);
   return st;
-}
-
-static bt_status t_sum_i64(void *user, int64_t *v, int n) {
-  rank_ctx *r = user;
-  group *g = r->g;
-  int64_t mine[8];
-  if (n < 0 || n > 8) return bt_fail(BT_E_ARG, "at most 8 integers");
-  memcpy(mine, v, (size_t)n * sizeof *v);
-  g->iv[r->rank] = mine;
-  pthread_barrier_wait(&g->bar);
-  for (int i = 0; i < n; i++) {
-    v[i] = 0;
-    for (int k = 0; k < g->K; k++) v[i] += g->iv[k][i];
-  }
-  pthread_barrier_wait(&g->bar);
-  return BT_OK;
 }
 
 static bt_status t_same(void *user, const uint8_t d[32], int *all_same) {
@@ -223,7 +206,7 @@ static void ranks_agree_with_twin(void **state) {
     pthread_t th[MAXK];
     for (int r = 0; r < K; r++) {
       rc[r] = (rank_ctx){.g = &gr, .rank = r, .p = p, .eb = &eb, .trpath = trp, .vapath = vap};
-      rc[r].co = (bt_collective){.rank = r, .ranks = K, .user = &rc[r], .sum = t_sum, .sum_i64 = t_sum_i64, .same = t_same};
+      rc[r].co = (bt_collective){.rank = r, .ranks = K, .user = &rc[r], .sum = t_sum, .same = t_same};
       assert_int_equal(pthread_create(&th[r], NULL, rank_main, &rc[r]), 0);
     }
     for (int r = 0; r < K; r++) pthread_join(th[r], NULL);

@@ -487,8 +487,6 @@ typedef struct bt_collective {
   int rank, ranks;
   void *user;
   bt_ct_sum_fn sum; /* a ciphertext summed over the ranks (include/blindtuner/train.h) */
-  /* n integers summed over the ranks, in place */
-  bt_status (*sum_i64)(void *user, int64_t *v, int n);
   /* *all_same = 1 when every rank passed the same 32 bytes */
   bt_status (*same)(void *user, const uint8_t digest[32], int *all_same);
 } bt_collective;

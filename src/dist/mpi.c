@@ -163,12 +163,6 @@ static bt_status sum_limbs(bt_ciphertext *ct, int contributes) {
   return BT_OK;
 }
 
-static bt_status sum_i64(void *user, int64_t *v, int n) {
-  (void)user;
-  MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce (integers)");
-  return BT_OK;
-}
-
 static bt_status same(void *user, const uint8_t digest[32], int *all_same) {
   (void)user;
   uint64_t lo[4], hi[4];
@@ -222,7 +216,7 @@ static bt_status start(int *argc, char ***argv, bt_collective *c, int *active) {
   const int rc = MPI_Comm_size(node, &local_ranks);
   MPI_Comm_free(&node);
   if (rc != MPI_SUCCESS || local_ranks < 1) local_ranks = 1;
-  *c = (bt_collective){.rank = rank, .ranks = size, .sum = sum_ct, .sum_i64 = sum_i64, .same = same};
+  *c = (bt_collective){.rank = rank, .ranks = size, .sum = sum_ct, .same = same};
   return BT_OK;
 }
 

@@ -92,7 +92,7 @@ bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt
     return bt_fail(BT_E_ARG, "job: %d epochs, learning rate %g, momentum %g out of range", o->epochs, o->lr, o->momentum);
   if (!eb->ek || eb->ek->params != p) return bt_fail(BT_E_ARG, "job: the evaluation bundle is not of these parameters");
   const bt_collective *co = o->coll;
-  if (co && (co->ranks < 1 || co->rank < 0 || co->rank >= co->ranks || !co->sum || !co->sum_i64 || !co->same))
+  if (co && (co->ranks < 1 || co->rank < 0 || co->rank >= co->ranks || !co->sum || !co->same))
     return bt_fail(BT_E_ARG, "job: rank %d of %d, or a collective operation missing", co->rank, co->ranks);
   bt_job *j = calloc(1, sizeof *j);
   if (!j) return bt_fail(BT_E_NOMEM, "out of memory");
