@@ -49,14 +49,18 @@ static void ntt_matches_naive(void **state) {
   (void)state;
   bt_prng g;
   bt_test_prng(&g, "ntt-naive");
-  for (int logn = 3; logn <= 10; logn++) {
+  /* 59 and the largest prime size (61 bits), where the lazy butterflies'
+   * [0, 4q) is tightest; the largest residues in some coefficients */
+  for (int r = 0; r < 16; r++) {
+    const int logn = 3 + r % 8, bits = r < 8 ? 59 : BT_MAX_PRIME_BITS;
     uint64_t q;
-    assert_int_equal(bt_primes_generate(59, logn, 1, NULL, 0, &q), BT_OK);
+    assert_int_equal(bt_primes_generate(bits, logn, 1, NULL, 0, &q), BT_OK);
     bt_ntt_table t;
     assert_int_equal(bt_ntt_table_init(&t, q, logn), BT_OK);
     size_t n = t.n;
     uint64_t *a = bt_alloc(n * 8), *b = bt_alloc(n * 8), *c = bt_alloc(n * 8);
     bt_sample_uniform(&g, &t.mod, 1, n, a);
+    for (size_t i = 0; i < n; i += 3) a[i] = q - 1 - i % 2;
     memcpy(b, a, n * 8);
     bt_ntt_forward(&t, b);
     bt_ntt_naive(&t, a, c);
@@ -239,6 +243,126 @@ static void exact_basis_extension_is_centred(void **state) {
   bt_rns_conv_free(&c);
 }
 
+/* The vector conversion (blocks of 64 coefficients, then a scalar tail)
+ * against its definition, sum_i [x_i (B/b_i)^-1]_{b_i} (B/b_i) mod c_j, at
+ * the largest prime size with the largest residues; and the exact variant
+ * against the centred value computed in long double (random inputs are
+ * nowhere near the +-B/2 ties). */
+static void basis_extension_matches_definition_at_61_bits(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "conv 61");
+  enum { K = 9, M = 5, N = 200 };
+  uint64_t from[K], to[M];
+  assert_int_equal(bt_primes_generate(BT_MAX_PRIME_BITS, 10, K, NULL, 0, from), BT_OK);
+  assert_int_equal(bt_primes_generate(BT_MAX_PRIME_BITS, 10, M, from, K, to), BT_OK);
+  bt_rns_conv c;
+  assert_int_equal(bt_rns_conv_init(&c, from, K, to, M), BT_OK);
+  bt_modulus fm[K], tm[M];
+  for (int i = 0; i < K; i++) assert_int_equal(bt_modulus_init(&fm[i], from[i]), BT_OK);
+  for (int j = 0; j < M; j++) assert_int_equal(bt_modulus_init(&tm[j], to[j]), BT_OK);
+  static uint64_t in[K * N], out[M * N], ex[M * N];
+  bt_sample_uniform(&g, fm, K, N, in);
+  for (int i = 0; i < K; i++)
+    for (size_t t = 0; t < N; t += 5) in[i * N + t] = from[i] - 1;
+  /* coefficients 64..127: every y_i (the input times (B/b_i)^-1) the
+   * largest value below b_i with all 32 low bits set, the worst case of the
+   * vector sums' partial products */
+  for (int i = 0; i < K; i++) {
+    uint64_t hat = 1;
+    for (int l = 0; l < K; l++)
+      if (l != i) hat = bt_mod_mul(hat, from[l] % from[i], &fm[i]);
+    const uint64_t worst = ((from[i] >> 32) << 32) - 1;
+    for (size_t t = 64; t < 128; t++) in[i * N + t] = bt_mod_mul(worst, hat, &fm[i]);
+  }
+  bt_rns_conv_apply(&c, in, out, N, NULL, 2);
+  bt_rns_conv_apply_exact(&c, in, ex, N, NULL, 2);
+  for (size_t t = 0; t < N; t++) {
+    uint64_t y[K];
+    long double frac = 0;
+    for (int i = 0; i < K; i++) {
+      uint64_t hat = 1;
+      for (int l = 0; l < K; l++)
+        if (l != i) hat = bt_mod_mul(hat, from[l] % from[i], &fm[i]);
+      y[i] = bt_mod_mul(in[i * N + t], bt_mod_inv(hat, &fm[i]), &fm[i]);
+      frac += (long double)y[i] / (long double)from[i];
+    }
+    const uint64_t v = (uint64_t)llroundl(frac); /* x = sum y_i B/b_i - v B, centred */
+    for (int j = 0; j < M; j++) {
+      uint64_t want = 0, bm = 1;
+      for (int i = 0; i < K; i++) {
+        uint64_t hat = 1;
+        for (int l = 0; l < K; l++)
+          if (l != i) hat = bt_mod_mul(hat, from[l] % to[j], &tm[j]);
+        want = bt_mod_add(want, bt_mod_mul(y[i] % to[j], hat, &tm[j]), to[j]);
+        bm = bt_mod_mul(bm, from[i] % to[j], &tm[j]);
+      }
+      if (out[j * N + t] != want) fail_msg("coefficient %zu, target %d: %llu, want %llu", t, j,
+                                           (unsigned long long)out[j * N + t], (unsigned long long)want);
+      const uint64_t want_ex = bt_mod_sub(want, bt_mod_mul(v % to[j], bm, &tm[j]), to[j]);
+      if (ex[j * N + t] != want_ex) fail_msg("exact: coefficient %zu, target %d: %llu, want %llu", t, j,
+                                             (unsigned long long)ex[j * N + t], (unsigned long long)want_ex);
+    }
+  }
+  bt_rns_conv_free(&c);
+}
+
+/* bt_limb_dot2 against 128-bit products reduced one by one: term counts
+ * around the accumulator's fold (7) and chunk (32) sizes, a length with a
+ * scalar tail, 61-bit primes with the largest residues, with and without a
+ * permutation of the x limbs. */
+static void limb_dot2_matches_reference(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "dot2");
+  enum { LEN = 203, MAXT = 70 };
+  uint64_t q;
+  assert_int_equal(bt_primes_generate(BT_MAX_PRIME_BITS, 10, 1, NULL, 0, &q), BT_OK);
+  bt_modulus m;
+  assert_int_equal(bt_modulus_init(&m, q), BT_OK);
+  uint64_t *buf = bt_alloc(3 * MAXT * LEN * sizeof *buf);
+  assert_non_null(buf);
+  bt_sample_uniform(&g, &m, 1, 3 * MAXT * LEN, buf);
+  for (size_t i = 0; i < 3 * MAXT * LEN; i += 4) buf[i] = q - 1;
+  /* coefficients 8..71 of every limb: the worst case of the vector sums'
+   * partial products, all 32 low bits set and the high half largest */
+  for (size_t l = 0; l < 3 * MAXT; l++)
+    for (size_t i = 8; i < 72; i++) buf[l * LEN + i] = ((q >> 32) << 32) - 1;
+  const uint64_t *x[MAXT], *k0[MAXT], *k1[MAXT];
+  for (int j = 0; j < MAXT; j++) {
+    x[j] = buf + (size_t)j * LEN;
+    k0[j] = buf + (size_t)(MAXT + j) * LEN;
+    k1[j] = buf + (size_t)(2 * MAXT + j) * LEN;
+  }
+  uint32_t perm[LEN];
+  for (uint32_t i = 0; i < LEN; i++) perm[i] = i;
+  for (uint32_t i = LEN - 1; i > 0; i--) {
+    const uint32_t r = (uint32_t)(bt_prng_u64(&g) % (i + 1)), tmp = perm[i];
+    perm[i] = perm[r];
+    perm[r] = tmp;
+  }
+  const size_t counts[] = {1, 2, 6, 7, 8, 14, 31, 32, 33, 64, 70};
+  uint64_t o0[LEN], o1[LEN];
+  for (size_t ci = 0; ci < sizeof counts / sizeof *counts; ci++)
+    for (int usep = 0; usep < 2; usep++) {
+      const size_t terms = counts[ci];
+      bt_limb_dot2(&m, LEN, terms, x, usep ? perm : NULL, k0, k1, o0, o1);
+      for (size_t i = 0; i < LEN; i++) {
+        const size_t xi = usep ? perm[i] : i;
+        uint64_t w0 = 0, w1 = 0;
+        for (size_t j = 0; j < terms; j++) {
+          w0 = bt_mod_add(w0, bt_mod_mul(x[j][xi], k0[j][i], &m), q);
+          w1 = bt_mod_add(w1, bt_mod_mul(x[j][xi], k1[j][i], &m), q);
+        }
+        if (o0[i] != w0 || o1[i] != w1)
+          fail_msg("%zu terms%s, coefficient %zu: (%llu, %llu), want (%llu, %llu)", terms, usep ? " permuted" : "", i,
+                   (unsigned long long)o0[i], (unsigned long long)o1[i], (unsigned long long)w0,
+                   (unsigned long long)w1);
+      }
+    }
+  bt_free(buf);
+}
+
 static void crt_reconstructs_signed_values(void **state) {
   (void)state;
   bt_prng g;
@@ -310,6 +434,8 @@ int main(void) {
       cmocka_unit_test(automorphism_permutes_ntt),
       cmocka_unit_test(basis_extension_is_exact_up_to_multiple),
       cmocka_unit_test(exact_basis_extension_is_centred),
+      cmocka_unit_test(basis_extension_matches_definition_at_61_bits),
+      cmocka_unit_test(limb_dot2_matches_reference),
       cmocka_unit_test(crt_reconstructs_signed_values),
       cmocka_unit_test(samplers_have_the_right_shape),
   };

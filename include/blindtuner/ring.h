@@ -151,6 +151,15 @@ BT_API void bt_rns_conv_apply(const bt_rns_conv *c, const uint64_t *in, uint64_t
 BT_API void bt_rns_conv_apply_exact(const bt_rns_conv *c, const uint64_t *in, uint64_t *out, size_t n,
                                     const uint8_t *mask, int threads);
 
+/* out0[i] = sum_j x_j[i'] k0_j[i] mod q and out1[i] = sum_j x_j[i'] k1_j[i]
+ * mod q for i < len, where i' = perm[i] when perm is non-NULL, else i;
+ * every input below q.  The inner product of a key switch and the sums of a
+ * double-hoisted linear transform: AVX-512 where the build has it, with the
+ * scalar loop's residues. */
+BT_API void bt_limb_dot2(const bt_modulus *m, size_t len, size_t terms, const uint64_t *const *x,
+                         const uint32_t *perm, const uint64_t *const *k0, const uint64_t *const *k1,
+                         uint64_t *out0, uint64_t *out1);
+
 /* Exact CRT: centred value of one coefficient given its k residues, as a
  * long double.  `crt` precomputes the basis. */
 typedef struct bt_crt {

@@ -47,44 +47,30 @@ static void decompose(bt_evaluator *ev, const uint64_t *c, int level) {
   }
 }
 
-/* (acc0, acc1) = sum_j perm(d_j) (b_j, a_j) over Q_l P. */
+/* (acc0, acc1) = sum_j perm(d_j) (b_j, a_j) over Q_l P, in chunks of
+ * IP_CHUNK coefficients of one limb (bt_limb_dot2). */
+enum { IP_CHUNK = 2048 };
+
 static void inner_product(bt_evaluator *ev, const bt_switch_key *k, int level,
                           const uint32_t *perm) {
   const bt_ckks_params *p = ev->p;
   const size_t n = p->n, stride = qp_limbs(p) * n;
   const int beta = bt_digits_at(p, level), ext = level + 1 + p->np;
   uint64_t *acc0 = ev->acc, *acc1 = ev->acc + stride;
-  enum { BLK = 64 };
-  const size_t nblk = n / BLK;
+  const size_t chunk = n < IP_CHUNK ? n : IP_CHUNK, nchunk = n / chunk;
 #pragma omp parallel for num_threads(p->threads) schedule(static)
-  for (size_t x = 0; x < (size_t)ext * nblk; x++) {
-    const int e = (int)(x / nblk), t = ext_prime(p, level, e);
+  for (size_t x = 0; x < (size_t)ext * nchunk; x++) {
+    const int e = (int)(x / nchunk), t = ext_prime(p, level, e);
     /* the key's rows: q_0..q_klevel, then the special primes */
     const int row = t < p->nq ? t : k->level + 1 + (t - p->nq);
-    const size_t c0 = (x % nblk) * BLK, off = (size_t)t * n + c0, koff = (size_t)row * n + c0;
-    bt_u128 s0[BLK] = {0}, s1[BLK] = {0};
+    const size_t c0 = (x % nchunk) * chunk, off = (size_t)t * n + c0, koff = (size_t)row * n + c0;
+    const uint64_t *d[BT_MAX_PRIMES], *b[BT_MAX_PRIMES], *a[BT_MAX_PRIMES];
     for (int j = 0; j < beta; j++) {
-      const uint64_t *d = ev->digits + (size_t)j * stride + (size_t)t * n;
-      const uint64_t *b = k->b[j] + koff, *a = k->a[j] + koff;
-      if (perm) {
-        for (size_t i = 0; i < BLK; i++) {
-          const uint64_t v = d[perm[c0 + i]];
-          s0[i] += (bt_u128)v * b[i];
-          s1[i] += (bt_u128)v * a[i];
-        }
-      } else {
-        for (size_t i = 0; i < BLK; i++) {
-          const uint64_t v = d[c0 + i];
-          s0[i] += (bt_u128)v * b[i];
-          s1[i] += (bt_u128)v * a[i];
-        }
-      }
+      d[j] = ev->digits + (size_t)j * stride + (size_t)t * n + (perm ? 0 : c0);
+      b[j] = k->b[j] + koff;
+      a[j] = k->a[j] + koff;
     }
-    const bt_modulus *m = &p->mod[t];
-    for (size_t i = 0; i < BLK; i++) {
-      acc0[off + i] = bt_mod_reduce128(s0[i], m);
-      acc1[off + i] = bt_mod_reduce128(s1[i], m);
-    }
+    bt_limb_dot2(&p->mod[t], chunk, (size_t)beta, d, perm ? perm + c0 : NULL, b, a, acc0 + off, acc1 + off);
   }
 }
 
@@ -298,7 +284,7 @@ bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const
  * of its sum, switches it, and adds phi_g(c0) -- still over Q_l P -- to the
  * total, which one ModDown brings back to Q_l.  All rounding happens at the
  * scale of x times the diagonals', so the rescale that follows removes it. */
-enum { BSGS_BLK = 64, BSGS_FOLD = 32 };
+enum { BSGS_CHUNK = 2048, BSGS_MAX_BABY = 256 };
 
 /* Compact Q_l P layout: limb e < L is q_e, limb L + j is p_j. */
 static inline int compact_prime(const bt_ckks_params *p, int limbs, int e) {
@@ -311,6 +297,7 @@ bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby
   if (x->params != p || out->params != p) return bt_fail(BT_E_PARAMS, "cannot apply a BSGS transform: other parameters");
   if (x->degree != 1) return bt_fail(BT_E_ARG, "cannot apply a BSGS transform to a degree-2 ciphertext");
   if (nbaby == 0 || ngiant == 0) return bt_fail(BT_E_ARG, "BSGS transform without baby or giant steps");
+  if (nbaby > BSGS_MAX_BABY) return bt_fail(BT_E_ARG, "BSGS transform with %zu baby steps; at most %d", nbaby, BSGS_MAX_BABY);
   const bt_plaintext *first = NULL;
   for (size_t i = 0; i < nbaby * ngiant; i++) {
     const bt_plaintext *d = diag[i];
@@ -384,7 +371,7 @@ bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby
 
   /* giant steps */
   int have_sum = 0;
-  const size_t nblk = n / BSGS_BLK;
+  const size_t chunk = n < BSGS_CHUNK ? n : BSGS_CHUNK, nblk = n / chunk;
   for (size_t j = 0; j < ngiant; j++) {
     const bt_plaintext *const *row = diag + j * nbaby;
     int any = 0;
@@ -393,30 +380,17 @@ bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby
 #pragma omp parallel for num_threads(p->threads) schedule(static)
     for (size_t xb = 0; xb < (size_t)ext * nblk; xb++) {
       const int e = (int)(xb / nblk);
-      const size_t c0 = (xb % nblk) * BSGS_BLK, off = (size_t)e * n + c0;
-      const bt_modulus *m = &p->mod[compact_prime(p, limbs, e)];
-      bt_u128 s0[BSGS_BLK] = {0}, s1[BSGS_BLK] = {0};
-      int terms = 0;
+      const size_t c0 = (xb % nblk) * chunk, off = (size_t)e * n + c0;
+      const uint64_t *d[BSGS_MAX_BABY], *b0[BSGS_MAX_BABY], *b1[BSGS_MAX_BABY];
+      size_t terms = 0;
       for (size_t u = 0; u < nbaby; u++) {
         if (!row[u]) continue;
-        const uint64_t *d = (e < limbs ? row[u]->c + (size_t)e * n : row[u]->cp + (size_t)(e - limbs) * n) + c0;
-        const uint64_t *b0 = B + 2 * u * poly + off, *b1 = b0 + poly;
-        for (size_t i = 0; i < BSGS_BLK; i++) {
-          s0[i] += (bt_u128)d[i] * b0[i];
-          s1[i] += (bt_u128)d[i] * b1[i];
-        }
-        if (++terms == BSGS_FOLD) { /* keep the 128-bit sums from overflowing */
-          for (size_t i = 0; i < BSGS_BLK; i++) {
-            s0[i] = bt_mod_reduce128(s0[i], m);
-            s1[i] = bt_mod_reduce128(s1[i], m);
-          }
-          terms = 1;
-        }
+        d[terms] = (e < limbs ? row[u]->c + (size_t)e * n : row[u]->cp + (size_t)(e - limbs) * n) + c0;
+        b0[terms] = B + 2 * u * poly + off;
+        b1[terms] = b0[terms] + poly;
+        terms++;
       }
-      for (size_t i = 0; i < BSGS_BLK; i++) {
-        acc[off + i] = bt_mod_reduce128(s0[i], m);
-        acc[poly + off + i] = bt_mod_reduce128(s1[i], m);
-      }
+      bt_limb_dot2(&p->mod[compact_prime(p, limbs, e)], chunk, terms, d, NULL, b0, b1, acc + off, acc + poly + off);
     }
     const uint64_t gal = bt_ckks_galois_rotate(p, giant[j]);
     if (gal == 1) {

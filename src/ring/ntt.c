@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "blindtuner/ring.h"
+#include "ring/simd.h"
 
 static uint32_t bitrev(uint32_t x, int bits) {
   uint32_t r = 0;
@@ -76,38 +77,91 @@ void bt_ntt_table_free(bt_ntt_table *t) {
   memset(t, 0, sizeof *t);
 }
 
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
 /* AVX-512 butterflies, 8 coefficients at a time, for the stages whose
  * butterfly span is at least 8 (13 of 16 at N = 2^16); the last three stages
  * and builds without AVX-512 take the scalar loops.  The arithmetic is the
  * scalar one lane by lane (Harvey's lazy butterflies with Shoup products), so
- * both paths give identical limbs.  There is no 64 x 64 -> 128 multiply in
- * AVX-512: the high word comes from four 32 x 32 products. */
-#include <immintrin.h>
-#define BT_NTT_VEC 1
+ * both paths give identical limbs. */
+#define BT_NTT_VEC BT_RING_VEC
 
-static inline __m512i mulhi64(__m512i a, __m512i b) {
-  const __m512i lo = _mm512_set1_epi64(0xffffffff);
-  const __m512i ah = _mm512_srli_epi64(a, 32), bh = _mm512_srli_epi64(b, 32);
-  const __m512i ll = _mm512_mul_epu32(a, b), lh = _mm512_mul_epu32(a, bh);
-  const __m512i hl = _mm512_mul_epu32(ah, b), hh = _mm512_mul_epu32(ah, bh);
-  __m512i mid = _mm512_add_epi64(_mm512_srli_epi64(ll, 32), _mm512_and_si512(lh, lo));
-  mid = _mm512_add_epi64(mid, _mm512_and_si512(hl, lo));
-  __m512i hi = _mm512_add_epi64(hh, _mm512_srli_epi64(lh, 32));
-  hi = _mm512_add_epi64(hi, _mm512_srli_epi64(hl, 32));
-  return _mm512_add_epi64(hi, _mm512_srli_epi64(mid, 32));
+#if BT_NTT_VEC
+/* The last three forward stages (spans 4, 2, 1) stay inside blocks of 8
+ * coefficients; two blocks at a time make full 8-lane butterflies once the
+ * pairs are gathered with permutes (vpermt2q) and put back after the last
+ * stage, together with the final reduction to [0, q). */
+static inline __m512i idx8(long long a, long long b, long long c, long long d, long long e, long long f,
+                           long long g, long long h) {
+  return _mm512_set_epi64(h, g, f, e, d, c, b, a);
 }
 
-/* x w mod q in [0, 2q) (bt_mul_shoup_lazy, 8 lanes) */
-static inline __m512i mul_shoup_lazy8(__m512i x, __m512i w, __m512i wp, __m512i q) {
-  const __m512i h = mulhi64(x, wp);
-  return _mm512_sub_epi64(_mm512_mullo_epi64(x, w), _mm512_mullo_epi64(h, q));
+/* CT butterfly: (u, v) -> (u + v w, u - v w), lazy as the scalar loop */
+static inline void ct8(__m512i *x, __m512i *y, __m512i w, __m512i wp, __m512i q, __m512i q2) {
+  const __m512i u = bt_csub8(*x, q2), v = bt_mul_shoup_lazy8(*y, w, wp, q);
+  *x = _mm512_add_epi64(u, v);
+  *y = _mm512_add_epi64(_mm512_sub_epi64(u, v), q2);
 }
 
-/* x >= m ? x - m : x for x < 2^63 + m (unsigned min of x and x - m) */
-static inline __m512i csub8(__m512i x, __m512i m) { return _mm512_min_epu64(x, _mm512_sub_epi64(x, m)); }
-#else
-#define BT_NTT_VEC 0
+/* GS butterfly: (u, v) -> (u + v, (u - v) w), lazy as the scalar loop */
+static inline void gs8(__m512i *x, __m512i *y, __m512i w, __m512i wp, __m512i q, __m512i q2) {
+  const __m512i u = *x, v = *y;
+  *x = bt_csub8(_mm512_add_epi64(u, v), q2);
+  *y = bt_mul_shoup_lazy8(_mm512_add_epi64(_mm512_sub_epi64(u, v), q2), w, wp, q);
+}
+
+/* twiddles k, k, k+1, k+1, ... (span 2) and k x4, k+1 x4 (span 4) */
+static inline __m512i tw2(const uint64_t *w) {
+  return _mm512_permutexvar_epi64(idx8(0, 0, 1, 1, 2, 2, 3, 3), _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w)));
+}
+static inline __m512i tw4(const uint64_t *w) {
+  return _mm512_permutexvar_epi64(idx8(0, 0, 0, 0, 1, 1, 1, 1), _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)w)));
+}
+
+static void forward_tail(const bt_ntt_table *t, uint64_t *restrict a) {
+  const size_t n = t->n, m4 = n / 8, m2 = n / 4, m1 = n / 2;
+  const __m512i q = _mm512_set1_epi64((long long)t->mod.q), q2 = _mm512_add_epi64(q, q);
+  for (size_t b = 0; b < n / 8; b += 2) {
+    const __m512i A = _mm512_loadu_si512(a + 8 * b), B = _mm512_loadu_si512(a + 8 * b + 8);
+    /* span 4: (A0-3 | B0-3) against (A4-7 | B4-7) */
+    __m512i x = _mm512_permutex2var_epi64(A, idx8(0, 1, 2, 3, 8, 9, 10, 11), B);
+    __m512i y = _mm512_permutex2var_epi64(A, idx8(4, 5, 6, 7, 12, 13, 14, 15), B);
+    ct8(&x, &y, tw4(t->w + m4 + b), tw4(t->wp + m4 + b), q, q2);
+    /* span 2: the blocks are (x0-3 y0-3 | x4-7 y4-7) */
+    __m512i u = _mm512_permutex2var_epi64(x, idx8(0, 1, 8, 9, 4, 5, 12, 13), y);
+    __m512i v = _mm512_permutex2var_epi64(x, idx8(2, 3, 10, 11, 6, 7, 14, 15), y);
+    ct8(&u, &v, tw2(t->w + m2 + 2 * b), tw2(t->wp + m2 + 2 * b), q, q2);
+    /* span 1: the blocks are (u0 u1 v0 v1 u2 u3 v2 v3 | u4 u5 v4 v5 u6 u7 v6 v7) */
+    x = _mm512_permutex2var_epi64(u, idx8(0, 8, 2, 10, 4, 12, 6, 14), v);
+    y = _mm512_permutex2var_epi64(u, idx8(1, 9, 3, 11, 5, 13, 7, 15), v);
+    ct8(&x, &y, _mm512_loadu_si512(t->w + m1 + 4 * b), _mm512_loadu_si512(t->wp + m1 + 4 * b), q, q2);
+    /* interleave back, reduced to [0, q) */
+    const __m512i outA = _mm512_permutex2var_epi64(x, idx8(0, 8, 1, 9, 2, 10, 3, 11), y);
+    const __m512i outB = _mm512_permutex2var_epi64(x, idx8(4, 12, 5, 13, 6, 14, 7, 15), y);
+    _mm512_storeu_si512(a + 8 * b, bt_csub8(bt_csub8(outA, q2), q));
+    _mm512_storeu_si512(a + 8 * b + 8, bt_csub8(bt_csub8(outB, q2), q));
+  }
+}
+
+/* The first three inverse stages (spans 1, 2, 4), the mirror image. */
+static void inverse_head(const bt_ntt_table *t, uint64_t *restrict a) {
+  const size_t n = t->n, m4 = n / 8, m2 = n / 4, m1 = n / 2;
+  const __m512i q = _mm512_set1_epi64((long long)t->mod.q), q2 = _mm512_add_epi64(q, q);
+  for (size_t b = 0; b < n / 8; b += 2) {
+    const __m512i A = _mm512_loadu_si512(a + 8 * b), B = _mm512_loadu_si512(a + 8 * b + 8);
+    __m512i x = _mm512_permutex2var_epi64(A, idx8(0, 2, 4, 6, 8, 10, 12, 14), B);
+    __m512i y = _mm512_permutex2var_epi64(A, idx8(1, 3, 5, 7, 9, 11, 13, 15), B);
+    gs8(&x, &y, _mm512_loadu_si512(t->iw + m1 + 4 * b), _mm512_loadu_si512(t->iwp + m1 + 4 * b), q, q2);
+    /* the blocks are (x0 y0 x1 y1 x2 y2 x3 y3 | x4 y4 ...) */
+    __m512i u = _mm512_permutex2var_epi64(x, idx8(0, 8, 2, 10, 4, 12, 6, 14), y);
+    __m512i v = _mm512_permutex2var_epi64(x, idx8(1, 9, 3, 11, 5, 13, 7, 15), y);
+    gs8(&u, &v, tw2(t->iw + m2 + 2 * b), tw2(t->iwp + m2 + 2 * b), q, q2);
+    /* the blocks are (u0 u1 v0 v1 u2 u3 v2 v3 | u4 u5 v4 v5 u6 u7 v6 v7) */
+    x = _mm512_permutex2var_epi64(u, idx8(0, 1, 8, 9, 4, 5, 12, 13), v);
+    y = _mm512_permutex2var_epi64(u, idx8(2, 3, 10, 11, 6, 7, 14, 15), v);
+    gs8(&x, &y, tw4(t->iw + m4 + b), tw4(t->iwp + m4 + b), q, q2);
+    _mm512_storeu_si512(a + 8 * b, _mm512_permutex2var_epi64(x, idx8(0, 1, 2, 3, 8, 9, 10, 11), y));
+    _mm512_storeu_si512(a + 8 * b + 8, _mm512_permutex2var_epi64(x, idx8(4, 5, 6, 7, 12, 13, 14, 15), y));
+  }
+}
 #endif
 
 void bt_ntt_forward(const bt_ntt_table *t, uint64_t *restrict a) {
@@ -117,14 +171,18 @@ void bt_ntt_forward(const bt_ntt_table *t, uint64_t *restrict a) {
   for (size_t m = 1; m < n; m <<= 1) {
     len >>= 1;
 #if BT_NTT_VEC
+    if (len == 4 && n >= 16) {
+      forward_tail(t, a);
+      return;
+    }
     if (len >= 8) {
       const __m512i vq = _mm512_set1_epi64((long long)q), vq2 = _mm512_set1_epi64((long long)q2);
       for (size_t i = 0; i < m; i++) {
         const __m512i w = _mm512_set1_epi64((long long)t->w[m + i]), wp = _mm512_set1_epi64((long long)t->wp[m + i]);
         uint64_t *restrict x = a + 2 * i * len, *restrict y = x + len;
         for (size_t j = 0; j < len; j += 8) {
-          const __m512i u = csub8(_mm512_loadu_si512(x + j), vq2);
-          const __m512i v = mul_shoup_lazy8(_mm512_loadu_si512(y + j), w, wp, vq);
+          const __m512i u = bt_csub8(_mm512_loadu_si512(x + j), vq2);
+          const __m512i v = bt_mul_shoup_lazy8(_mm512_loadu_si512(y + j), w, wp, vq);
           _mm512_storeu_si512(x + j, _mm512_add_epi64(u, v));
           _mm512_storeu_si512(y + j, _mm512_add_epi64(_mm512_sub_epi64(u, v), vq2));
         }
@@ -149,7 +207,7 @@ void bt_ntt_forward(const bt_ntt_table *t, uint64_t *restrict a) {
   {
     const __m512i vq = _mm512_set1_epi64((long long)q), vq2 = _mm512_set1_epi64((long long)q2);
     for (; j0 + 8 <= n; j0 += 8)
-      _mm512_storeu_si512(a + j0, csub8(csub8(_mm512_loadu_si512(a + j0), vq2), vq));
+      _mm512_storeu_si512(a + j0, bt_csub8(bt_csub8(_mm512_loadu_si512(a + j0), vq2), vq));
   }
 #endif
   for (size_t j = j0; j < n; j++) {
@@ -163,7 +221,15 @@ void bt_ntt_inverse(const bt_ntt_table *t, uint64_t *restrict a) {
   const uint64_t q = t->mod.q, q2 = 2 * q;
   const size_t n = t->n;
   size_t len = 1;
-  for (size_t m = n >> 1; m >= 1; m >>= 1) {
+  size_t mstart = n >> 1;
+#if BT_NTT_VEC
+  if (n >= 16) {
+    inverse_head(t, a);
+    len = 8;
+    mstart = n >> 4;
+  }
+#endif
+  for (size_t m = mstart; m >= 1; m >>= 1) {
 #if BT_NTT_VEC
     if (len >= 8) {
       const __m512i vq = _mm512_set1_epi64((long long)q), vq2 = _mm512_set1_epi64((long long)q2);
@@ -172,8 +238,8 @@ void bt_ntt_inverse(const bt_ntt_table *t, uint64_t *restrict a) {
         uint64_t *restrict x = a + 2 * i * len, *restrict y = x + len;
         for (size_t j = 0; j < len; j += 8) {
           const __m512i u = _mm512_loadu_si512(x + j), v = _mm512_loadu_si512(y + j);
-          _mm512_storeu_si512(x + j, csub8(_mm512_add_epi64(u, v), vq2));
-          _mm512_storeu_si512(y + j, mul_shoup_lazy8(_mm512_add_epi64(_mm512_sub_epi64(u, v), vq2), w, wp, vq));
+          _mm512_storeu_si512(x + j, bt_csub8(_mm512_add_epi64(u, v), vq2));
+          _mm512_storeu_si512(y + j, bt_mul_shoup_lazy8(_mm512_add_epi64(_mm512_sub_epi64(u, v), vq2), w, wp, vq));
         }
       }
       len <<= 1;
@@ -198,7 +264,7 @@ void bt_ntt_inverse(const bt_ntt_table *t, uint64_t *restrict a) {
     const __m512i vq = _mm512_set1_epi64((long long)q), w = _mm512_set1_epi64((long long)t->ninv),
                   wp = _mm512_set1_epi64((long long)t->ninvp);
     for (; j0 + 8 <= n; j0 += 8)
-      _mm512_storeu_si512(a + j0, csub8(mul_shoup_lazy8(_mm512_loadu_si512(a + j0), w, wp, vq), vq));
+      _mm512_storeu_si512(a + j0, bt_csub8(bt_mul_shoup_lazy8(_mm512_loadu_si512(a + j0), w, wp, vq), vq));
   }
 #endif
   for (size_t j = j0; j < n; j++) a[j] = bt_mul_shoup(a[j], t->ninv, t->ninvp, q);
