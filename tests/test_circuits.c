@@ -241,6 +241,24 @@ static void linear_transforms(void **state) {
     BT_CHECK(bt_ckks_encode(f->p, v, (size_t)slots, ls, top, bt_ckks_default_scale(f->p), pt));
     BT_CHECK(bt_encrypt_sk(f->sk, pt, &f->g, ct));
     BT_CHECK(bt_eval_lintrans(ev, ct, lt, res));
+    { /* the diagonals kept as coefficients and as plaintexts over Q P give
+       * the same ciphertext, limb for limb */
+      bt_lintrans *lq;
+      bt_ciphertext *r2;
+      BT_CHECK(bt_lintrans_new_form(f->p, ls, idx, (const double complex *const *)diags, nd, top,
+                                    (double)bt_ckks_q(f->p, top), 1, &lq));
+      assert_non_null(lt->coef);
+      assert_null(lt->diag);
+      assert_non_null(lq->diag);
+      BT_CHECK(bt_ciphertext_new(f->p, &r2));
+      BT_CHECK(bt_eval_lintrans(ev, ct, lq, r2));
+      assert_int_equal(r2->level, res->level);
+      assert_true(r2->scale == res->scale);
+      for (int h = 0; h < 2; h++)
+        assert_memory_equal(r2->c[h], res->c[h], (size_t)(res->level + 1) * bt_ckks_n(f->p) * sizeof(uint64_t));
+      bt_ciphertext_free(r2);
+      bt_lintrans_free(lq);
+    }
     BT_CHECK(bt_eval_rescale(ev, res, res));
     assert_true(fabs(res->scale / ct->scale - 1) < 1e-12);
     BT_CHECK(bt_decrypt(f->sk, res, pt));

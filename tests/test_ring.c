@@ -346,10 +346,12 @@ static void limb_dot2_matches_reference(void **state) {
   for (size_t ci = 0; ci < sizeof counts / sizeof *counts; ci++)
     for (int usep = 0; usep < 2; usep++) {
       const size_t terms = counts[ci];
-      bt_limb_dot2(&m, LEN, terms, x, usep ? perm : NULL, k0, k1, o0, o1);
+      /* the permuted runs accumulate onto a start value */
+      for (size_t i = 0; i < LEN; i++) o0[i] = o1[i] = usep ? q - 1 - i : 12345;
+      bt_limb_dot2(&m, LEN, terms, x, usep ? perm : NULL, k0, k1, o0, o1, usep);
       for (size_t i = 0; i < LEN; i++) {
         const size_t xi = usep ? perm[i] : i;
-        uint64_t w0 = 0, w1 = 0;
+        uint64_t w0 = usep ? q - 1 - i : 0, w1 = w0;
         for (size_t j = 0; j < terms; j++) {
           w0 = bt_mod_add(w0, bt_mod_mul(x[j][xi], k0[j][i], &m), q);
           w1 = bt_mod_add(w1, bt_mod_mul(x[j][xi], k1[j][i], &m), q);
@@ -361,6 +363,32 @@ static void limb_dot2_matches_reference(void **state) {
       }
     }
   bt_free(buf);
+}
+
+/* Signed coefficients to residues: extremes, both signs, a scalar tail. */
+static void limb_from_signed_matches_reference(void **state) {
+  (void)state;
+  bt_prng g;
+  bt_test_prng(&g, "from signed");
+  enum { LEN = 83 };
+  int64_t in[LEN];
+  uint64_t out[LEN];
+  const int bits[3] = {BT_MAX_PRIME_BITS, 43, 20};
+  for (int b = 0; b < 3; b++) {
+    uint64_t q;
+    assert_int_equal(bt_primes_generate(bits[b], 10, 1, NULL, 0, &q), BT_OK);
+    bt_modulus m;
+    assert_int_equal(bt_modulus_init(&m, q), BT_OK);
+    const int64_t edge[8] = {0, 1, -1, (int64_t)q, -(int64_t)q, INT64_MAX, -INT64_MAX, (int64_t)q - 1};
+    for (size_t i = 0; i < LEN; i++) in[i] = i < 8 ? edge[i] : (int64_t)bt_prng_u64(&g) >> (i % 5 * 10);
+    bt_limb_from_signed(&m, in, LEN, out);
+    for (size_t i = 0; i < LEN; i++) {
+      const __int128 r = (__int128)in[i] % (__int128)q;
+      const uint64_t want = (uint64_t)(r < 0 ? r + (__int128)q : r);
+      if (out[i] != want) fail_msg("%lld mod %llu: %llu, want %llu", (long long)in[i], (unsigned long long)q,
+                                   (unsigned long long)out[i], (unsigned long long)want);
+    }
+  }
 }
 
 static void crt_reconstructs_signed_values(void **state) {
@@ -436,6 +464,7 @@ int main(void) {
       cmocka_unit_test(exact_basis_extension_is_centred),
       cmocka_unit_test(basis_extension_matches_definition_at_61_bits),
       cmocka_unit_test(limb_dot2_matches_reference),
+      cmocka_unit_test(limb_from_signed_matches_reference),
       cmocka_unit_test(crt_reconstructs_signed_values),
       cmocka_unit_test(samplers_have_the_right_shape),
   };

@@ -150,6 +150,12 @@ BT_API bt_status bt_ckks_encode(const bt_ckks_params *p, const double complex *v
                                 int logslots, int level, double scale, bt_plaintext *out) BT_MUST_CHECK;
 /* The same, and also modulo the special primes P: the plaintext can then
  * multiply a ciphertext held over Q_l P, which bt_eval_bsgs needs. */
+/* The N coefficients of the encoding bt_ckks_encode makes (before any
+ * reduction), as signed integers: for bt_eval_bsgs_coeffs, whose diagonals
+ * then take N words instead of N words per prime.  Refused (BT_E_SCALE) if a
+ * coefficient reaches 2^63. */
+BT_API bt_status bt_ckks_encode_coeffs(const bt_ckks_params *p, const double complex *values, size_t count,
+                                       int logslots, double scale, int64_t *out) BT_MUST_CHECK;
 BT_API bt_status bt_ckks_encode_qp(const bt_ckks_params *p, const double complex *values, size_t count,
                                    int logslots, int level, double scale, bt_plaintext *out) BT_MUST_CHECK;
 BT_API bt_status bt_ckks_encode_real(const bt_ckks_params *p, const double *values, size_t count,
@@ -371,6 +377,13 @@ BT_API bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a
 BT_API bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
                               const int *giant, size_t ngiant, const bt_plaintext *const *diag,
                               bt_ciphertext *out) BT_MUST_CHECK;
+/* The same with the diagonals as their coefficients at `scale`
+ * (bt_ckks_encode_coeffs; NULL where zero): each diagonal's limbs are made
+ * where they are used, at x's level, with the limbs bt_ckks_encode_qp would
+ * have given (the output is the same ciphertext), trading NTTs for memory. */
+BT_API bt_status bt_eval_bsgs_coeffs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
+                                     const int *giant, size_t ngiant, const int64_t *const *diag, double scale,
+                                     bt_ciphertext *out) BT_MUST_CHECK;
 /* Applies a switching key (any automorphism 0 = identity). */
 BT_API bt_status bt_eval_keyswitch(bt_evaluator *ev, const bt_ciphertext *a, const bt_switch_key *k,
                                    bt_ciphertext *out) BT_MUST_CHECK;

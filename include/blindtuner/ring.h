@@ -155,10 +155,14 @@ BT_API void bt_rns_conv_apply_exact(const bt_rns_conv *c, const uint64_t *in, ui
  * mod q for i < len, where i' = perm[i] when perm is non-NULL, else i;
  * every input below q.  The inner product of a key switch and the sums of a
  * double-hoisted linear transform: AVX-512 where the build has it, with the
- * scalar loop's residues. */
+ * scalar loop's residues.  accumulate = 1 adds the sums to out0 and out1
+ * modulo q instead of overwriting them. */
 BT_API void bt_limb_dot2(const bt_modulus *m, size_t len, size_t terms, const uint64_t *const *x,
                          const uint32_t *perm, const uint64_t *const *k0, const uint64_t *const *k1,
-                         uint64_t *out0, uint64_t *out1);
+                         uint64_t *out0, uint64_t *out1, int accumulate);
+/* out[i] = in[i] mod q in [0, q) for signed 64-bit coefficients (INT64_MIN
+ * excluded), i < len. */
+BT_API void bt_limb_from_signed(const bt_modulus *m, const int64_t *in, size_t len, uint64_t *out);
 
 /* Exact CRT: centred value of one coefficient given its k residues, as a
  * long double.  `crt` precomputes the basis. */

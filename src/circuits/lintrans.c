@@ -32,6 +32,35 @@ static int cmp_int(const void *a, const void *b) {
 bt_status bt_lintrans_new(const bt_ckks_params *p, int logslots, const int *index,
                           const double complex *const *diags, size_t ndiag, int level, double scale,
                           bt_lintrans **out) {
+  return bt_lintrans_new_form(p, logslots, index, diags, ndiag, level, scale, 0, out);
+}
+
+/* Diagonal t rotated by -shift, encoded as coefficients (compact) or over Q P. */
+static bt_status encode_diagonal(bt_lintrans *lt, size_t t, const double complex *rot, int compact) {
+  const bt_ckks_params *p = lt->params;
+  const size_t slots = (size_t)1 << lt->logslots;
+  if (compact) {
+    if (!(lt->coef[t] = bt_alloc(bt_ckks_n(p) * sizeof **lt->coef))) return bt_fail(BT_E_NOMEM, "out of memory");
+    return bt_ckks_encode_coeffs(p, rot, slots, lt->logslots, lt->scale, lt->coef[t]);
+  }
+  bt_status st = bt_plaintext_new(p, &lt->diag[t]);
+  return st ? st : bt_ckks_encode_qp(p, rot, slots, lt->logslots, lt->level, lt->scale, lt->diag[t]);
+}
+
+static void free_diagonals(bt_lintrans *lt) {
+  for (size_t t = 0; t < lt->ndiag; t++) {
+    if (lt->diag) bt_plaintext_free(lt->diag[t]);
+    if (lt->coef) bt_free(lt->coef[t]);
+  }
+  free(lt->diag);
+  free(lt->coef);
+  lt->diag = NULL;
+  lt->coef = NULL;
+}
+
+bt_status bt_lintrans_new_form(const bt_ckks_params *p, int logslots, const int *index,
+                               const double complex *const *diags, size_t ndiag, int level, double scale,
+                               int expanded, bt_lintrans **out) {
   *out = NULL;
   const int slots = 1 << logslots;
   if (logslots < 0 || logslots >= bt_ckks_logn(p) || ndiag == 0 || ndiag > (size_t)slots)
@@ -56,15 +85,23 @@ bt_status bt_lintrans_new(const bt_ckks_params *p, int logslots, const int *inde
   lt->ndiag = ndiag;
   lt->giant = bt_lintrans_giant_step(index, ndiag, logslots);
   lt->index = malloc(ndiag * sizeof *lt->index);
-  lt->diag = calloc(ndiag, sizeof *lt->diag);
-  bt_status st = (lt->index && lt->diag) ? BT_OK : bt_fail(BT_E_NOMEM, "out of memory");
-  for (size_t t = 0; t < ndiag && !st; t++) {
-    const int k = index[t], shift = (k / lt->giant) * lt->giant;
-    lt->index[t] = k;
-    /* rot(d_k, -shift)[i] = d_k[i - shift] */
-    for (int i = 0; i < slots; i++) rot[i] = diags[t][((i - shift) % slots + slots) % slots];
-    if (!(st = bt_plaintext_new(p, &lt->diag[t])))
-      st = bt_ckks_encode_qp(p, rot, (size_t)slots, logslots, level, scale, lt->diag[t]);
+  bt_status st = lt->index ? BT_OK : bt_fail(BT_E_NOMEM, "out of memory");
+  /* compact unless asked otherwise, or unless a coefficient needs 64 bits */
+  for (int compact = !expanded; !st; compact = 0) {
+    if (compact ? !(lt->coef = calloc(ndiag, sizeof *lt->coef)) : !(lt->diag = calloc(ndiag, sizeof *lt->diag))) {
+      st = bt_fail(BT_E_NOMEM, "out of memory");
+      break;
+    }
+    for (size_t t = 0; t < ndiag && !st; t++) {
+      const int k = index[t], shift = (k / lt->giant) * lt->giant;
+      lt->index[t] = k;
+      /* rot(d_k, -shift)[i] = d_k[i - shift] */
+      for (int i = 0; i < slots; i++) rot[i] = diags[t][((i - shift) % slots + slots) % slots];
+      st = encode_diagonal(lt, t, rot, compact);
+    }
+    if (!st || !compact || st != BT_E_SCALE) break;
+    free_diagonals(lt);
+    st = BT_OK;
   }
   free(rot);
   if (st) {
@@ -77,9 +114,7 @@ bt_status bt_lintrans_new(const bt_ckks_params *p, int logslots, const int *inde
 
 void bt_lintrans_free(bt_lintrans *lt) {
   if (!lt) return;
-  if (lt->diag)
-    for (size_t t = 0; t < lt->ndiag; t++) bt_plaintext_free(lt->diag[t]);
-  free(lt->diag);
+  free_diagonals(lt);
   free(lt->index);
   free(lt);
 }
@@ -134,6 +169,7 @@ bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_li
   int *babies = calloc(lt->ndiag, sizeof *babies), *giants = calloc(lt->ndiag, sizeof *giants);
   size_t nb = 0, ng = 0;
   const bt_plaintext **grid = NULL;
+  const int64_t **cgrid = NULL;
   bt_status st = BT_OK;
   if (!babies || !giants) {
     st = bt_fail(BT_E_NOMEM, "out of memory");
@@ -148,7 +184,8 @@ bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_li
     if (!dup) giants[ng++] = j;
   }
   grid = calloc(nb * ng, sizeof *grid);
-  if (!grid) {
+  cgrid = calloc(nb * ng, sizeof *cgrid);
+  if (!grid || !cgrid) {
     st = bt_fail(BT_E_NOMEM, "out of memory");
     goto done;
   }
@@ -157,10 +194,15 @@ bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_li
     size_t u = 0, v = 0;
     while (babies[u] != b) u++;
     while (giants[v] != j) v++;
-    grid[v * nb + u] = lt->diag[t];
+    if (lt->coef)
+      cgrid[v * nb + u] = lt->coef[t];
+    else
+      grid[v * nb + u] = lt->diag[t];
   }
-  st = bt_eval_bsgs(ev, x, babies, nb, giants, ng, grid, out);
+  st = lt->coef ? bt_eval_bsgs_coeffs(ev, x, babies, nb, giants, ng, cgrid, lt->scale, out)
+               : bt_eval_bsgs(ev, x, babies, nb, giants, ng, grid, out);
 done:
+  free(cgrid);
   free(grid);
   free(babies);
   free(giants);

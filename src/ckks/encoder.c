@@ -47,13 +47,16 @@ static void put_coeff(const bt_ckks_params *p, uint64_t *c, int first, int limbs
   }
 }
 
-/* The encoding at `level` into cq (level + 1 limbs) and, when cp is not
- * NULL, modulo the special primes into cp (np limbs); NTT form. */
-static bt_status encode_limbs(const bt_ckks_params *p, const double complex *values, size_t count,
-                              int logslots, int level, double scale, uint64_t *cq, uint64_t *cp) {
-  const size_t n = (size_t)1 << logslots, gap = p->n / (2 * n);
+/* The slot values through the inverse canonical embedding, before the
+ * scale: coefficient k * gap of the encoding is round(scale creal(buf[k] w_k)
+ * / n), coefficient (k + n) * gap the same with cimag (w_k the conjugated
+ * twist).  *out is fftw_malloc'ed; n = 2^logslots. */
+static bt_status embed_inverse(const bt_ckks_params *p, const double complex *values, size_t count, int logslots,
+                               double complex **out) {
+  const size_t n = (size_t)1 << logslots;
   const bt_slot_tables *t = &p->slots[logslots];
   double complex *buf = fftw_malloc(n * sizeof *buf);
+  *out = NULL;
   if (!buf) return bt_fail(BT_E_NOMEM, "out of memory encoding");
   memset(buf, 0, n * sizeof *buf);
   for (size_t j = 0; j < count; j++) {
@@ -64,12 +67,25 @@ static bt_status encode_limbs(const bt_ckks_params *p, const double complex *val
     buf[t->order[j]] = values[j];
   }
   fftw_execute_dft(t->fwd, buf, buf);
+  for (size_t k = 0; k < n; k++) buf[k] *= conj(t->twist[k]);
+  *out = buf;
+  return BT_OK;
+}
+
+/* The encoding at `level` into cq (level + 1 limbs) and, when cp is not
+ * NULL, modulo the special primes into cp (np limbs); NTT form. */
+static bt_status encode_limbs(const bt_ckks_params *p, const double complex *values, size_t count,
+                              int logslots, int level, double scale, uint64_t *cq, uint64_t *cp) {
+  const size_t n = (size_t)1 << logslots, gap = p->n / (2 * n);
+  double complex *buf;
+  bt_status st = embed_inverse(p, values, count, logslots, &buf);
+  if (st) return st;
   const int limbs = level + 1;
   memset(cq, 0, (size_t)limbs * p->n * sizeof(uint64_t));
   if (cp) memset(cp, 0, (size_t)p->np * p->n * sizeof(uint64_t));
   const double norm = scale / (double)n;
   for (size_t k = 0; k < n; k++) {
-    double complex u = buf[k] * conj(t->twist[k]) * norm;
+    double complex u = buf[k] * norm;
     put_coeff(p, cq, 0, limbs, k * gap, creal(u));
     put_coeff(p, cq, 0, limbs, (k + n) * gap, cimag(u));
     if (cp) {
@@ -81,6 +97,30 @@ static bt_status encode_limbs(const bt_ckks_params *p, const double complex *val
   bt_poly_ntt(p, cq, 0, limbs);
   if (cp) bt_poly_ntt(p, cp, p->nq, p->np);
   return BT_OK;
+}
+
+bt_status bt_ckks_encode_coeffs(const bt_ckks_params *p, const double complex *values, size_t count, int logslots,
+                                double scale, int64_t *out) {
+  bt_status st = check_slots(p, logslots, count);
+  if (st) return st;
+  if (!(scale > 0) || !isfinite(scale)) return bt_fail(BT_E_SCALE, "cannot encode at scale %g", scale);
+  const size_t n = (size_t)1 << logslots, gap = p->n / (2 * n);
+  double complex *buf;
+  if ((st = embed_inverse(p, values, count, logslots, &buf))) return st;
+  memset(out, 0, p->n * sizeof *out);
+  const double norm = scale / (double)n;
+  for (size_t k = 0; k < n && !st; k++) {
+    const double complex u = buf[k] * norm;
+    const double r[2] = {nearbyint(creal(u)), nearbyint(cimag(u))};
+    for (int h = 0; h < 2 && !st; h++) {
+      if (!(fabs(r[h]) < 9.2e18)) /* as put_coeff's exact path: below 2^63 */
+        st = bt_fail(BT_E_SCALE, "a coefficient of the encoding at scale 2^%.1f exceeds 2^63", log2(scale));
+      else
+        out[(k + (size_t)h * n) * gap] = (int64_t)r[h];
+    }
+  }
+  fftw_free(buf);
+  return st;
 }
 
 static bt_status check_encode(const bt_ckks_params *p, size_t count, int logslots, int level, double scale,

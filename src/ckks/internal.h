@@ -82,4 +82,16 @@ struct bt_evaluator {
   bt_ciphertext *aux; /* scale matching */
   bt_op_counts counts;
 };
+
+/* Key-switching steps shared by keyswitch.c and bsgs.c (docs/ENGINE.md).
+ * decompose: ModUp of every digit of c (level + 1 NTT limbs) into digits;
+ * inner_product: (acc0, acc1) = sum_j perm(digit_j) (b_j, a_j) over Q_l P;
+ * mod_down_poly: out (+)= ModDown of one polynomial over Q_l P whose Q limbs
+ * start at qin and P limbs at pin; rotation_key: the key for `step`, checked
+ * for `level` (NULL for the identity). */
+void bt_ks_decompose(bt_evaluator *ev, const uint64_t *c, int level);
+void bt_ks_inner_product(bt_evaluator *ev, const bt_switch_key *k, int level, const uint32_t *perm);
+void bt_ks_mod_down_poly(bt_evaluator *ev, int level, const uint64_t *qin, const uint64_t *pin, uint64_t *out,
+                         int add);
+bt_status bt_ks_rotation_key(const bt_evaluator *ev, int step, int level, const bt_switch_key **k);
 #endif

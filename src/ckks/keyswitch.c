@@ -22,7 +22,7 @@ static int ext_prime(const bt_ckks_params *p, int level, int t) {
   return t <= level ? t : p->nq + (t - level - 1);
 }
 
-static void decompose(bt_evaluator *ev, const uint64_t *c, int level) {
+void bt_ks_decompose(bt_evaluator *ev, const uint64_t *c, int level) {
   const bt_ckks_params *p = ev->p;
   const size_t n = p->n, stride = qp_limbs(p) * n;
   const int limbs = level + 1, beta = bt_digits_at(p, level), ext = limbs + p->np;
@@ -51,8 +51,7 @@ static void decompose(bt_evaluator *ev, const uint64_t *c, int level) {
  * IP_CHUNK coefficients of one limb (bt_limb_dot2). */
 enum { IP_CHUNK = 2048 };
 
-static void inner_product(bt_evaluator *ev, const bt_switch_key *k, int level,
-                          const uint32_t *perm) {
+void bt_ks_inner_product(bt_evaluator *ev, const bt_switch_key *k, int level, const uint32_t *perm) {
   const bt_ckks_params *p = ev->p;
   const size_t n = p->n, stride = qp_limbs(p) * n;
   const int beta = bt_digits_at(p, level), ext = level + 1 + p->np;
@@ -70,15 +69,15 @@ static void inner_product(bt_evaluator *ev, const bt_switch_key *k, int level,
       b[j] = k->b[j] + koff;
       a[j] = k->a[j] + koff;
     }
-    bt_limb_dot2(&p->mod[t], chunk, (size_t)beta, d, perm ? perm + c0 : NULL, b, a, acc0 + off, acc1 + off);
+    bt_limb_dot2(&p->mod[t], chunk, (size_t)beta, d, perm ? perm + c0 : NULL, b, a, acc0 + off, acc1 + off, 0);
   }
 }
 
 /* out (+)= ModDown(u) over limbs 0..level for one polynomial u over Q_l P
  * whose Q limbs are consecutive at qin and whose P limbs are consecutive at
  * pin.  add = 1 adds to out, 0 overwrites. */
-static void mod_down_poly(bt_evaluator *ev, int level, const uint64_t *qin, const uint64_t *pin,
-                          uint64_t *out, int add) {
+void bt_ks_mod_down_poly(bt_evaluator *ev, int level, const uint64_t *qin, const uint64_t *pin, uint64_t *out,
+                         int add) {
   const bt_ckks_params *p = ev->p;
   const size_t n = p->n;
   const int limbs = level + 1, np = p->np, nq = p->nq;
@@ -109,7 +108,7 @@ static void mod_down(bt_evaluator *ev, int level, uint64_t *out0, uint64_t *out1
   uint64_t *outs[2] = {out0, out1};
   for (int h = 0; h < 2; h++) {
     const uint64_t *acc = ev->acc + (size_t)h * stride;
-    mod_down_poly(ev, level, acc, acc + (size_t)ev->p->nq * ev->p->n, outs[h], add[h]);
+    bt_ks_mod_down_poly(ev, level, acc, acc + (size_t)ev->p->nq * ev->p->n, outs[h], add[h]);
   }
 }
 
@@ -123,7 +122,7 @@ static bt_status check_key(const bt_evaluator *ev, const bt_switch_key *k, int l
 
 /* The rotation key for `step`, checked for a ciphertext at `level`; *k
  * stays NULL for the identity. */
-static bt_status rotation_key(const bt_evaluator *ev, int step, int level, const bt_switch_key **k) {
+bt_status bt_ks_rotation_key(const bt_evaluator *ev, int step, int level, const bt_switch_key **k) {
   const uint64_t gal = bt_ckks_galois_rotate(ev->p, step);
   *k = NULL;
   if (gal == 1) return BT_OK;
@@ -159,8 +158,8 @@ bt_status bt_eval_relin(bt_evaluator *ev, const bt_ciphertext *a, bt_ciphertext 
   const bt_switch_key *k = bt_eval_keys_find(ev->keys, 0);
   if ((st = check_key(ev, k, a->level, "relinearise"))) return st;
   if ((st = bt_ciphertext_copy(a, out))) return st;
-  decompose(ev, a->c[2], a->level);
-  inner_product(ev, k, a->level, NULL);
+  bt_ks_decompose(ev, a->c[2], a->level);
+  bt_ks_inner_product(ev, k, a->level, NULL);
   ev->counts.relin++;
   const int add[2] = {1, 1};
   mod_down(ev, a->level, out->c[0], out->c[1], add);
@@ -181,8 +180,8 @@ static bt_status switch_one(bt_evaluator *ev, const bt_ciphertext *a, const bt_s
     perm = ev->perm;
     ev->counts.rot++;
   }
-  decompose(ev, a->c[1], a->level);
-  inner_product(ev, k, a->level, perm);
+  bt_ks_decompose(ev, a->c[1], a->level);
+  bt_ks_inner_product(ev, k, a->level, perm);
   if (perm)
     permute_limbs(p, a->c[0], ev->keep, limbs, perm);
   else
@@ -215,7 +214,7 @@ bt_status bt_eval_rotate(bt_evaluator *ev, const bt_ciphertext *a, int step, bt_
   bt_status st = check_ct(ev, a, out, "rotate");
   if (st) return st;
   const bt_switch_key *k;
-  if ((st = rotation_key(ev, step, a->level, &k))) return st;
+  if ((st = bt_ks_rotation_key(ev, step, a->level, &k))) return st;
   return k ? switch_one(ev, a, k, out) : bt_ciphertext_copy(a, out);
 }
 
@@ -238,7 +237,7 @@ bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const
     if (outs[i] == a || outs[i]->params != p)
       return bt_fail(BT_E_ARG, "hoisted rotation output %zu aliases the input or has other parameters", i);
     const bt_switch_key *k;
-    bt_status st = rotation_key(ev, steps[i], a->level, &k);
+    bt_status st = bt_ks_rotation_key(ev, steps[i], a->level, &k);
     if (st) return st;
   }
   const int limbs = a->level + 1;
@@ -251,12 +250,12 @@ bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const
       continue;
     }
     if (!decomposed) {
-      decompose(ev, a->c[1], a->level);
+      bt_ks_decompose(ev, a->c[1], a->level);
       decomposed = 1;
     }
     const bt_switch_key *k = bt_eval_keys_find(ev->keys, gal);
     bt_ntt_automorphism_index(p->logn, gal, ev->perm);
-    inner_product(ev, k, a->level, ev->perm);
+    bt_ks_inner_product(ev, k, a->level, ev->perm);
     ev->counts.rot++;
     const int add[2] = {0, 0};
     bt_ciphertext *o = outs[i];
@@ -274,174 +273,6 @@ bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const
     o->degree = 1;
     o->seeded = 0;
   }
-  return BT_OK;
-}
-
-/* Double hoisting (Bossuat et al., Eurocrypt 2021).  Every baby rotation
- * shares one decomposition of x.c1 and stays over Q_l P without its ModDown:
- * B_u = (P phi_u(c0) + u0, u1) holds P rot(x, baby_u).  The diagonals (encoded
- * modulo P as well) multiply B_u there; each giant step ModDowns only the c1
- * of its sum, switches it, and adds phi_g(c0) -- still over Q_l P -- to the
- * total, which one ModDown brings back to Q_l.  All rounding happens at the
- * scale of x times the diagonals', so the rescale that follows removes it. */
-enum { BSGS_CHUNK = 2048, BSGS_MAX_BABY = 256 };
-
-/* Compact Q_l P layout: limb e < L is q_e, limb L + j is p_j. */
-static inline int compact_prime(const bt_ckks_params *p, int limbs, int e) {
-  return e < limbs ? e : p->nq + (e - limbs);
-}
-
-bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
-                       const int *giant, size_t ngiant, const bt_plaintext *const *diag, bt_ciphertext *out) {
-  const bt_ckks_params *p = ev->p;
-  if (x->params != p || out->params != p) return bt_fail(BT_E_PARAMS, "cannot apply a BSGS transform: other parameters");
-  if (x->degree != 1) return bt_fail(BT_E_ARG, "cannot apply a BSGS transform to a degree-2 ciphertext");
-  if (nbaby == 0 || ngiant == 0) return bt_fail(BT_E_ARG, "BSGS transform without baby or giant steps");
-  if (nbaby > BSGS_MAX_BABY) return bt_fail(BT_E_ARG, "BSGS transform with %zu baby steps; at most %d", nbaby, BSGS_MAX_BABY);
-  const bt_plaintext *first = NULL;
-  for (size_t i = 0; i < nbaby * ngiant; i++) {
-    const bt_plaintext *d = diag[i];
-    if (!d) continue;
-    if (d->params != p) return bt_fail(BT_E_PARAMS, "BSGS diagonal %zu has other parameters", i);
-    if (!d->cp)
-      return bt_fail(BT_E_ARG, "BSGS diagonal %zu lacks the special primes' limbs (encode it with bt_ckks_encode_qp)", i);
-    if (d->level < x->level)
-      return bt_fail(BT_E_LEVEL, "BSGS diagonal %zu at level %d, below the ciphertext's %d", i, d->level, x->level);
-    if (!first) first = d;
-    if (fabs(d->scale / first->scale - 1) > 1e-9) return bt_fail(BT_E_SCALE, "BSGS diagonals at different scales");
-  }
-  if (!first) return bt_fail(BT_E_ARG, "BSGS transform without a diagonal");
-  for (int side = 0; side < 2; side++)
-    for (size_t i = 0; i < (side ? ngiant : nbaby); i++) {
-      const bt_switch_key *k;
-      bt_status st = rotation_key(ev, side ? giant[i] : baby[i], x->level, &k);
-      if (st) return st;
-    }
-  const size_t n = p->n, stride = qp_limbs(p) * n;
-  const int level = x->level, limbs = level + 1, ext = limbs + p->np;
-  const size_t poly = (size_t)ext * n;
-  uint64_t *bufs = bt_alloc((2 * nbaby + 4) * poly * sizeof(uint64_t) + (size_t)limbs * n * sizeof(uint64_t));
-  if (!bufs) return bt_fail(BT_E_NOMEM, "out of memory in a BSGS transform");
-  uint64_t *B = bufs, *acc = B + 2 * nbaby * poly, *sum = acc + 2 * poly, *c1d = sum + 2 * poly;
-  const uint64_t *ev0 = ev->acc, *ev1 = ev->acc + stride;
-
-  /* baby steps over Q_l P */
-  int decomposed = 0;
-  for (size_t u = 0; u < nbaby; u++) {
-    uint64_t *b0 = B + 2 * u * poly, *b1 = b0 + poly;
-    const uint64_t gal = bt_ckks_galois_rotate(p, baby[u]);
-    const uint32_t *perm = NULL;
-    if (gal != 1) {
-      if (!decomposed) decompose(ev, x->c[1], level);
-      decomposed = 1;
-      bt_ntt_automorphism_index(p->logn, gal, ev->perm);
-      perm = ev->perm;
-      inner_product(ev, bt_eval_keys_find(ev->keys, gal), level, perm);
-      ev->counts.rot++;
-    }
-#pragma omp parallel for num_threads(p->threads) schedule(static)
-    for (int e = 0; e < ext; e++) {
-      uint64_t *o0 = b0 + (size_t)e * n, *o1 = b1 + (size_t)e * n;
-      const int t = compact_prime(p, limbs, e);
-      if (!perm) { /* P x: zero modulo P */
-        if (e >= limbs) {
-          memset(o0, 0, n * sizeof(uint64_t));
-          memset(o1, 0, n * sizeof(uint64_t));
-          continue;
-        }
-        const bt_modulus *m = &p->mod[t];
-        const uint64_t *c0 = x->c[0] + (size_t)e * n, *c1 = x->c[1] + (size_t)e * n;
-        for (size_t i = 0; i < n; i++) {
-          o0[i] = bt_mod_mul(c0[i], p->pmodq[t], m);
-          o1[i] = bt_mod_mul(c1[i], p->pmodq[t], m);
-        }
-        continue;
-      }
-      const uint64_t *a0 = ev0 + (size_t)t * n, *a1 = ev1 + (size_t)t * n;
-      memcpy(o1, a1, n * sizeof(uint64_t));
-      if (e >= limbs) {
-        memcpy(o0, a0, n * sizeof(uint64_t));
-        continue;
-      }
-      const bt_modulus *m = &p->mod[t];
-      const uint64_t *c0 = x->c[0] + (size_t)e * n;
-      for (size_t i = 0; i < n; i++) o0[i] = bt_mod_add(a0[i], bt_mod_mul(c0[perm[i]], p->pmodq[t], m), m->q);
-    }
-  }
-
-  /* giant steps */
-  int have_sum = 0;
-  const size_t chunk = n < BSGS_CHUNK ? n : BSGS_CHUNK, nblk = n / chunk;
-  for (size_t j = 0; j < ngiant; j++) {
-    const bt_plaintext *const *row = diag + j * nbaby;
-    int any = 0;
-    for (size_t u = 0; u < nbaby; u++) any |= row[u] != NULL;
-    if (!any) continue;
-#pragma omp parallel for num_threads(p->threads) schedule(static)
-    for (size_t xb = 0; xb < (size_t)ext * nblk; xb++) {
-      const int e = (int)(xb / nblk);
-      const size_t c0 = (xb % nblk) * chunk, off = (size_t)e * n + c0;
-      const uint64_t *d[BSGS_MAX_BABY], *b0[BSGS_MAX_BABY], *b1[BSGS_MAX_BABY];
-      size_t terms = 0;
-      for (size_t u = 0; u < nbaby; u++) {
-        if (!row[u]) continue;
-        d[terms] = (e < limbs ? row[u]->c + (size_t)e * n : row[u]->cp + (size_t)(e - limbs) * n) + c0;
-        b0[terms] = B + 2 * u * poly + off;
-        b1[terms] = b0[terms] + poly;
-        terms++;
-      }
-      bt_limb_dot2(&p->mod[compact_prime(p, limbs, e)], chunk, terms, d, NULL, b0, b1, acc + off, acc + poly + off);
-    }
-    const uint64_t gal = bt_ckks_galois_rotate(p, giant[j]);
-    if (gal == 1) {
-      if (!have_sum) {
-        memcpy(sum, acc, 2 * poly * sizeof(uint64_t));
-      } else {
-#pragma omp parallel for num_threads(p->threads) schedule(static)
-        for (int e = 0; e < 2 * ext; e++) {
-          const uint64_t q = p->primes[compact_prime(p, limbs, e % ext)];
-          uint64_t *o = sum + (size_t)e * n;
-          const uint64_t *a = acc + (size_t)e * n;
-          for (size_t i = 0; i < n; i++) o[i] = bt_mod_add(o[i], a[i], q);
-        }
-      }
-      have_sum = 1;
-      continue;
-    }
-    /* rotate acc by the giant step: switch ModDown(acc.c1); acc.c0 stays over Q_l P */
-    mod_down_poly(ev, level, acc + poly, acc + poly + (size_t)limbs * n, c1d, 0);
-    decompose(ev, c1d, level);
-    bt_ntt_automorphism_index(p->logn, gal, ev->perm);
-    inner_product(ev, bt_eval_keys_find(ev->keys, gal), level, ev->perm);
-    ev->counts.rot++;
-    const uint32_t *perm = ev->perm;
-#pragma omp parallel for num_threads(p->threads) schedule(static)
-    for (int e = 0; e < ext; e++) {
-      const int t = compact_prime(p, limbs, e);
-      const uint64_t q = p->primes[t];
-      uint64_t *o0 = sum + (size_t)e * n, *o1 = sum + poly + (size_t)e * n;
-      const uint64_t *a0 = acc + (size_t)e * n, *k0 = ev0 + (size_t)t * n, *k1 = ev1 + (size_t)t * n;
-      if (have_sum)
-        for (size_t i = 0; i < n; i++) {
-          o0[i] = bt_mod_add(o0[i], bt_mod_add(a0[perm[i]], k0[i], q), q);
-          o1[i] = bt_mod_add(o1[i], k1[i], q);
-        }
-      else
-        for (size_t i = 0; i < n; i++) {
-          o0[i] = bt_mod_add(a0[perm[i]], k0[i], q);
-          o1[i] = k1[i];
-        }
-    }
-    have_sum = 1;
-  }
-  mod_down_poly(ev, level, sum, sum + (size_t)limbs * n, out->c[0], 0);
-  mod_down_poly(ev, level, sum + poly, sum + poly + (size_t)limbs * n, out->c[1], 0);
-  out->level = level;
-  out->degree = 1;
-  out->scale = x->scale * first->scale;
-  out->logslots = x->logslots;
-  out->seeded = 0;
-  bt_free(bufs);
   return BT_OK;
 }
 

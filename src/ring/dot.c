@@ -1,6 +1,7 @@
-/* Sums of limb products modulo one prime: the inner product of a key switch
- * (the digits against the key) and the baby-step sums of a double-hoisted
- * linear transform (the diagonals against the rotated ciphertexts). */
+/* Element-wise kernels over one limb: sums of limb products modulo one prime
+ * (the inner product of a key switch, the digits against the key, and the
+ * baby-step sums of a double-hoisted linear transform, the diagonals against
+ * the rotated ciphertexts), and the residues of signed coefficients. */
 #include "blindtuner/ring.h"
 #include "ring/simd.h"
 
@@ -68,19 +69,43 @@ static size_t dot2_vec(const bt_modulus *m, size_t len, size_t terms, const uint
 #endif
 
 void bt_limb_dot2(const bt_modulus *m, size_t len, size_t terms, const uint64_t *const *x, const uint32_t *perm,
-                  const uint64_t *const *k0, const uint64_t *const *k1, uint64_t *out0, uint64_t *out1) {
+                  const uint64_t *const *k0, const uint64_t *const *k1, uint64_t *out0, uint64_t *out1,
+                  int accumulate) {
   if (terms == 0) {
-    for (size_t i = 0; i < len; i++) out0[i] = out1[i] = 0;
+    if (!accumulate)
+      for (size_t i = 0; i < len; i++) out0[i] = out1[i] = 0;
     return;
   }
   /* chunks of at most BT_DOT_CHUNK terms, the later ones added modulo q */
   for (size_t t0 = 0; t0 < terms; t0 += BT_DOT_CHUNK) {
     const size_t nt = terms - t0 < BT_DOT_CHUNK ? terms - t0 : BT_DOT_CHUNK;
-    const int add = t0 > 0;
+    const int add = accumulate || t0 > 0;
     size_t done = 0;
 #if BT_RING_VEC
     done = dot2_vec(m, len, nt, x + t0, perm, k0 + t0, k1 + t0, out0, out1, add);
 #endif
     if (done < len) dot2_scalar(m, done, len, nt, x + t0, perm, k0 + t0, k1 + t0, out0, out1, add);
+  }
+}
+
+void bt_limb_from_signed(const bt_modulus *m, const int64_t *in, size_t len, uint64_t *out) {
+  const uint64_t q = m->q;
+  size_t i = 0;
+#if BT_RING_VEC
+  /* |v| mod q by a Shoup product with 1 (a Barrett step), negated where v < 0 */
+  const __m512i vq = _mm512_set1_epi64((long long)q), one = _mm512_set1_epi64(1),
+                onep = _mm512_set1_epi64((long long)(uint64_t)((((bt_u128)1) << 64) / q));
+  for (; i + 8 <= len; i += 8) {
+    const __m512i v = _mm512_loadu_si512(in + i);
+    const __mmask8 neg = _mm512_cmplt_epi64_mask(v, _mm512_setzero_si512());
+    const __m512i r = bt_csub8(bt_mul_shoup_lazy8(_mm512_abs_epi64(v), one, onep, vq), vq);
+    const __m512i nr = bt_csub8(_mm512_sub_epi64(vq, r), vq); /* q - r, and 0 for r = 0 */
+    _mm512_storeu_si512(out + i, _mm512_mask_blend_epi64(neg, r, nr));
+  }
+#endif
+  for (; i < len; i++) {
+    const int64_t v = in[i];
+    const uint64_t a = v < 0 ? q - bt_mod_reduce64(0 - (uint64_t)v, m) : bt_mod_reduce64((uint64_t)v, m);
+    out[i] = a == q ? 0 : a;
   }
 }
