@@ -77,11 +77,12 @@ void bt_ntt_table_free(bt_ntt_table *t) {
   memset(t, 0, sizeof *t);
 }
 
-/* AVX-512 butterflies, 8 coefficients at a time, for the stages whose
- * butterfly span is at least 8 (13 of 16 at N = 2^16); the last three stages
- * and builds without AVX-512 take the scalar loops.  The arithmetic is the
- * scalar one lane by lane (Harvey's lazy butterflies with Shoup products), so
- * both paths give identical limbs. */
+/* AVX-512 butterflies, 8 coefficients at a time: the stages whose butterfly
+ * span is at least 8 load their pairs directly, the three others regroup two
+ * blocks of 8 with permutes (forward_tail, inverse_head); builds without
+ * AVX-512 and N < 16 take the scalar loops.  The arithmetic is the scalar one
+ * lane by lane (Harvey's lazy butterflies with Shoup products), so both paths
+ * give identical limbs. */
 #define BT_NTT_VEC BT_RING_VEC
 
 #if BT_NTT_VEC
