@@ -34,6 +34,10 @@ static void help(void) {
          "batch of K x B rows, the gradients summed over the ranks.  Prints ranks, rows_per_s\n"
          "(global rows per second) and the largest rank's peak memory.\n"
          "\n"
+         "A batch larger than the layout's block (slots / C' rows) is trained as A blocks\n"
+         "whose gradients are summed into one update (gradient accumulation, train\n"
+         "--accumulate A; docs/TRAINING.md); the twin trains the whole batch.\n"
+         "\n"
          "  --shape B,F,C   batch, features (bias included), classes (default 1024,769,8)\n"
          "  --preset NAME   bootstrappable parameters (default train-n16)\n"
          "  --runs R        timed steps (default 1)\n"
@@ -97,7 +101,8 @@ int bt_bench_train(int argc, char **argv) {
   bt_server_engine en = {0};
   int *steps = NULL;
   bt_plaintext *pt = NULL;
-  bt_ciphertext **xc = NULL, *yc = NULL, *a = NULL;
+  bt_ciphertext **xc = NULL, **yc = NULL, *a = NULL;
+  int A = 1, Bl = B; /* blocks per rank and their rows */
   bt_softmax_approx sa = {0};
   double *xall = NULL;
   int *yall = NULL;
@@ -109,6 +114,9 @@ int bt_bench_train(int argc, char **argv) {
   /* one seed for every rank's keys and teacher, rank 0's; each rank's rows
    * from it and the rank's number */
   bt_prng g, gr[64];
+  bt_ciphertext *const *xs[BT_MAX_ACCUMULATE];
+  const bt_ciphertext *ys[BT_MAX_ACCUMULATE];
+  int nrows[BT_MAX_ACCUMULATE];
   uint8_t seed[BT_SEED_BYTES];
   int64_t seed_words[BT_SEED_BYTES / 8];
   bt_prng_init_random(&g);
@@ -129,7 +137,15 @@ int bt_bench_train(int argc, char **argv) {
   TRY(bt_ckks_preset(preset, &lit));
   TRY(bt_ckks_params_new(&lit, BT_ALLOW_INSECURE, &p));
   bt_ckks_set_threads(p, threads ? threads : bt_dist_default_threads());
-  TRY(bt_hemat_layout_init(bt_ckks_logn(p) - 1, B, F, C, &L));
+  {
+    /* a batch above the layout's block (slots / C' rows) in A blocks */
+    int cp = 1;
+    while (cp < C) cp *= 2;
+    const long cap = (1L << (bt_ckks_logn(p) - 1)) / cp;
+    if (B > cap) A = (int)((B + cap - 1) / cap), Bl = (B + A - 1) / A;
+    if (A > BT_MAX_ACCUMULATE) TRY(bt_fail(BT_E_ARG, "a batch of %d rows is more than %d blocks of %ld", B, BT_MAX_ACCUMULATE, cap));
+  }
+  TRY(bt_hemat_layout_init(bt_ckks_logn(p) - 1, Bl, F, C, &L));
   bt_hemat_layout_fold(&L, !plain);
   TRY(bt_softmax_approx_init(C, NULL, &sa));
   const double lr = 1.0, mu = 0.9;
@@ -160,27 +176,28 @@ int bt_bench_train(int argc, char **argv) {
   const bt_eval_keys *const ek = eb.ek;
   const double setup_s = bt_seconds() - t0;
   if (!json && rank0)
-    printf("bench train: preset %s%s, N = 2^%d, %d threads; shape (%d, %d, %d): C' = %d, blocks %d x %d, "
-           "%d X blocks%s; softmax depth %d (relu %d, exp %d, inverse %d + %d Newton); %zu Galois keys; "
-           "setup %.1f s\n",
-           preset, lit.insecure ? " (INSECURE)" : "", bt_ckks_logn(p), bt_ckks_threads(p), B, F, C, L.cpad,
-           L.s0, L.s1, L.nb, L.fold ? ", folded (sparse-slot bootstrapping)" : "", bt_softmax_approx_depth(&sa), sa.relu.degree, sa.exp.degree, sa.inv.degree,
+    printf("bench train: preset %s%s, N = 2^%d, %d threads; shape (%d, %d, %d): %d batch%s of %d rows a step, "
+           "C' = %d, blocks %d x %d, %d X blocks%s; softmax depth %d (relu %d, exp %d, inverse %d + %d Newton); "
+           "%zu Galois keys; setup %.1f s\n",
+           preset, lit.insecure ? " (INSECURE)" : "", bt_ckks_logn(p), bt_ckks_threads(p), B, F, C, A,
+           A > 1 ? "es" : "", Bl, L.cpad, L.s0, L.s1, L.nb, L.fold ? ", folded (sparse-slot bootstrapping)" : "", bt_softmax_approx_depth(&sa), sa.relu.degree, sa.exp.degree, sa.inv.degree,
            sa.newton, ek->ngalois, setup_s);
 
   xall = malloc((size_t)K * B * F * sizeof *xall);
   yall = malloc((size_t)K * B * sizeof *yall);
   if (!xall || !yall) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
-  x = malloc((size_t)B * F * sizeof *x);
+  x = malloc((size_t)A * Bl * F * sizeof *x);
   teacher = malloc((size_t)C * F * sizeof *teacher);
-  y = malloc((size_t)B * sizeof *y);
+  y = malloc((size_t)A * Bl * sizeof *y);
   v = calloc((size_t)C * F, sizeof *v);
   w = calloc((size_t)C * F, sizeof *w);
   dv = calloc((size_t)C * F, sizeof *dv);
   slots = malloc(L.slots * sizeof *slots);
-  yv = calloc((size_t)B * C, sizeof *yv);
+  yv = calloc((size_t)Bl * C, sizeof *yv);
   cv = calloc(L.slots, sizeof *cv);
-  xc = calloc((size_t)L.nb, sizeof *xc);
-  if (!x || !teacher || !y || !v || !w || !dv || !slots || !yv || !cv || !xc) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
+  xc = calloc((size_t)A * L.nb, sizeof *xc);
+  yc = calloc((size_t)A, sizeof *yc);
+  if (!x || !teacher || !y || !v || !w || !dv || !slots || !yv || !cv || !xc || !yc) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   for (int i = 0; i < C * F; i++) teacher[i] = uni(&g);
   /* every rank's rows (the twin trains the global batch), this rank's kept */
   for (int k = 0; k < K; k++)
@@ -194,20 +211,29 @@ int bt_bench_train(int argc, char **argv) {
         if (s > best) best = s, *yr = c;
       }
     }
+  /* this rank's rows in A blocks of Bl, the last one zero-padded */
+  memset(x, 0, (size_t)A * Bl * F * sizeof *x);
   memcpy(x, xall + (size_t)co.rank * B * F, (size_t)B * F * sizeof *x);
   memcpy(y, yall + (size_t)co.rank * B, (size_t)B * sizeof *y);
-  for (int r = 0; r < B; r++) yv[(size_t)r * C + y[r]] = 1;
   TRY(bt_plaintext_new(p, &pt));
-  for (int j = 0; j < L.nb; j++) {
-    TRY(bt_ciphertext_new(p, &xc[j]));
-    bt_hemat_pack_x(&L, x, j, slots);
+  for (int k = 0; k < A; k++) {
+    const int rk = B - k * Bl < Bl ? B - k * Bl : Bl;
+    for (int j = 0; j < L.nb; j++) {
+      TRY(bt_ciphertext_new(p, &xc[k * L.nb + j]));
+      bt_hemat_pack_x(&L, x + (size_t)k * Bl * F, j, slots);
+      for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
+      TRY(enc(p, sk, &gr[co.rank], &L, cv, bt_trainer_x_level(t), pt, xc[k * L.nb + j]));
+    }
+    memset(yv, 0, (size_t)Bl * C * sizeof *yv);
+    for (int r = 0; r < rk; r++) yv[(size_t)r * C + y[k * Bl + r]] = 1;
+    TRY(bt_ciphertext_new(p, &yc[k]));
+    bt_hemat_pack_diag(&L, yv, slots);
     for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
-    TRY(enc(p, sk, &gr[co.rank], &L, cv, bt_trainer_x_level(t), pt, xc[j]));
+    TRY(enc(p, sk, &gr[co.rank], &L, cv, bt_trainer_y_level(t), pt, yc[k]));
+    xs[k] = xc + (size_t)k * L.nb;
+    ys[k] = yc[k];
+    nrows[k] = rk;
   }
-  TRY(bt_ciphertext_new(p, &yc));
-  bt_hemat_pack_diag(&L, yv, slots);
-  for (size_t i = 0; i < L.slots; i++) cv[i] = slots[i];
-  TRY(enc(p, sk, &gr[co.rank], &L, cv, bt_trainer_y_level(t), pt, yc));
   TRY(bt_ciphertext_new(p, &a));
   memset(cv, 0, L.slots * sizeof *cv);
   TRY(enc(p, sk, &g, &L, cv, 4, pt, a));
@@ -216,10 +242,7 @@ int bt_bench_train(int argc, char **argv) {
   for (int s = 0; s <= runs; s++) {
     bt_train_stats one = {0};
     t0 = bt_seconds();
-    if (mpi)
-      TRY(bt_trainer_step_shared(t, ev, xc, yc, B, K * B, co.sum, co.user, a, &one));
-    else
-      TRY(bt_trainer_step(t, ev, xc, yc, B, a, &one));
+    TRY(bt_trainer_step_many(t, ev, A, xs, ys, nrows, K * B, mpi ? co.sum : NULL, mpi ? co.user : NULL, a, &one));
     const double dt = bt_seconds() - t0;
     TRY(bt_plain_step(&sa, K * B, F, C, xall, yall, lr, mu, v, w));
     if (s > 0) {
@@ -284,6 +307,7 @@ int bt_bench_train(int argc, char **argv) {
     json_object_object_add(o, "preset", json_object_new_string(preset));
     json_object_object_add(o, "threads", json_object_new_int(bt_ckks_threads(p)));
     json_object_object_add(o, "batch", json_object_new_int(B));
+    json_object_object_add(o, "accumulate", json_object_new_int(A));
     json_object_object_add(o, "features", json_object_new_int(F));
     json_object_object_add(o, "classes", json_object_new_int(C));
     json_object_object_add(o, "runs", json_object_new_int(runs));
@@ -320,9 +344,11 @@ int bt_bench_train(int argc, char **argv) {
   rc = 0;
 out:
   if (xc)
-    for (int j = 0; j < L.nb; j++) bt_ciphertext_free(xc[j]);
+    for (int j = 0; j < A * L.nb; j++) bt_ciphertext_free(xc[j]);
   free(xc);
-  bt_ciphertext_free(yc);
+  if (yc)
+    for (int k = 0; k < A; k++) bt_ciphertext_free(yc[k]);
+  free(yc);
   bt_ciphertext_free(a);
   bt_plaintext_free(pt);
   bt_server_engine_clear(&en);

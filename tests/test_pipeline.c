@@ -348,6 +348,30 @@ static void client_and_job(void **state) {
   bt_job_options_init(&o);
   BT_CHECK(bt_job_new(p, &eb, &d, NULL, &o, &j));
   assert_int_equal(bt_job_state_of(j), BT_JOB_TRAIN);
+  /* the large-batch rule: 0.3 up to 1,024 rows a step, linear above */
+  assert_true(bt_lr_for_batch(8) == 0.3 && bt_lr_for_batch(1024) == 0.3);
+  assert_true(fabs(bt_lr_for_batch(2048) - 0.6) < 1e-15 && fabs(bt_lr_for_batch(8192) - 2.4) < 1e-15);
+  assert_true(bt_job_lr(j) == 0.3); /* options left it to the rule: a step of 8 rows */
+  {
+    bt_job_options o2 = o;
+    bt_job *j3;
+    o2.accumulate = 2, o2.lr = 0.7;
+    BT_CHECK(bt_job_new(p, &eb, &d, NULL, &o2, &j3));
+    assert_true(bt_job_lr(j3) == 0.7); /* given: kept */
+    /* a checkpoint's rate: taken by a job that left it to the rule, refused by one that named another */
+    bt_checkpoint cp;
+    bt_job_checkpoint(j3, &cp);
+    BT_CHECK(bt_job_restore(j, &cp));
+    assert_true(bt_job_lr(j) == 0.7);
+    o2.lr = 0.5;
+    bt_job *j4;
+    BT_CHECK(bt_job_new(p, &eb, &d, NULL, &o2, &j4));
+    bt_test_expect_fail(bt_job_restore(j4, &cp), BT_E_ARG, "learning rate 0.7", "a checkpoint of another rate");
+    bt_job_free(j4);
+    bt_job_free(j3);
+    o2.accumulate = BT_MAX_ACCUMULATE + 1;
+    bt_test_expect_fail(bt_job_new(p, &eb, &d, NULL, &o2, &j4), BT_E_ARG, "batches per step", "accumulate past the cap");
+  }
   bt_enc_epoch m, l;
   BT_CHECK(bt_job_model(j, &m));
   assert_int_equal(m.epoch, 0);

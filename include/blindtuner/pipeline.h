@@ -493,7 +493,9 @@ typedef struct bt_collective {
 
 typedef struct bt_job_options {
   int epochs;      /* at most this many epochs (default 2) */
-  double lr;       /* default 0.3 */
+  double lr;       /* 0 (the default): the large-batch rule, bt_lr_for_batch of
+                    * the global batch (0.3 up to 1,024 rows); a resumed job
+                    * keeps its checkpoint's rate */
   double momentum; /* default 0.9 */
   uint64_t seed;   /* batch order (default 1) */
   /* NULL: one process.  Else this rank's part of a data-parallel job: its
@@ -504,7 +506,22 @@ typedef struct bt_job_options {
    * every rank at the same step (a rank that stops alone leaves the others
    * waiting in a sum: end them all, as `blindtuner train` does). */
   const bt_collective *coll;
+  /* Batches per rank in a step (gradient accumulation; 0 or 1: one, at
+   * most BT_MAX_ACCUMULATE): a step's global batch is ranks x accumulate
+   * batches, their gradients summed before one update -- the model ranks x
+   * accumulate ranks of one batch each would train, byte for byte.  The way
+   * to batches larger than a layout's block (docs/TRAINING.md). */
+  int accumulate;
 } bt_job_options;
+#define BT_MAX_ACCUMULATE 64
+/* The large-batch learning-rate rule (docs/TRAINING.md): BT_LR_BASE for a
+ * global batch (rows a step: ranks x accumulate x the layout's batch) of at
+ * most BT_LR_BASE_ROWS rows, scaled linearly with the batch above that
+ * (Goyal et al. 2017), so that an epoch moves the model about as far in
+ * fewer steps. */
+#define BT_LR_BASE 0.3
+#define BT_LR_BASE_ROWS 1024
+BT_API double bt_lr_for_batch(long global_rows);
 /* The defaults above. */
 BT_API void bt_job_options_init(bt_job_options *o);
 
@@ -531,13 +548,17 @@ typedef struct bt_job bt_job;
 BT_API bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt_enc_dataset *train,
                             const bt_enc_dataset *val, const bt_job_options *o, bt_job **out) BT_MUST_CHECK;
 BT_API void bt_job_free(bt_job *j);
-/* Continues from a checkpoint (copied): its options must be the job's. */
+/* Continues from a checkpoint (copied): its options must be the job's (a
+ * job whose options left the learning rate to the rule takes the
+ * checkpoint's, before its first epoch). */
 BT_API bt_status bt_job_restore(bt_job *j, const bt_checkpoint *cp) BT_MUST_CHECK;
 /* The state to save after an epoch or an answer: a view (cp->a points at
  * the job's model; do not free it). */
 BT_API void bt_job_checkpoint(const bt_job *j, bt_checkpoint *cp);
 BT_API bt_job_state bt_job_state_of(const bt_job *j);
 BT_API int bt_job_epochs_done(const bt_job *j);
+/* The learning rate the job trains with: the options' or the rule's. */
+BT_API double bt_job_lr(const bt_job *j);
 /* Trains the next epoch and, with a validation set, computes its encrypted
  * loss; the job then waits for the answer (BT_JOB_WAIT) or is done.  On
  * failure or cancellation the job is as it was before the call (the model

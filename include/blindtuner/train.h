@@ -150,6 +150,17 @@ typedef bt_status (*bt_ct_sum_fn)(void *user, bt_ciphertext *ct, int contributes
 BT_API bt_status bt_trainer_step_shared(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x,
                                         const bt_ciphertext *y, int rows, int total_rows, bt_ct_sum_fn sum,
                                         void *user, bt_ciphertext *a, bt_train_stats *stats) BT_MUST_CHECK;
+/* The same with this process's share of the global batch in n batches
+ * (x[k], y[k], rows[k]; n = 0 when it has none this step): their gradients
+ * are summed exactly in the ring before the ranks' sum, so one process
+ * trains a global batch larger than a layout's block (gradient
+ * accumulation, docs/TRAINING.md) and gets, byte for byte, the model that
+ * ranks holding the same batches get.  bt_trainer_step_shared is this with
+ * n = 1 (or 0). */
+BT_API bt_status bt_trainer_step_many(bt_trainer *t, bt_evaluator *ev, int n, bt_ciphertext *const *const *x,
+                                      const bt_ciphertext *const *y, const int *rows, int total_rows,
+                                      bt_ct_sum_fn sum, void *user, bt_ciphertext *a,
+                                      bt_train_stats *stats) BT_MUST_CHECK;
 /* What a step, the logits and the loss do to a first (bootstrap it when its
  * levels run short), alone: the rank that computes no loss keeps its model
  * the same as those that did. */

@@ -78,7 +78,8 @@ class EarlyStop(Structure):
 
 class JobOptions(Structure):
     _fields_ = [("epochs", c_int), ("lr", c_double), ("momentum", c_double), ("seed", c_uint64),
-                ("coll", c_void_p)]  # NULL: one process (MPI ranks are the command's)
+                ("coll", c_void_p),  # NULL: one process (MPI ranks are the command's)
+                ("accumulate", c_int)]
 
 
 class TrainStats(Structure):
@@ -194,6 +195,7 @@ _PROTOS = {
     "bt_job_checkpoint": (None, [_p, _p]),
     "bt_job_state_of": (c_int, [_p]),
     "bt_job_epochs_done": (c_int, [_p]),
+    "bt_job_lr": (c_double, [_p]),
     "bt_job_run_epoch": (_st, [_p, _p, _p, _p]),
     "bt_job_model": (_st, [_p, _p]),
     "bt_job_loss": (_st, [_p, _p]),

@@ -30,9 +30,14 @@ class Job(_Handle):
     Nesterov steps and, with a validation set, computes the encrypted
     validation loss; the job then waits (state "wait") for the client's
     Answer.  state: "train", "wait" or "done".  train may be None for an
-    inference-only job; val None trains without losses or answers."""
+    inference-only job; val None trains without losses or answers.
+    accumulate: batches summed into one step (gradient accumulation, a
+    step's batch larger than the layout's block; 1 to 64).  lr None: the
+    large-batch rule, 0.3 up to a step of 1,024 rows and linear above it
+    (2.4 at 8,192; docs/TRAINING.md); a restored job keeps its
+    checkpoint's.  The rate in use is Job.lr."""
 
-    def __init__(self, eval_bundle, train=None, val=None, epochs=2, lr=0.3, momentum=0.9, seed=1):
+    def __init__(self, eval_bundle, train=None, val=None, epochs=2, lr=None, momentum=0.9, seed=1, accumulate=1):
         self._ptr = None
         if not isinstance(eval_bundle, EvalBundle):
             raise TypeError("eval_bundle: an EvalBundle expected, got %s" % type(eval_bundle).__name__)
@@ -45,7 +50,10 @@ class Job(_Handle):
             d._check_open()
             _same_params(d, eval_bundle, "the %s set" % what,
                          "load it against the bundle: EncryptedDataset.from_bytes(data, eval_bundle)")
-        opts = L.JobOptions(_int(epochs, "epochs", 0), float(lr), float(momentum), _int(seed, "seed", 0, 2 ** 64 - 1))
+        if lr is not None and not 1e-6 <= float(lr) < 1e6:
+            raise ValueError("lr: between 1e-6 and 1e6, or None for the large-batch rule")
+        opts = L.JobOptions(_int(epochs, "epochs", 0), 0.0 if lr is None else float(lr), float(momentum), _int(seed, "seed", 0, 2 ** 64 - 1),
+                            None, _int(accumulate, "accumulate", 1, 64))
         self._init_handle(eval_bundle, train, val)
         self._bundle, self._train, self._val = eval_bundle, train, val
         self._opts = opts
@@ -71,6 +79,12 @@ class Job(_Handle):
     def epochs_done(self):
         self._check_open()
         return self._lib.bt_job_epochs_done(self._ptr)
+
+    @property
+    def lr(self):
+        """The learning rate the job trains with (the rule's when lr was None)."""
+        self._check_open()
+        return self._lib.bt_job_lr(self._ptr)
 
     @property
     def setup_seconds(self):

@@ -285,6 +285,15 @@ class PipelineTest(unittest.TestCase):
             self.heads[1].evaluate(self.xte, self.yte[:5])
         with self.assertRaises(TypeError):
             bt.Job(self.client, self.train)
+        with self.assertRaises(ValueError):
+            bt.Job(self.keys, self.train, lr=0)
+        with self.assertRaises(ValueError):
+            bt.Job(self.keys, self.train, accumulate=65)
+        # lr None: the large-batch rule, 0.3 for a step of BATCH <= 1,024 rows
+        with bt.Job(self.keys, self.train, accumulate=2) as job:
+            self.assertEqual(job.lr, 0.3)
+        with bt.Job(self.keys, self.train, lr=0.25) as job:
+            self.assertEqual(job.lr, 0.25)
         # the server's objects are not the client's: they cross as bytes
         with self.assertRaises(ValueError):
             c.decrypt_model(self.job.model(), s)

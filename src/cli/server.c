@@ -46,9 +46,13 @@ static void train_help(void) {
          "                   runs (not while it waits for an answer): a second train or a\n"
          "                   decide on it is refused\n"
          "  --epochs E       at most E epochs (default 2)\n"
-         "  --lr X           learning rate (default 0.3)\n"
+         "  --lr X           learning rate (default: 0.3 up to a global batch of 1,024 rows,\n"
+         "                   scaled linearly above, 2.4 at 8,192; a resumed job keeps its\n"
+         "                   checkpoint's; docs/TRAINING.md)\n"
          "  --momentum X     Nesterov momentum (default 0.9)\n"
          "  --seed S         batch-order seed (default 1)\n"
+         "  --accumulate A   batches per step (default 1): their gradients are summed into\n"
+         "                   one update, a step of A x the layout's batch (docs/TRAINING.md)\n"
          "  --wait S         seconds to wait for each answer before exiting with status 3\n"
          "                   (default 0)\n"
          "  --threads N      threads (default BT_THREADS or all cores, divided among the\n"
@@ -58,7 +62,7 @@ static void train_help(void) {
          "                   step and phase; `blindtuner serve` shows it as the job's progress\n"
          "\n"
          "Under `mpirun -np K` (a build with MPI) the job runs on K ranks, data-parallel:\n"
-         "each rank reads its share of the batches, a step's global batch is one batch of\n"
+         "each rank reads its share of the batches, a step's global batch is A batches of\n"
          "every rank, the gradients are summed exactly over the ranks, and rank 0 writes\n"
          "DIR (which every rank must see: a shared file system).  A rank that fails ends\n"
          "them all; run the same command again to resume, with any K (docs/SCALING.md).\n"
@@ -107,8 +111,8 @@ static int await_answer(const char *who, const char *dir, int wait_s, bt_job *jo
 
 int bt_cli_train(int argc, char **argv) {
   const char *who = "train", *keys = NULL, *trainp = NULL, *valp = NULL, *dir = NULL, *progress = NULL;
-  int epochs = 2, seed = 1, wait_s = 0, threads = 0, json = 0, insecure = 0;
-  double lr = 0.3, mu = 0.9;
+  int epochs = 2, seed = 1, wait_s = 0, threads = 0, json = 0, insecure = 0, accumulate = 1;
+  double lr = 0, mu = 0.9; /* lr 0: the large-batch rule (bt_lr_for_batch) */
   const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},
                              {"--train", BT_OPT_STR, &trainp, 0, 0},
                              {"--val", BT_OPT_STR, &valp, 0, 0},
@@ -117,6 +121,7 @@ int bt_cli_train(int argc, char **argv) {
                              {"--lr", BT_OPT_DBL, &lr, 1e-6, 1e3},
                              {"--momentum", BT_OPT_DBL, &mu, 0, 0.999},
                              {"--seed", BT_OPT_INT, &seed, 0, 2147483647.0},
+                             {"--accumulate", BT_OPT_INT, &accumulate, 1, BT_MAX_ACCUMULATE},
                              {"--wait", BT_OPT_INT, &wait_s, 0, 1e7},
                              {"--threads", BT_OPT_INT, &threads, 1, 1024},
                              {"--json", BT_OPT_FLAG, &json, 0, 0},
@@ -166,7 +171,8 @@ int bt_cli_train(int argc, char **argv) {
   /* each rank keeps its share of the batches only */
   TRY(who, bt_pipeline_load_dataset_share(trainp, p, tag, mpi ? co.rank : 0, mpi ? co.ranks : 1, &tr));
   if (valp) TRY(who, bt_pipeline_load_dataset_share(valp, p, tag, mpi ? co.rank : 0, mpi ? co.ranks : 1, &va));
-  const bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = (uint64_t)seed, .coll = mpi ? &co : NULL};
+  const bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = (uint64_t)seed,
+                             .coll = mpi ? &co : NULL, .accumulate = accumulate};
   TRY(who, bt_job_new(p, &eb, &tr, valp ? &va : NULL, &jo, &job));
 
   /* the state: a checkpoint, or the zero model; rank 0 first (it may
@@ -185,7 +191,8 @@ int bt_cli_train(int argc, char **argv) {
   TRY(who, bt_job_check_ranks(job));
   if (resumed && rank0) fprintf(stderr, "%s: resuming from %s after epoch %d\n", who, path, bt_job_epochs_done(job));
   const int first_epoch = bt_job_epochs_done(job);
-  const int epoch_steps = mpi ? (tr.nbatches + co.ranks - 1) / co.ranks : tr.nbatches; /* global steps */
+  const int vranks = (mpi ? co.ranks : 1) * accumulate; /* batches a step */
+  const int epoch_steps = (tr.nbatches + vranks - 1) / vranks; /* global steps */
   meter.t0 = bt_seconds();
   meter.total = (double)(epochs - first_epoch) * epoch_steps;
   for (;;) {
@@ -209,8 +216,10 @@ int bt_cli_train(int argc, char **argv) {
       continue;
     }
     if (e == first_epoch && rank0)
-      fprintf(stderr, "%s: %d training batches, %d validation, layout %d x %d x %d%s\n", who, tr.nbatches,
-              valp ? va.nbatches : 0, tag->batch, tag->features, tag->classes, mpi ? ", on MPI ranks" : "");
+      fprintf(stderr, "%s: %d training batches, %d validation, layout %d x %d x %d%s; %d batches a step, "
+              "learning rate %g%s\n", who, tr.nbatches, valp ? va.nbatches : 0, tag->batch, tag->features,
+              tag->classes, mpi ? ", on MPI ranks" : "", vranks, bt_job_lr(job),
+              lr != 0 ? "" : resumed ? " (the checkpoint's)" : " (the large-batch rule)");
     if (e == first_epoch && mpi)
       fprintf(stderr, "%s: rank %d of %d: %d of the training batches, %d of the validation\n", who, co.rank, co.ranks,
               (tr.nbatches - co.rank + co.ranks - 1) / co.ranks, valp ? (va.nbatches - co.rank + co.ranks - 1) / co.ranks : 0);
@@ -252,7 +261,8 @@ int bt_cli_train(int argc, char **argv) {
                                    {"steps", (double)cp.steps},     {"bootstraps", (double)cp.bootstraps},
                                    {"train_s", cp.train_s},         {"validation_s", cp.val_s},
                                    {"setup_s", bt_job_setup_seconds(job)},         {"this_run_s", bt_seconds() - t_all},
-                                   {"peak_memory_gib", peak}, {"ranks", co.ranks}};
+                                   {"peak_memory_gib", peak}, {"ranks", co.ranks},
+                                   {"accumulate", accumulate}, {"lr", bt_job_lr(job)}};
     bt_cli_json_add_numbers(o, f, sizeof f / sizeof *f);
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
     json_object_put(o);

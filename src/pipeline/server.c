@@ -1,6 +1,7 @@
 /* The server: a training job on the evaluation bundle and ciphertexts only
  * (include/blindtuner/pipeline.h).  Nothing here takes a secret key; the
  * one thing that comes back from the client is the early-stopping bit. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,9 @@ bt_status bt_server_engine_init(const bt_ckks_params *p, const bt_hemat_layout *
   return st;
 }
 
-void bt_job_options_init(bt_job_options *o) { *o = (bt_job_options){.epochs = 2, .lr = 0.3, .momentum = 0.9, .seed = 1}; }
+void bt_job_options_init(bt_job_options *o) {
+  *o = (bt_job_options){.epochs = 2, .lr = 0, .momentum = 0.9, .seed = 1, .accumulate = 1};
+}
 
 struct bt_job {
   const bt_ckks_params *p;
@@ -48,7 +51,7 @@ struct bt_job {
   bt_ciphertext *loss, *lpart;
   bt_ciphertext *a0;   /* the model at the start of the running epoch (restored on failure) */
   int have_loss;       /* loss holds the last epoch's validation loss */
-  int *order;
+  int lr_rule;         /* the options left the learning rate to bt_lr_for_batch */
 };
 
 static bt_status check_set(const bt_job *j, const bt_enc_dataset *d, bt_set_role role, const char *what) {
@@ -78,7 +81,6 @@ void bt_job_free(bt_job *j) {
   bt_ciphertext_free(j->loss);
   bt_ciphertext_free(j->lpart);
   bt_ciphertext_free(j->a0);
-  free(j->order);
   free(j);
 }
 
@@ -88,20 +90,24 @@ bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt
   bt_job_options d;
   bt_job_options_init(&d);
   if (!o) o = &d;
-  if (o->epochs < 0 || !(o->lr > 0 && o->lr < 1e6) || !(o->momentum >= 0 && o->momentum < 1))
+  if (o->epochs < 0 || !(o->lr == 0 || (o->lr > 0 && o->lr < 1e6)) || !(o->momentum >= 0 && o->momentum < 1))
     return bt_fail(BT_E_ARG, "job: %d epochs, learning rate %g, momentum %g out of range", o->epochs, o->lr, o->momentum);
   if (!eb->ek || eb->ek->params != p) return bt_fail(BT_E_ARG, "job: the evaluation bundle is not of these parameters");
+  if (o->accumulate < 0 || o->accumulate > BT_MAX_ACCUMULATE)
+    return bt_fail(BT_E_ARG, "job: %d batches per step and rank (1 to %d)", o->accumulate, BT_MAX_ACCUMULATE);
   const bt_collective *co = o->coll;
   if (co && (co->ranks < 1 || co->rank < 0 || co->rank >= co->ranks || !co->sum || !co->same))
     return bt_fail(BT_E_ARG, "job: rank %d of %d, or a collective operation missing", co->rank, co->ranks);
   bt_job *j = calloc(1, sizeof *j);
   if (!j) return bt_fail(BT_E_NOMEM, "out of memory");
   j->p = p, j->eb = eb, j->train = train, j->val = val, j->o = *o;
+  if (!j->o.accumulate) j->o.accumulate = 1;
   bt_status st = bt_job_layout(p, &eb->tag, &j->L, &j->sa);
+  j->lr_rule = o->lr == 0;
+  if (!st && j->lr_rule) j->o.lr = bt_lr_for_batch((long)(co ? co->ranks : 1) * j->o.accumulate * j->L.batch);
   if (!st) st = bt_job_check_keys(p, &eb->tag, eb->ek); /* a key short of its level, named now, not mid-epoch */
   if (!st && train) st = check_set(j, train, BT_SET_TRAIN, "training set");
   if (!st && val) st = check_set(j, val, BT_SET_VAL, "validation set");
-  if (!st && train && !(j->order = malloc((size_t)train->nbatches * sizeof *j->order))) st = bt_fail(BT_E_NOMEM, "out of memory");
   if (!st) st = bt_ciphertext_new(p, &j->loss);
   if (!st) st = bt_ciphertext_new(p, &j->lpart);
   if (!st) st = bt_ciphertext_new(p, &j->cp.a);
@@ -115,7 +121,7 @@ bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt
     a->scale = bt_ckks_default_scale(p);
     for (int c = 0; c < 2; c++) memset(a->c[c], 0, (size_t)(a->level + 1) * bt_ckks_n(p) * sizeof(uint64_t));
     j->cp.tag = eb->tag;
-    j->cp.lr = o->lr, j->cp.momentum = o->momentum, j->cp.seed = o->seed;
+    j->cp.lr = j->o.lr, j->cp.momentum = o->momentum, j->cp.seed = o->seed;
   }
   if (st) bt_job_free(j);
   else *out = j;
@@ -125,6 +131,9 @@ bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt
 bt_status bt_job_restore(bt_job *j, const bt_checkpoint *cp) {
   if (memcmp(&cp->tag, &j->eb->tag, sizeof cp->tag) != 0)
     return bt_fail(BT_E_PARAMS, "the checkpoint was made for another key set or layout");
+  /* a rate left to the rule is the checkpoint's: the rule of another
+   * number of ranks would change the rate half-way */
+  if (j->lr_rule && !j->en.trainer && isfinite(cp->lr) && cp->lr > 0 && cp->lr < 1e6) j->o.lr = cp->lr;
   if (cp->lr != j->o.lr || cp->momentum != j->o.momentum || cp->seed != j->o.seed)
     return bt_fail(BT_E_ARG, "the checkpoint was made with learning rate %g, momentum %g, seed %llu; the job has %g, %g, %llu",
                    cp->lr, cp->momentum, (unsigned long long)cp->seed, j->o.lr, j->o.momentum,
@@ -147,6 +156,11 @@ bt_job_state bt_job_state_of(const bt_job *j) {
 }
 
 int bt_job_epochs_done(const bt_job *j) { return j->cp.epochs_done; }
+double bt_job_lr(const bt_job *j) { return j->o.lr; }
+
+double bt_lr_for_batch(long global_rows) {
+  return global_rows <= BT_LR_BASE_ROWS ? BT_LR_BASE : BT_LR_BASE * (double)global_rows / BT_LR_BASE_ROWS;
+}
 const bt_ckks_params *bt_job_params_of(const bt_job *j) { return j->p; }
 const bt_job_tag *bt_job_tag_of(const bt_job *j) { return &j->eb->tag; }
 int bt_job_has_validation(const bt_job *j) { return j->val != NULL; }
@@ -211,35 +225,34 @@ bt_status bt_job_run_epoch(bt_job *j, bt_progress_fn progress, void *user, bt_jo
   const bt_collective *co = j->o.coll;
   rep->epoch = e + 1;
   double t = bt_seconds();
-  int steps = tr->nbatches;
-  if (!co) {
-    bt_pipeline_batch_order(j->o.seed, e, tr->nbatches, j->order);
-    for (int k = 0; k < tr->nbatches && !st; k++) {
-      const bt_enc_batch *b = &tr->b[j->order[k]];
-      st = bt_trainer_step(j->en.trainer, j->en.ev, b->x, b->y, b->rows, j->cp.a, &rep->stats);
-      if (!st && progress && progress(user, "step", k + 1, tr->nbatches)) st = bt_fail(BT_E_ARG, "cancelled");
-    }
-  } else {
-    /* every rank's order (public): the global batch's rows without a message */
-    const int K = co->ranks;
-    steps = (tr->nbatches + K - 1) / K;
-    int *ord = malloc((size_t)K * (size_t)(steps + 1) * sizeof *ord), *cnt = calloc((size_t)K, sizeof *cnt);
-    if (!ord || !cnt) st = bt_fail(BT_E_NOMEM, "out of memory");
-    for (int r = 0; r < K && !st; r++) cnt[r] = bt_pipeline_rank_order(j->o.seed, e, tr->nbatches, r, K, ord + (size_t)r * (steps + 1));
-    for (int step = 0; step < steps && !st; step++) {
-      int total = 0, own = -1;
-      for (int r = 0; r < K; r++) {
-        const int k = step < cnt[r] ? ord[(size_t)r * (steps + 1) + step] : -1;
-        if (k >= 0) total += tr->b[k].rows;
-        if (r == co->rank) own = k;
+  /* a step's global batch: one batch of each of V = ranks x accumulate
+   * virtual ranks (every rank's order is public: the global batch's rows
+   * without a message); this rank trains virtual ranks rank + ranks * i */
+  const int K = co ? co->ranks : 1, A = j->o.accumulate, V = K * A, me = co ? co->rank : 0;
+  const int steps = (tr->nbatches + V - 1) / V;
+  int *ord = malloc((size_t)V * (size_t)(steps + 1) * sizeof *ord), *cnt = calloc((size_t)V, sizeof *cnt);
+  const bt_ciphertext *const **xs = malloc((size_t)A * sizeof *xs);
+  const bt_ciphertext **ys = malloc((size_t)A * sizeof *ys);
+  int *rows = malloc((size_t)A * sizeof *rows);
+  if (!ord || !cnt || !xs || !ys || !rows) st = bt_fail(BT_E_NOMEM, "out of memory");
+  for (int v = 0; v < V && !st; v++) cnt[v] = bt_pipeline_rank_order(j->o.seed, e, tr->nbatches, v, V, ord + (size_t)v * (steps + 1));
+  for (int step = 0; step < steps && !st; step++) {
+    int total = 0, n = 0;
+    for (int v = 0; v < V; v++) {
+      const int k = step < cnt[v] ? ord[(size_t)v * (steps + 1) + step] : -1;
+      if (k < 0) continue;
+      total += tr->b[k].rows;
+      if (v % K == me) {
+        xs[n] = (const bt_ciphertext *const *)tr->b[k].x;
+        ys[n] = tr->b[k].y;
+        rows[n++] = tr->b[k].rows;
       }
-      const bt_enc_batch *b = own >= 0 ? &tr->b[own] : NULL;
-      st = bt_trainer_step_shared(j->en.trainer, j->en.ev, b ? b->x : NULL, b ? b->y : NULL, b ? b->rows : 0, total,
-                                  co->sum, co->user, j->cp.a, &rep->stats);
-      if (!st && progress && progress(user, "step", step + 1, steps)) st = bt_fail(BT_E_ARG, "cancelled");
     }
-    free(ord), free(cnt);
+    st = bt_trainer_step_many(j->en.trainer, j->en.ev, n, (bt_ciphertext *const *const *)xs, ys, rows, total,
+                              co ? co->sum : NULL, co ? co->user : NULL, j->cp.a, &rep->stats);
+    if (!st && progress && progress(user, "step", step + 1, steps)) st = bt_fail(BT_E_ARG, "cancelled");
   }
+  free(ord), free(cnt), free(xs), free(ys), free(rows);
   if (st) return rollback(j, st);
   rep->steps = steps;
   rep->train_s = bt_seconds() - t;

@@ -9,6 +9,15 @@
 
 bt_status bt_job_layout(const bt_ckks_params *p, const bt_job_tag *tag, bt_hemat_layout *L, bt_softmax_approx *sa) {
   bt_status st = bt_hemat_layout_init(bt_ckks_logn(p) - 1, tag->batch, tag->features, tag->classes, L);
+  if (st == BT_E_ARG && tag->batch > 1 &&
+      bt_hemat_layout_init(bt_ckks_logn(p) - 1, 1, tag->features, tag->classes, L) == BT_OK) {
+    /* the batch alone is too large: say how to train with larger steps */
+    st = bt_hemat_layout_init(bt_ckks_logn(p) - 1, tag->batch, tag->features, tag->classes, L);
+    char why[400];
+    snprintf(why, sizeof why, "%s", bt_last_error());
+    return bt_fail(st, "%s; for larger steps, train with --accumulate (Job accumulate=: several batches summed "
+                   "into one update, docs/TRAINING.md)", why);
+  }
   if (!st) bt_hemat_layout_fold(L, 1); /* the folded softmax wherever the shape allows it */
   if (!st && sa) st = bt_softmax_approx_init(tag->classes, NULL, sa);
   return st;

@@ -10,7 +10,7 @@
 
 #include "blindtuner/train.h"
 
-#define NSCRATCH 13 /* softmax 0-5, step 6-9, loss 11-12, bootstrap output NSCRATCH-1 */
+#define NSCRATCH 13 /* softmax 0-5, step 6-10, loss 11-12, bootstrap output NSCRATCH-1 */
 
 struct bt_trainer {
   const bt_ckks_params *p;
@@ -398,16 +398,28 @@ bt_status bt_trainer_refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *a, 
 bt_status bt_trainer_step_shared(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, const bt_ciphertext *y,
                                  int rows, int total_rows, bt_ct_sum_fn sum, void *user, bt_ciphertext *a,
                                  bt_train_stats *stats) {
-  if (!t || !ev || !a || !x != !y) return bt_fail(BT_E_ARG, "trainer step: missing argument");
-  if (x ? rows < 1 || rows > t->L.batch : rows != 0)
-    return bt_fail(BT_E_ARG, "trainer step: %d rows in a batch of %d", rows, t->L.batch);
-  if (sum ? total_rows < (rows > 1 ? rows : 1) : !x || total_rows != rows)
-    return bt_fail(BT_E_ARG, "trainer step: %d rows here, %d in all%s", rows, total_rows, sum ? "" : " and no sum");
-  if (y && y->level < 3) return bt_fail(BT_E_LEVEL, "trainer step: labels at level %d, need 3", y->level);
+  if (!x != !y) return bt_fail(BT_E_ARG, "trainer step: missing argument");
+  return bt_trainer_step_many(t, ev, x ? 1 : 0, x ? &x : NULL, x ? &y : NULL, &rows, total_rows, sum, user, a, stats);
+}
+
+bt_status bt_trainer_step_many(bt_trainer *t, bt_evaluator *ev, int n, bt_ciphertext *const *const *x,
+                               const bt_ciphertext *const *y, const int *rows, int total_rows, bt_ct_sum_fn sum,
+                               void *user, bt_ciphertext *a, bt_train_stats *stats) {
+  if (!t || !ev || !a || n < 0 || (n && (!x || !y || !rows))) return bt_fail(BT_E_ARG, "trainer step: missing argument");
+  int mine = 0;
+  for (int k = 0; k < n; k++) {
+    if (!x[k] || !y[k]) return bt_fail(BT_E_ARG, "trainer step: batch %d of %d missing", k + 1, n);
+    if (rows[k] < 1 || rows[k] > t->L.batch)
+      return bt_fail(BT_E_ARG, "trainer step: %d rows in a batch of %d", rows[k], t->L.batch);
+    if (y[k]->level < 3) return bt_fail(BT_E_LEVEL, "trainer step: labels at level %d, need 3", y[k]->level);
+    mine += rows[k];
+  }
+  if (sum ? total_rows < (mine > 1 ? mine : 1) : !n || total_rows != mine)
+    return bt_fail(BT_E_ARG, "trainer step: %d rows here, %d in all%s", mine, total_rows, sum ? "" : " and no sum");
   t->stats = stats;
   bt_train_stats local = {0};
   if (!t->stats) t->stats = &local;
-  bt_ciphertext *ac = t->s[6], *w2 = t->s[7], *z = t->s[8], *p = t->s[9];
+  bt_ciphertext *ac = t->s[6], *w2 = t->s[7], *z = t->s[8], *p = t->s[9], *gsum = t->s[10];
   const double sa_unit = t->sa->unit_t;
   bt_op_counts c0;
   double t0, b0;
@@ -421,10 +433,11 @@ bt_status bt_trainer_step_shared(bt_trainer *t, bt_evaluator *ev, bt_ciphertext 
   TRY(bt_eval_drop_level(ev, w2, w2->level - 3, w2));
   PHASE_END(other_s);
 
-  bt_ciphertext *gout = z;
-  if (x) {
+  /* the gradients of this process's batches, summed exactly in the ring */
+  for (int k = 0; k < n; k++) {
+    bt_ciphertext *gout = k ? z : gsum;
     PHASE_BEGIN(matmul_s);
-    TRY(bt_hemat_roll_x(t->h, ev, x, t->rolled));
+    TRY(bt_hemat_roll_x(t->h, ev, x[k], t->rolled));
     if (t->L.fold)
       TRY(bt_hemat_abt_gathered(t->h, ev, t->rolled, w2, 0.5 / sa_unit, z));
     else
@@ -436,18 +449,19 @@ bt_status bt_trainer_step_shared(bt_trainer *t, bt_evaluator *ev, bt_ciphertext 
     PHASE_END(softmax_s);
 
     PHASE_BEGIN(other_s);
-    TRY(bt_eval_sub(ev, p, y, p));
+    TRY(bt_eval_sub(ev, p, y[k], p));
     TRY(refresh(t, ev, p, 3));
     PHASE_END(other_s);
 
     PHASE_BEGIN(matmul_s);
     const double complex coef = -t->lr / B * ((1 + g) + I);
     TRY(bt_hemat_atb(t->h, ev, t->rolled, p, &coef, 1, &gout));
+    if (k) TRY(bt_eval_add(ev, gsum, gout, gsum));
     PHASE_END(matmul_s);
   }
   if (sum) { /* the other ranks' gradients: exact modular sums of the limbs */
     PHASE_BEGIN(other_s);
-    TRY(sum(user, gout, x != NULL));
+    TRY(sum(user, gsum, n > 0));
     PHASE_END(other_s);
   }
 
@@ -458,7 +472,7 @@ bt_status bt_trainer_step_shared(bt_trainer *t, bt_evaluator *ev, bt_ciphertext 
   TRY(bt_eval_mul_const(ev, ac, 0.5 * (1 + g), 0.5 * (1 - g), ac));
   TRY(bt_eval_rescale(ev, ac, ac));
   TRY(bt_eval_add(ev, a, ac, a));
-  TRY(bt_eval_add(ev, a, gout, a));
+  TRY(bt_eval_add(ev, a, gsum, a));
   PHASE_END(other_s);
 done:
   t->stats = NULL;

@@ -9,6 +9,7 @@
 # - a rank killed mid-epoch ends the whole job within a bounded time, and the
 #   rerun resumes from the checkpoint and ends with the uninterrupted run's
 #   model, byte for byte;
+# - one process with --accumulate 2 trains the two ranks' model, byte for byte;
 # - no other command starts under the launcher.
 # usage: mpi.sh BLINDTUNER MPIEXEC FIXTURE_DIR
 set -eu
@@ -49,9 +50,15 @@ test -s k3/loss-002.bt
 "$B" decrypt --allow-insecure --keys "$F/client.key" --model k3/model-002.bt --scaler "$F/scaler.bt" --out k3.head
 "$B" evaluate --model k3.head --features "$F/te.features.npy" --labels "$F/te.labels.npy"
 
+mpi 2 train $T --epochs 2 --workdir k2
+# gradient accumulation: one process with 2 batches a step trains the two
+# ranks' model, byte for byte
+"$B" train $T --epochs 2 --accumulate 2 --workdir acc2 2>&1 | tee acc2.log
+grep -q "2 batches a step, learning rate 0.5" acc2.log
+cmp k2/model-002.bt acc2/model-002.bt
+
 # rank 1 killed at its 3rd step (3 batches on two ranks: two steps an epoch,
 # so epoch 2's first): every rank exits, non-zero, within a bounded time
-mpi 2 train $T --epochs 2 --workdir k2
 start=$(date +%s)
 rc=0
 BT_TEST_KILL_AFTER_STEPS=3 BT_TEST_KILL_RANK=1 timeout 300 "$MPIEXEC" -np 2 "$B" train $T --epochs 2 --workdir killed || rc=$?
