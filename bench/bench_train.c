@@ -155,16 +155,11 @@ int bt_bench_train(int argc, char **argv) {
   bt_bootstrap_config cfg;
   size_t ns = 0;
   TRY(bt_trainer_bootstrap_config(p, &L, &cfg));
-  TRY(bt_bootstrap_config_steps(p, &cfg, NULL, NULL, 0, &ns));
-  const size_t nt = bt_train_layout_steps(&L, NULL, 0);
-  if (!nt || !(steps = malloc(2 * (ns + nt) * sizeof *steps))) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
   /* the keys a client makes: level-limited where their steps run low */
-  int *levels = steps + ns + nt, out_level;
-  TRY(bt_bootstrap_config_steps(p, &cfg, steps, levels, ns, &ns));
-  TRY(bt_bootstrap_config_output_level(p, &cfg, &out_level));
-  const size_t nb = ns;
-  ns += bt_train_layout_steps(&L, steps + ns, nt);
-  for (size_t i = nb; i < ns; i++) levels[i] = out_level;
+  TRY(bt_train_layout_rotations(p, &L, NULL, NULL, 0, &ns));
+  if (!(steps = malloc(2 * (ns ? ns : 1) * sizeof *steps))) TRY(bt_fail(BT_E_NOMEM, "out of memory"));
+  int *levels = steps + ns;
+  TRY(bt_train_layout_rotations(p, &L, steps, levels, ns, &ns));
   TRY(bt_keygen_secret(p, &g, &sk));
   TRY(bt_eval_keys_new(p, &eb.ek));
   TRY(bt_keygen_eval_levels(sk, &g, 1, steps, levels, ns, 1, eb.ek));

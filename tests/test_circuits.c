@@ -194,9 +194,11 @@ static void refuses_too_deep(void **state) {
 
 static void linear_transforms(void **state) {
   fixture *f = *state;
-  /* scattered diagonals (giant 1), and a band with gaps, which takes
-   * several baby and giant steps and leaves holes in the BSGS grid */
-  const int cases_ls[3] = {11, 6, 6};
+  /* scattered diagonals (giant 1), a band with gaps, which takes several
+   * baby and giant steps and leaves holes in the BSGS grid, and bands at 0,
+   * in the middle and at the end with a lone diagonal between them: the
+   * giants' Horner runs going up, down and from a jump */
+  const int cases_ls[4] = {11, 6, 6, 9};
   const int idx_full[] = {0, 1, 2, 5, 17, 100, 1000, 2047, 2045, 64};
   const int idx_sparse[] = {0, 1, 3, 7, 8, 33, 63};
   int idx_band[48];
@@ -205,10 +207,19 @@ static void linear_transforms(void **state) {
     if (k != 5 && k != 17 && k != 18) idx_band[nband++] = k;
   idx_band[nband++] = 50;
   idx_band[nband++] = 63;
-  for (int c = 0; c < 3; c++) {
+  int idx_runs[96];
+  size_t nruns = 0;
+  for (int k = 0; k < 24; k++) idx_runs[nruns++] = k;         /* giants 0..2 (8 apart) */
+  for (int k = 200; k < 224; k += 3) idx_runs[nruns++] = k;   /* a run in the middle */
+  idx_runs[nruns++] = 300;                                    /* alone */
+  for (int k = 480; k < 512; k += 2) idx_runs[nruns++] = k;   /* the run at the end */
+  for (int c = 0; c < 4; c++) {
     const int ls = cases_ls[c], slots = 1 << ls;
-    const int *idx = c == 2 ? idx_band : c ? idx_sparse : idx_full;
-    const size_t nd = c == 2 ? nband : c ? sizeof idx_sparse / sizeof *idx_sparse : sizeof idx_full / sizeof *idx_full;
+    const int *idx = c == 3 ? idx_runs : c == 2 ? idx_band : c ? idx_sparse : idx_full;
+    const size_t nd = c == 3   ? nruns
+                      : c == 2 ? nband
+                      : c      ? sizeof idx_sparse / sizeof *idx_sparse
+                               : sizeof idx_full / sizeof *idx_full;
     double complex **diags = malloc(nd * sizeof *diags);
     for (size_t t = 0; t < nd; t++) {
       diags[t] = malloc((size_t)slots * sizeof **diags);
@@ -223,6 +234,12 @@ static void linear_transforms(void **state) {
     int steps[128];
     size_t ns = bt_lintrans_steps(lt, steps);
     if (c == 2) assert_true(lt->giant > 1 && lt->giant < 64);
+    if (c >= 2) { /* babies, and at most +g, -g and a jump per run */
+      size_t babies = 0;
+      for (size_t u = 0; u < ns; u++) babies += steps[u] > 0 && steps[u] < lt->giant;
+      assert_true(ns - babies <= (c == 2 ? 2u : 5u));
+      assert_true(ns - babies >= 2u);
+    }
     bt_eval_keys *ek;
     bt_evaluator *ev;
     BT_CHECK(bt_eval_keys_new(f->p, &ek));
@@ -272,7 +289,7 @@ static void linear_transforms(void **state) {
     if (c == 2) { /* a diagonal without its special-prime limbs is refused */
       const int zero = 0;
       const bt_plaintext *one[1] = {pt};
-      assert_int_equal(bt_eval_bsgs(ev, ct, &zero, 1, &zero, 1, one, res), BT_E_ARG);
+      assert_int_equal(bt_eval_bsgs(ev, ct, &zero, 1, 1, &zero, 1, one, res), BT_E_ARG);
       printf("  refused as expected: %s\n", bt_last_error());
     }
     for (size_t t = 0; t < nd; t++) free(diags[t]);

@@ -189,12 +189,24 @@ static void encrypted_steps(fixture *f, const int B, const int F, const int C, i
   BT_CHECK(bt_softmax_approx_init(C, NULL, &sa));
   bt_trainer *t;
   BT_CHECK(bt_trainer_new(f->p, &L, &sa, f->bs, lr, mu, &t));
-  static int steps[4096 + 512];
-  size_t ns = bt_bootstrap_steps(f->bs, steps, 4096);
-  assert_true(ns > 0 && ns <= 4096);
-  ns += bt_trainer_steps(t, steps + ns, 512);
-  assert_true(ns <= 4096 + 512);
-  BT_CHECK(bt_keygen_eval(f->sk, &f->g, 1, steps, ns, 1, f->ek));
+  /* the keys a client makes, level-limited (the trainer's products' at
+   * BT_TRAIN_PRODUCT_LEVEL): a rotation above its key's level would fail
+   * the steps below; they cover what the built objects list */
+  static int steps[4096 + 512], levels[4096 + 512], built[4096 + 512];
+  size_t ns = 0;
+  BT_CHECK(bt_train_layout_rotations(f->p, &L, steps, levels, 4096 + 512, &ns));
+  assert_true(ns > 0 && ns <= 4096 + 512);
+  size_t nb = bt_bootstrap_steps(f->bs, built, 4096);
+  nb += bt_trainer_steps(t, built + nb, 512);
+  for (size_t i = 0; i < nb; i++) {
+    size_t j = 0;
+    while (j < ns && steps[j] != built[i]) j++;
+    assert_true(j < ns);
+  }
+  size_t low = 0;
+  for (size_t i = 0; i < ns; i++) low += levels[i] <= BT_TRAIN_PRODUCT_LEVEL;
+  printf("  %zu rotation keys, %zu of them at level %d or below\n", ns, low, BT_TRAIN_PRODUCT_LEVEL);
+  BT_CHECK(bt_keygen_eval_levels(f->sk, &f->g, 1, steps, levels, ns, 1, f->ek));
   BT_CHECK(bt_evaluator_new(f->p, f->ek, &f->ev));
 
   /* data from a random linear teacher; bias column of ones */

@@ -62,9 +62,13 @@ BT_API bt_status bt_eval_cheby(bt_evaluator *ev, const bt_ciphertext *x, const b
  *   M v = sum_j rot( sum_b rot(d_{gj+b}, -gj) * rot(v, b), gj ),
  * with double hoisting (bt_eval_bsgs): the baby rotations share one
  * decomposition and stay over Q_l P, the diagonals (encoded modulo P too)
- * multiply them there, and each giant step is one key switch.  The giant
- * step g is the power of two minimising babies + 2 giants (a giant step
- * costs a few baby steps; 3 measured faster but takes more keys). */
+ * multiply them there, and each giant step is one key switch.  The giants
+ * run as Horner chains (bt_eval_bsgs): each run of consecutive giants j
+ * goes up by rotations of +g (the run from 1, and runs in between) or down
+ * by -g (the run that ends at slots / g - 1), so a transform needs its baby
+ * keys, +g, -g and one jump per run.  The giant step g is the power of two
+ * minimising babies + giants, ties to the smaller: fewer keys for about 3 %
+ * more time than weighting a giant as two babies (docs/CIRCUITS.md). */
 typedef struct bt_lintrans {
   const bt_ckks_params *params;
   int logslots, level;
@@ -93,16 +97,18 @@ BT_API bt_status bt_lintrans_new_form(const bt_ckks_params *p, int logslots, con
                                       const double complex *const *diags, size_t ndiag, int level,
                                       double scale, int expanded, bt_lintrans **out) BT_MUST_CHECK;
 BT_API void bt_lintrans_free(bt_lintrans *lt);
-/* Rotation steps the transform needs; writes at most 2 * ndiag + 2 steps. */
+/* Rotation steps the transform needs (its babies, +g and -g where a run
+ * steps that way, each run's jump); writes at most 2 ndiag steps, 0 when
+ * out of memory. */
 BT_API size_t bt_lintrans_steps(const bt_lintrans *lt, int *steps);
 /* The number of non-zero diagonals the transform was built with. */
 BT_API size_t bt_lintrans_num_diagonals(const bt_lintrans *lt);
 /* The same without building the transform: the giant step bt_lintrans_new
  * picks for these diagonal indices on 2^logslots slots, and the rotation
- * steps of a transform with those diagonals and that giant step (at most
- * 2 ndiag, sorted). */
+ * steps of a transform with those diagonals and that giant step on
+ * 2^logslots slots (at most 2 ndiag, sorted). */
 BT_API int bt_lintrans_giant_step(const int *index, size_t ndiag, int logslots);
-BT_API size_t bt_lintrans_index_steps(const int *index, size_t ndiag, int giant, int *steps);
+BT_API size_t bt_lintrans_index_steps(const int *index, size_t ndiag, int giant, int logslots, int *steps);
 /* out = M x (not rescaled: out.scale = x.scale * lt.scale). */
 BT_API bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_lintrans *lt,
                                   bt_ciphertext *out) BT_MUST_CHECK;

@@ -368,13 +368,17 @@ BT_API bt_status bt_eval_conjugate(bt_evaluator *ev, const bt_ciphertext *a, bt_
 BT_API bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a, const int *steps,
                                         size_t nsteps, bt_ciphertext **outs) BT_MUST_CHECK;
 /* A baby-step/giant-step linear transform with double hoisting:
- *   out = sum_j rot( sum_u diag[j nbaby + u] * rot(x, baby[u]), giant[j] )
- * (diag entries NULL where zero).  The diagonals must come from
- * bt_ckks_encode_qp at x's level or above and share one scale; out is at
- * x's level and scale x.scale * diag scale, to be rescaled.  The baby
- * rotations share one decomposition and skip their ModDown; each giant step
- * costs one key switch; out may alias x. */
-BT_API bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
+ *   out = sum_j rot( sum_u diag[j nbaby + u] * rot(x, baby[u]), giant[j] step )
+ * (diag entries NULL where zero; giant[j] distinct signed integers with
+ * |giant[j] step| <= N/2).  The diagonals must come from bt_ckks_encode_qp
+ * at x's level or above and share one scale; out is at x's level and scale
+ * x.scale * diag scale, to be rescaled.  The baby rotations share one
+ * decomposition and skip their ModDown.  The giant steps run as two Horner
+ * chains, the positive giants rotating by +step and the negative by -step,
+ * so they need those two rotation keys only, and cost one key switch per
+ * integer from 1 to the largest |giant| on each side (one per giant when
+ * the giants are contiguous around 0); out may alias x. */
+BT_API bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby, int step,
                               const int *giant, size_t ngiant, const bt_plaintext *const *diag,
                               bt_ciphertext *out) BT_MUST_CHECK;
 /* The same with the diagonals as their coefficients at `scale`
@@ -382,8 +386,8 @@ BT_API bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const in
  * where they are used, at x's level, with the limbs bt_ckks_encode_qp would
  * have given (the output is the same ciphertext), trading NTTs for memory. */
 BT_API bt_status bt_eval_bsgs_coeffs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
-                                     const int *giant, size_t ngiant, const int64_t *const *diag, double scale,
-                                     bt_ciphertext *out) BT_MUST_CHECK;
+                                     int step, const int *giant, size_t ngiant, const int64_t *const *diag,
+                                     double scale, bt_ciphertext *out) BT_MUST_CHECK;
 /* Applies a switching key (any automorphism 0 = identity). */
 BT_API bt_status bt_eval_keyswitch(bt_evaluator *ev, const bt_ciphertext *a, const bt_switch_key *k,
                                    bt_ciphertext *out) BT_MUST_CHECK;

@@ -266,9 +266,11 @@ BT_API bt_status bt_job_layout(const bt_ckks_params *p, const bt_job_tag *tag, b
  * and training, without repeats): writes at most `cap` into steps and sets
  * *count to the number there are (call with cap 0 to size the array).
  * levels (may be NULL) receives the highest level each step is used at:
- * bootstrapping's from bt_bootstrap_config_steps, training's the level
- * bootstrapping outputs (training never holds a ciphertext above it), so
- * the keys for them are level-limited (bt_keygen_eval_levels). */
+ * bootstrapping's from bt_bootstrap_config_steps, training's from
+ * bt_train_layout_steps: the encrypted products' at BT_TRAIN_PRODUCT_LEVEL,
+ * the softmax's at the level bootstrapping outputs (training never holds a
+ * ciphertext above it), so the keys for them are level-limited
+ * (bt_keygen_eval_levels). */
 BT_API bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *steps, int *levels,
                                   size_t cap, size_t *count) BT_MUST_CHECK;
 /* BT_OK when the keys cover every rotation of the job at its level, with

@@ -120,8 +120,22 @@ BT_API void bt_trainer_free(bt_trainer *t);
  * how many there are (0 when out of memory).  Also needs relinearisation
  * and conjugation keys. */
 BT_API size_t bt_trainer_steps(const bt_trainer *t, int *steps, size_t cap);
-/* The same from the layout alone (a key set is made without a trainer). */
-BT_API size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps, size_t cap);
+/* The same from the layout alone (a key set is made without a trainer).
+ * levels (may be NULL) receives the highest level each step runs at:
+ * BT_TRAIN_PRODUCT_LEVEL for the steps only the encrypted products take (X
+ * at level 2, the weights and P - Y dropped to 3 before them), -1 for a step
+ * the softmax takes too, at whatever level bootstrapping leaves. */
+#define BT_TRAIN_PRODUCT_LEVEL 3
+BT_API size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps, int *levels, size_t cap);
+/* Every rotation step a key set for training on this layout covers:
+ * bootstrapping's (bt_trainer_bootstrap_config) and the trainer's, without
+ * repeats, each with the highest level it runs at (bootstrapping's from
+ * bt_bootstrap_config_steps; the trainer's as above, the softmax's at the
+ * level bootstrapping outputs), so that its key can be level-limited
+ * (bt_keygen_eval_levels).  Writes at most `cap` (cap 0 sizes) and sets
+ * *count to how many there are. */
+BT_API bt_status bt_train_layout_rotations(const bt_ckks_params *p, const bt_hemat_layout *L, int *steps,
+                                           int *levels, size_t cap, size_t *count) BT_MUST_CHECK;
 /* Level the X blocks must be encrypted at, and the labels' level. */
 BT_API int bt_trainer_x_level(const bt_trainer *t);
 BT_API int bt_trainer_y_level(const bt_trainer *t);

@@ -450,7 +450,7 @@ bt_status bt_bootstrap_config_steps(const bt_ckks_params *p, const bt_bootstrap_
         if (M->d[k]) idx[nd++] = k;
       smat_free(M);
       const int glevel = (pass ? stc_top : top) - gi;
-      const size_t k = bt_lintrans_index_steps(idx, nd, bt_lintrans_giant_step(idx, nd, ls + wide), tmp);
+      const size_t k = bt_lintrans_index_steps(idx, nd, bt_lintrans_giant_step(idx, nd, ls + wide), ls + wide, tmp);
       for (size_t t = 0; t < k; t++) {
         size_t u = 0;
         while (u < cnt && all[u] != tmp[t]) u++;

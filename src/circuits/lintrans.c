@@ -5,6 +5,47 @@
 
 #include "blindtuner/circuits.h"
 
+/* The giants of giant step g, signed for bt_eval_bsgs's Horner runs: the
+ * diagonals' giants j = k / g in [1, slots / g) form runs of consecutive
+ * integers; the run from 1 goes up (+g), the run that ends at slots / g - 1
+ * goes down as j - slots / g (-g), and a run in between goes up, or down
+ * when only -g is used.  Each run costs its step key (when longer than one)
+ * and one jump.  sj[j] receives the signed giant (m = slots / g entries);
+ * returns sj, or NULL when out of memory. */
+static int *giant_signs(const int *index, size_t nd, int g, int slots) {
+  const int m = slots / g;
+  int *sj = calloc((size_t)m, sizeof *sj);
+  char *seen = calloc((size_t)m, 1);
+  if (!sj || !seen) {
+    free(sj), free(seen);
+    return NULL;
+  }
+  for (size_t t = 0; t < nd; t++) seen[index[t] / g] = 1;
+  int up = 0, down = 0; /* whether +g and -g serve a run already */
+  for (int pass = 0; pass < 2; pass++)
+    for (int lo = 1; lo < m;) {
+      if (!seen[lo]) {
+        lo++;
+        continue;
+      }
+      int hi = lo;
+      while (hi + 1 < m && seen[hi + 1]) hi++;
+      const int first = lo == 1, last = hi == m - 1;
+      /* pass 0: the runs at either end; pass 1: those in between */
+      if (pass == ((first || last) ? 0 : 1)) {
+        const int neg = pass ? (down && !up) : (last && !first);
+        for (int j = lo; j <= hi; j++) sj[j] = neg ? j - m : j;
+        if (hi > lo && neg) down = 1;
+        if (hi > lo && !neg) up = 1;
+        if (first && !neg) up = 1;
+        if (last && neg) down = 1;
+      }
+      lo = hi + 1;
+    }
+  free(seen);
+  return sj;
+}
+
 /* Cost of giant step g: distinct babies (k mod g) and giants (k / g). */
 static size_t cost_for(const int *index, size_t nd, int g, int slots) {
   char *seen = calloc((size_t)slots, 1);
@@ -17,11 +58,14 @@ static size_t cost_for(const int *index, size_t nd, int g, int slots) {
   }
   free(seen);
   /* with double hoisting a giant step (ModDown, decomposition, product)
-   * costs several baby steps (one product each).  Measured at N = 2^16,
-   * 2^13 slots: 8.17 s at weight 1, 7.45 at 2, 6.96 at 3, 7.5 at 4 and 6;
-   * weight 3 takes 5-8 more Galois keys than 2 (170 MiB each at train-n16),
-   * which pushed the (2048, 769, 16) training step out of 24 GB: 2 */
-  return babies + 2 * giants;
+   * costs several baby steps (one product each), but every baby step takes
+   * a Galois key (65-70 MB at train-n16's top levels) and, since the giants
+   * run as Horner chains, giants take none.  Weight 2 was measured faster
+   * (2^13 slots, N = 2^16: 4.46 / 4.33 s a bootstrap against 4.58 / 4.45 s
+   * at weight 1), but weight 1 takes 7 fewer keys there: 1.2 GiB less memory
+   * and 0.28 GB less evaluation bundle for the demo's key set (ties go to the
+   * smaller giant step, i.e. fewer keys; docs/CIRCUITS.md) */
+  return babies + giants;
 }
 
 static int cmp_int(const void *a, const void *b) {
@@ -136,21 +180,26 @@ int bt_lintrans_giant_step(const int *index, size_t ndiag, int logslots) {
 size_t bt_lintrans_num_diagonals(const bt_lintrans *lt) { return lt->ndiag; }
 
 size_t bt_lintrans_steps(const bt_lintrans *lt, int *steps) {
-  return bt_lintrans_index_steps(lt->index, lt->ndiag, lt->giant, steps);
+  return bt_lintrans_index_steps(lt->index, lt->ndiag, lt->giant, lt->logslots, steps);
 }
 
-size_t bt_lintrans_index_steps(const int *index, size_t ndiag, int giant, int *steps) {
+size_t bt_lintrans_index_steps(const int *index, size_t ndiag, int giant, int logslots, int *steps) {
+  const int m = (1 << logslots) / giant;
+  int *sj = giant_signs(index, ndiag, giant, 1 << logslots);
+  if (!sj) return 0;
   size_t cnt = 0;
   for (size_t t = 0; t < ndiag; t++) {
-    int k = index[t], b = k % giant, j = k - b;
-    int cand[2] = {b, j};
+    const int b = index[t] % giant, j = sj[index[t] / giant];
+    /* the baby, and for a giant the step toward 0 or the run's jump */
+    const int inner = j > 1 ? sj[j - 1] == j - 1 : j < -1 ? sj[m + j + 1] == j + 1 : 0;
+    int cand[2] = {b, inner ? (j > 0 ? giant : -giant) : j * giant};
     for (int c = 0; c < 2; c++) {
-      if (cand[c] == 0) continue;
-      int dup = 0;
+      int dup = cand[c] == 0;
       for (size_t u = 0; u < cnt; u++) dup |= steps[u] == cand[c];
       if (!dup) steps[cnt++] = cand[c];
     }
   }
+  free(sj);
   qsort(steps, cnt, sizeof *steps, cmp_int);
   return cnt;
 }
@@ -165,18 +214,19 @@ bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_li
   if (x->level > lt->level)
     return bt_fail(BT_E_LEVEL, "linear transform encoded at level %d, ciphertext at %d", lt->level, x->level);
   const int g = lt->giant;
-  /* distinct baby steps (k mod g) and giant steps (k - k mod g) */
+  /* distinct baby steps (k mod g) and giants: k / g, signed by its run */
   int *babies = calloc(lt->ndiag, sizeof *babies), *giants = calloc(lt->ndiag, sizeof *giants);
   size_t nb = 0, ng = 0;
   const bt_plaintext **grid = NULL;
   const int64_t **cgrid = NULL;
   bt_status st = BT_OK;
-  if (!babies || !giants) {
+  int *sj = babies && giants ? giant_signs(lt->index, lt->ndiag, g, 1 << lt->logslots) : NULL;
+  if (!sj) {
     st = bt_fail(BT_E_NOMEM, "out of memory");
     goto done;
   }
   for (size_t t = 0; t < lt->ndiag; t++) {
-    int b = lt->index[t] % g, j = lt->index[t] - b, dup = 0;
+    int b = lt->index[t] % g, j = sj[lt->index[t] / g], dup = 0;
     for (size_t u = 0; u < nb; u++) dup |= babies[u] == b;
     if (!dup) babies[nb++] = b;
     dup = 0;
@@ -190,7 +240,7 @@ bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_li
     goto done;
   }
   for (size_t t = 0; t < lt->ndiag; t++) {
-    int b = lt->index[t] % g, j = lt->index[t] - b;
+    int b = lt->index[t] % g, j = sj[lt->index[t] / g];
     size_t u = 0, v = 0;
     while (babies[u] != b) u++;
     while (giants[v] != j) v++;
@@ -199,9 +249,10 @@ bt_status bt_eval_lintrans(bt_evaluator *ev, const bt_ciphertext *x, const bt_li
     else
       grid[v * nb + u] = lt->diag[t];
   }
-  st = lt->coef ? bt_eval_bsgs_coeffs(ev, x, babies, nb, giants, ng, cgrid, lt->scale, out)
-               : bt_eval_bsgs(ev, x, babies, nb, giants, ng, grid, out);
+  st = lt->coef ? bt_eval_bsgs_coeffs(ev, x, babies, nb, g, giants, ng, cgrid, lt->scale, out)
+               : bt_eval_bsgs(ev, x, babies, nb, g, giants, ng, grid, out);
 done:
+  free(sj);
   free(cgrid);
   free(grid);
   free(babies);

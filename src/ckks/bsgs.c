@@ -4,6 +4,7 @@
  * they are used (a 2^16 diagonal is then 0.5 MB instead of one 0.5 MB limb
  * per prime; docs/ENGINE.md). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <omp.h>
@@ -87,15 +88,58 @@ static void giant_sums_plain(bt_evaluator *ev, int limbs, size_t nbaby, const bt
   }
 }
 
+/* dst = [dst +] rot(src, gal) for src, dst held over Q_l P as the giant
+ * steps hold them (dst != src): ModDown src.c1 only, switch it, and add
+ * phi(src.c0) without its ModDown. */
+static void rotate_qp(bt_evaluator *ev, int level, const uint64_t *src, uint64_t gal, uint64_t *dst, int add,
+                      uint64_t *c1d) {
+  const bt_ckks_params *p = ev->p;
+  const size_t n = p->n, stride = (size_t)(p->nq + p->np) * n;
+  const int limbs = level + 1, ext = limbs + p->np;
+  const size_t poly = (size_t)ext * n;
+  bt_ks_mod_down_poly(ev, level, src + poly, src + poly + (size_t)limbs * n, c1d, 0);
+  bt_ks_decompose(ev, c1d, level);
+  bt_ntt_automorphism_index(p->logn, gal, ev->perm);
+  bt_ks_inner_product(ev, bt_eval_keys_find(ev->keys, gal), level, ev->perm);
+  ev->counts.rot++;
+  const uint32_t *perm = ev->perm;
+  const uint64_t *ev0 = ev->acc, *ev1 = ev->acc + stride;
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+  for (int e = 0; e < ext; e++) {
+    const int t = compact_prime(p, limbs, e);
+    const uint64_t q = p->primes[t];
+    uint64_t *o0 = dst + (size_t)e * n, *o1 = dst + poly + (size_t)e * n;
+    const uint64_t *a0 = src + (size_t)e * n, *k0 = ev0 + (size_t)t * n, *k1 = ev1 + (size_t)t * n;
+    if (add)
+      for (size_t i = 0; i < n; i++) {
+        o0[i] = bt_mod_add(o0[i], bt_mod_add(a0[perm[i]], k0[i], q), q);
+        o1[i] = bt_mod_add(o1[i], k1[i], q);
+      }
+    else
+      for (size_t i = 0; i < n; i++) {
+        o0[i] = bt_mod_add(a0[perm[i]], k0[i], q);
+        o1[i] = k1[i];
+      }
+  }
+}
+
 /* Exactly one of diag (plaintexts) and coef (coefficients at dscale) is set. */
-static bt_status bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby, const int *giant,
-                      size_t ngiant, const bt_plaintext *const *diag, const int64_t *const *coef, double dscale,
-                      bt_ciphertext *out) {
+static bt_status bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby, int step,
+                      const int *giant, size_t ngiant, const bt_plaintext *const *diag, const int64_t *const *coef,
+                      double dscale, bt_ciphertext *out) {
   const bt_ckks_params *p = ev->p;
   if (x->params != p || out->params != p) return bt_fail(BT_E_PARAMS, "cannot apply a BSGS transform: other parameters");
   if (x->degree != 1) return bt_fail(BT_E_ARG, "cannot apply a BSGS transform to a degree-2 ciphertext");
   if (nbaby == 0 || ngiant == 0) return bt_fail(BT_E_ARG, "BSGS transform without baby or giant steps");
   if (nbaby > BSGS_MAX_BABY) return bt_fail(BT_E_ARG, "BSGS transform with %zu baby steps; at most %d", nbaby, BSGS_MAX_BABY);
+  const int half = (int)(p->n / 2);
+  if (step < 1 || step > half) return bt_fail(BT_E_ARG, "BSGS giant step %d outside [1, %d]", step, half);
+  for (size_t j = 0; j < ngiant; j++) {
+    if (giant[j] < -(half / step) || giant[j] > half / step)
+      return bt_fail(BT_E_ARG, "BSGS giant %d x %d outside the slots", giant[j], step);
+    for (size_t i = 0; i < j; i++)
+      if (giant[i] == giant[j]) return bt_fail(BT_E_ARG, "BSGS giant %d given twice", giant[j]);
+  }
   const bt_plaintext *first = NULL;
   int any_coef = 0;
   for (size_t i = 0; coef && i < nbaby * ngiant; i++) any_coef |= coef[i] != NULL;
@@ -114,20 +158,53 @@ static bt_status bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby,
   }
   if (diag && !first) return bt_fail(BT_E_ARG, "BSGS transform without a diagonal");
   if (diag) dscale = first->scale;
-  for (int side = 0; side < 2; side++)
-    for (size_t i = 0; i < (side ? ngiant : nbaby); i++) {
-      const bt_switch_key *k;
-      bt_status st = bt_ks_rotation_key(ev, side ? giant[i] : baby[i], x->level, &k);
-      if (st) return st;
+  for (size_t i = 0; i < nbaby; i++) {
+    const bt_switch_key *k;
+    bt_status st = bt_ks_rotation_key(ev, baby[i], x->level, &k);
+    if (st) return st;
+  }
+  /* the giants that have a diagonal, in increasing order, and their chains */
+  int *gs = malloc((ngiant + 1) * sizeof *gs);
+  size_t *gj = malloc((ngiant + 1) * sizeof *gj);
+  size_t ng = 0;
+  if (!gs || !gj) {
+    free(gs), free(gj);
+    return bt_fail(BT_E_NOMEM, "out of memory in a BSGS transform");
+  }
+  for (size_t j = 0; j < ngiant; j++) {
+    int any = 0;
+    for (size_t u = 0; u < nbaby; u++) any |= coef ? coef[j * nbaby + u] != NULL : diag[j * nbaby + u] != NULL;
+    if (!any) continue;
+    size_t at = ng++;
+    for (; at > 0 && gs[at - 1] > giant[j]; at--) gs[at] = gs[at - 1], gj[at] = gj[at - 1];
+    gs[at] = giant[j], gj[at] = j;
+  }
+  for (size_t i = 0; i < ng; i++) {
+    if (!gs[i]) continue;
+    const int neg = gs[i] < 0;
+    const size_t next = neg ? i + 1 : i - 1; /* toward 0 along a run */
+    const int inner = (next < ng && gs[next] == gs[i] + (neg ? 1 : -1) && gs[next] != 0);
+    const bt_switch_key *k;
+    /* a run's step, and its jump from the giant nearest 0 */
+    bt_status st = BT_OK;
+    if (inner) st = bt_ks_rotation_key(ev, neg ? -step : step, x->level, &k);
+    if (!st && !inner) st = bt_ks_rotation_key(ev, gs[i] * step, x->level, &k);
+    if (st) {
+      free(gs), free(gj);
+      return st;
     }
+  }
   const size_t n = p->n, stride = (size_t)(p->nq + p->np) * n;
   const int level = x->level, limbs = level + 1, ext = limbs + p->np;
   const size_t poly = (size_t)ext * n;
   const size_t scratch_words = coef ? (size_t)p->threads * EXPAND * n : 0;
-  uint64_t *bufs = bt_alloc(((2 * nbaby + 4) * poly + (size_t)limbs * n + scratch_words) * sizeof(uint64_t));
-  if (!bufs) return bt_fail(BT_E_NOMEM, "out of memory in a BSGS transform");
-  uint64_t *B = bufs, *acc = B + 2 * nbaby * poly, *sum = acc + 2 * poly, *c1d = sum + 2 * poly;
-  uint64_t *scratch = c1d + (size_t)limbs * n;
+  uint64_t *bufs = bt_alloc(((2 * nbaby + 6) * poly + (size_t)limbs * n + scratch_words) * sizeof(uint64_t));
+  if (!bufs) {
+    free(gs), free(gj);
+    return bt_fail(BT_E_NOMEM, "out of memory in a BSGS transform");
+  }
+  uint64_t *B = bufs, *acc = B + 2 * nbaby * poly, *sum = acc + 2 * poly, *chain = sum + 2 * poly;
+  uint64_t *c1d = chain + 2 * poly, *scratch = c1d + (size_t)limbs * n;
   const uint64_t *ev0 = ev->acc, *ev1 = ev->acc + stride;
 
   /* baby steps over Q_l P */
@@ -174,58 +251,65 @@ static bt_status bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby,
     }
   }
 
-  /* giant steps */
+  /* giant steps, by Horner's rule along each run of consecutive giants
+   * (Bossuat et al.'s remark): for a run lo..hi > 0,
+   *   sum_j rot(A_j, j g) = rot(A_lo + rot(A_lo+1 + ... rot(A_hi, g) ..., g), lo g),
+   * and for a run lo..hi < 0 the same from lo up with -g and a final
+   * rot(., hi g): one key switch per giant, as before, and the keys of
+   * +g, -g and each run's jump instead of one per giant.  A_0 is added
+   * unrotated. */
   int have_sum = 0;
-  for (size_t j = 0; j < ngiant; j++) {
-    int any = 0;
-    for (size_t u = 0; u < nbaby; u++) any |= coef ? coef[j * nbaby + u] != NULL : diag[j * nbaby + u] != NULL;
-    if (!any) continue;
-    if (coef)
-      giant_sums_coeffs(ev, limbs, nbaby, coef + j * nbaby, B, acc, scratch);
-    else
-      giant_sums_plain(ev, limbs, nbaby, diag + j * nbaby, B, acc);
-    const uint64_t gal = bt_ckks_galois_rotate(p, giant[j]);
-    if (gal == 1) {
-      if (!have_sum) {
-        memcpy(sum, acc, 2 * poly * sizeof(uint64_t));
-      } else {
+  for (size_t i = 0; i < ng;) {
+    /* the run that starts at i, walking away from 0 ... */
+    const int neg = gs[i] < 0;
+    size_t far = i, near = i;
+    if (gs[i] == 0) {
+      far = near = i;
+    } else if (neg) {
+      while (near + 1 < ng && gs[near + 1] == gs[near] + 1 && gs[near + 1] != 0) near++;
+    } else {
+      while (near + 1 < ng && gs[near + 1] == gs[near] + 1) near++;
+      far = near, near = i; /* a positive run is walked from its top */
+    }
+    const size_t end = neg ? near + 1 : far + 1;
+    int have_chain = 0;
+    /* ... from its far end to the giant nearest 0 */
+    for (size_t t = far;; t = neg ? t + 1 : t - 1) {
+      const size_t j = gj[t];
+      if (coef)
+        giant_sums_coeffs(ev, limbs, nbaby, coef + j * nbaby, B, acc, scratch);
+      else
+        giant_sums_plain(ev, limbs, nbaby, diag + j * nbaby, B, acc);
+      if (!have_chain) {
+        uint64_t *tmp = chain;
+        chain = acc, acc = tmp;
+        have_chain = 1;
+      } else { /* chain <- rot(chain, +-g) + A_j */
+        rotate_qp(ev, level, chain, bt_ckks_galois_rotate(p, neg ? -step : step), acc, 1, c1d);
+        uint64_t *tmp = chain;
+        chain = acc, acc = tmp;
+      }
+      if (t == near) break;
+    }
+    if (gs[near] == 0) { /* A_0 */
+      if (have_sum) {
 #pragma omp parallel for num_threads(p->threads) schedule(static)
         for (int e = 0; e < 2 * ext; e++) {
           const uint64_t q = p->primes[compact_prime(p, limbs, e % ext)];
           uint64_t *o = sum + (size_t)e * n;
-          const uint64_t *a = acc + (size_t)e * n;
-          for (size_t i = 0; i < n; i++) o[i] = bt_mod_add(o[i], a[i], q);
+          const uint64_t *a = chain + (size_t)e * n;
+          for (size_t i2 = 0; i2 < n; i2++) o[i2] = bt_mod_add(o[i2], a[i2], q);
         }
+      } else {
+        memcpy(sum, chain, 2 * poly * sizeof(uint64_t));
       }
-      have_sum = 1;
-      continue;
-    }
-    /* rotate acc by the giant step: switch ModDown(acc.c1); acc.c0 stays over Q_l P */
-    bt_ks_mod_down_poly(ev, level, acc + poly, acc + poly + (size_t)limbs * n, c1d, 0);
-    bt_ks_decompose(ev, c1d, level);
-    bt_ntt_automorphism_index(p->logn, gal, ev->perm);
-    bt_ks_inner_product(ev, bt_eval_keys_find(ev->keys, gal), level, ev->perm);
-    ev->counts.rot++;
-    const uint32_t *perm = ev->perm;
-#pragma omp parallel for num_threads(p->threads) schedule(static)
-    for (int e = 0; e < ext; e++) {
-      const int t = compact_prime(p, limbs, e);
-      const uint64_t q = p->primes[t];
-      uint64_t *o0 = sum + (size_t)e * n, *o1 = sum + poly + (size_t)e * n;
-      const uint64_t *a0 = acc + (size_t)e * n, *k0 = ev0 + (size_t)t * n, *k1 = ev1 + (size_t)t * n;
-      if (have_sum)
-        for (size_t i = 0; i < n; i++) {
-          o0[i] = bt_mod_add(o0[i], bt_mod_add(a0[perm[i]], k0[i], q), q);
-          o1[i] = bt_mod_add(o1[i], k1[i], q);
-        }
-      else
-        for (size_t i = 0; i < n; i++) {
-          o0[i] = bt_mod_add(a0[perm[i]], k0[i], q);
-          o1[i] = k1[i];
-        }
+    } else {
+      rotate_qp(ev, level, chain, bt_ckks_galois_rotate(p, gs[near] * step), sum, have_sum, c1d);
     }
     have_sum = 1;
+    i = end;
   }
+  if (!have_sum) memset(sum, 0, 2 * poly * sizeof(uint64_t));
   bt_ks_mod_down_poly(ev, level, sum, sum + (size_t)limbs * n, out->c[0], 0);
   bt_ks_mod_down_poly(ev, level, sum + poly, sum + poly + (size_t)limbs * n, out->c[1], 0);
   out->level = level;
@@ -234,16 +318,17 @@ static bt_status bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby,
   out->logslots = x->logslots;
   out->seeded = 0;
   bt_free(bufs);
+  free(gs), free(gj);
   return BT_OK;
 }
 
-bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
+bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby, int step,
                        const int *giant, size_t ngiant, const bt_plaintext *const *diag, bt_ciphertext *out) {
-  return bsgs(ev, x, baby, nbaby, giant, ngiant, diag, NULL, 0, out);
+  return bsgs(ev, x, baby, nbaby, step, giant, ngiant, diag, NULL, 0, out);
 }
 
-bt_status bt_eval_bsgs_coeffs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby,
+bt_status bt_eval_bsgs_coeffs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby, int step,
                               const int *giant, size_t ngiant, const int64_t *const *diag, double scale,
                               bt_ciphertext *out) {
-  return bsgs(ev, x, baby, nbaby, giant, ngiant, NULL, diag, scale, out);
+  return bsgs(ev, x, baby, nbaby, step, giant, ngiant, NULL, diag, scale, out);
 }

@@ -168,7 +168,8 @@ void bt_hemat_predict_counts(const bt_hemat_layout *L, int ncoef, bt_hemat_count
   abt->relin = c;
   abt->cmult = nb + g * c;
   abt->rescale = nb + c + g * c;
-  atb->rot = c * ls1 + (c - 1) + nb * ilog2((size_t)(L->s0 / L->cpad)) + (g - 1);
+  /* each pattern's rotation is two, by keys the rolls and bootstrapping have */
+  atb->rot = c * ls1 + 2 * (c - 1) + nb * ilog2((size_t)(L->s0 / L->cpad)) + (g - 1);
   atb->rot_hoisted = g - 1;
   atb->tensor = nb * c;
   atb->relin = nb;
@@ -227,10 +228,11 @@ size_t bt_hemat_layout_steps(const bt_hemat_layout *L, int *steps, size_t cap) {
   n += sum_steps(t * s1, w_period_rows(L) / t, 1, tmp + n);                  /* W period */
   n += sum_steps(c * s1, t / c, 1, tmp + n);                                 /* W expansion */
   n += sum_steps(1, s1, 1, tmp + n);                                         /* column sums */
-  for (int k = 0; k < c; k++) tmp[n++] = -(k * s1 + (c - k) % c);            /* Z assembly */
-  for (int q = 1; q < g; q++) tmp[n++] = -q * c;                             /* Z gathering */
+  if (c > 1) tmp[n++] = -(s1 - 1 + c);                                      /* Z assembly: jump */
+  if (c > 2) tmp[n++] = -(s1 - 1);                                           /* ... and Horner step */
+  if (g > 1) tmp[n++] = -c;                                                  /* Z gathering */
   for (int q = 1; q < g; q++) tmp[n++] = q * c;                              /* unfolding D */
-  for (int k = 0; k < c; k++) tmp[n++] = (c - k) % c + k * s1;               /* D patterns */
+  for (int k = 1; k < c; k++) tmp[n++] = k;                                  /* D patterns (and rolls) */
   n += sum_steps(1, s1, -1, tmp + n);                                        /* D broadcast */
   n += sum_steps(c * s1, s0 / c, 1, tmp + n);                                /* row sums */
   /* distinct rotations (steps equal modulo the slots are one), in order */
@@ -378,11 +380,17 @@ static bt_status abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled
    * shifted right by q C' once per group (the same rotation steps as the
    * plain assembly plus G - 1: every step is a Galois key) */
   const int groups = fold ? L->groups : 1;
-  bt_ciphertext *grp = NULL;
+  bt_ciphertext *grp = NULL, *chain = NULL;
   if (!st && fold) st = bt_ciphertext_new(h->p, &grp);
-  for (int q = 0; q < groups && !st; q++) {
+  if (!st) st = bt_ciphertext_new(h->p, &chain);
+  /* Horner's rule on both sums, so that they need two and one Galois keys
+   * instead of C' - 1 and G - 1: with r_k = -(k s1 + C' - k) = r_1 - (k - 1)
+   * (s1 - 1) for k >= 1 and r_0 = 0,
+   *   sum_k rot(P_k, r_k) = P_0 + rot(P_1 + rot(P_2 + ..., -(s1 - 1)), r_1),
+   * and sum_q rot(G_q, -q C') = G_0 + rot(G_1 + rot(G_2 + ..., -C'), -C') */
+  for (int q = groups - 1; q >= 0 && !st; q--) {
     bt_ciphertext *dst = fold ? grp : z;
-    for (int k = 0; k < c && !st; k++) {
+    for (int k = c - 1; k >= 0 && !st; k--) {
       if (!fold) {
         set_col_mask(h, 0, 1);
       } else {
@@ -391,14 +399,22 @@ static bt_status abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled
           h->vals[i] = col == 0 && ((r + k) % L->s0) / L->fold_rows == q ? L->groups : 0;
         }
       }
-      if ((st = mask_mul(h, ev, acc[k], part))) break;
-      if ((st = rot(h, ev, part, -(k * s1 + (c - k) % c), k == 0 ? dst : tmp))) break;
-      if (k > 0) st = bt_eval_add(ev, dst, tmp, dst);
+      if ((st = mask_mul(h, ev, acc[k], k == c - 1 && k > 0 ? chain : k == 0 && c == 1 ? dst : part))) break;
+      if (k == c - 1 && k > 0) continue;
+      if (k > 0) { /* chain <- rot(chain, -(s1 - 1)) + P_k */
+        if (!(st = rot(h, ev, chain, -(s1 - 1), tmp))) st = bt_eval_add(ev, tmp, part, chain);
+      } else if (c > 1) { /* dst = P_0 + rot(chain, r_1) */
+        if (!(st = rot(h, ev, chain, -(s1 - 1 + c), tmp))) st = bt_eval_add(ev, tmp, part, dst);
+      }
     }
     if (st || !fold) break;
-    if ((st = rot(h, ev, grp, -q * c, q == 0 ? z : tmp))) break;
-    if (q > 0) st = bt_eval_add(ev, z, tmp, z);
+    if (q == groups - 1) {
+      st = bt_ciphertext_copy(grp, z);
+    } else if (!(st = rot(h, ev, z, -c, tmp))) { /* z <- rot(z, -C') + G_q */
+      st = bt_eval_add(ev, tmp, grp, z);
+    }
   }
+  bt_ciphertext_free(chain);
   bt_ciphertext_free(grp);
   bt_ciphertext_free(part);
   free_all(acc, (size_t)c);
@@ -459,7 +475,9 @@ bt_status bt_hemat_atb(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *roll
       h->cnt.rescale++;
       if (st) break;
     }
-    if ((st = rot(h, ev, pat[k], a + k * s1, pat[k]))) break;
+    /* rot(., a + k s1) as rot(rot(., k s1), a): two switches by keys the
+     * rolls and the bootstrapping transforms have already */
+    if ((st = rot(h, ev, pat[k], k * s1, pat[k])) || (st = rot(h, ev, pat[k], a, pat[k]))) break;
     st = dsum(h, ev, pat[k], 1, s1, -1, tmp);
   }
   if (dq) free_all(dq, (size_t)g);

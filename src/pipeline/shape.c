@@ -31,38 +31,9 @@ int bt_job_encaps_weight(const bt_ckks_params *p) {
 bt_status bt_job_rotations(const bt_ckks_params *p, const bt_job_tag *tag, int *steps, int *levels, size_t cap,
                            size_t *count) {
   bt_hemat_layout L;
-  bt_bootstrap_config cfg;
   *count = 0;
-  int out_level = 0;
   bt_status st = bt_job_layout(p, tag, &L, NULL);
-  if (!st) st = bt_trainer_bootstrap_config(p, &L, &cfg);
-  /* parameters too short to bootstrap (no job can train on them): full keys */
-  if (!st && bt_bootstrap_config_output_level(p, &cfg, &out_level) != BT_OK) out_level = bt_ckks_max_level(p);
-  size_t nb = 0;
-  if (!st) st = bt_bootstrap_config_steps(p, &cfg, NULL, NULL, 0, &nb);
-  const size_t nt = st ? 0 : bt_train_layout_steps(&L, NULL, 0);
-  int *all = st ? NULL : malloc(2 * (nb + nt) * sizeof *all), *train = st ? NULL : malloc((nt ? nt : 1) * sizeof *train);
-  int *lv = all ? all + nb + nt : NULL;
-  if (!st && (!all || !train || !nt)) st = bt_fail(BT_E_NOMEM, "out of memory");
-  if (!st) st = bt_bootstrap_config_steps(p, &cfg, all, lv, nb, &nb);
-  if (!st && bt_train_layout_steps(&L, train, nt) != nt) st = bt_fail(BT_E_NOMEM, "out of memory");
-  if (!st) {
-    /* training's own steps, without the ones bootstrapping has already at
-     * a level as high */
-    size_t n = nb;
-    for (size_t i = 0; i < nt; i++) {
-      size_t j = 0;
-      while (j < n && all[j] != train[i]) j++;
-      if (j == n) all[n] = train[i], lv[n++] = out_level;
-      else if (lv[j] < out_level) lv[j] = out_level;
-    }
-    const size_t m = n < cap ? n : cap;
-    if (m) memcpy(steps, all, m * sizeof *steps);
-    if (m && levels) memcpy(levels, lv, m * sizeof *levels);
-    *count = n;
-  }
-  free(all), free(train);
-  return st;
+  return st ? st : bt_train_layout_rotations(p, &L, steps, levels, cap, count);
 }
 
 bt_status bt_job_check_keys(const bt_ckks_params *p, const bt_job_tag *tag, const bt_eval_keys *ek) {
@@ -81,10 +52,11 @@ bt_status bt_job_check_keys(const bt_ckks_params *p, const bt_job_tag *tag, cons
     const uint64_t gal = bt_ckks_galois_rotate(p, steps[i]);
     if (gal == 1) continue;
     if (!(k = bt_eval_keys_find(ek, gal)))
-      st = bt_fail(BT_E_KEY, "the evaluation keys lack the rotation by %d this job needs", steps[i]);
+      st = bt_fail(BT_E_KEY, "the evaluation keys lack the rotation by %d this job needs (keys made before "
+                   "library 0.5 take other rotations: run keygen again)", steps[i]);
     else if (k->level < steps[n + i])
-      st = bt_fail(BT_E_KEY, "the rotation key for %d serves levels up to %d, this job uses it at %d", steps[i],
-                   k->level, steps[n + i]);
+      st = bt_fail(BT_E_KEY, "the rotation key for %d serves levels up to %d, this job uses it at %d (keys made "
+                   "before library 0.5 take other levels: run keygen again)", steps[i], k->level, steps[n + i]);
   }
   free(steps);
   return st;

@@ -98,9 +98,13 @@ bt_status bt_trainer_bootstrap_config(const bt_ckks_params *p, const bt_hemat_la
   return st;
 }
 
-size_t bt_trainer_steps(const bt_trainer *t, int *steps, size_t cap) { return bt_train_layout_steps(&t->L, steps, cap); }
+static bt_status check_x(const bt_trainer *t, bt_ciphertext *const *x);
 
-size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps, size_t cap) {
+size_t bt_trainer_steps(const bt_trainer *t, int *steps, size_t cap) {
+  return bt_train_layout_steps(&t->L, steps, NULL, cap);
+}
+
+size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps, int *levels, size_t cap) {
   const size_t nh = bt_hemat_layout_steps(L, NULL, 0);
   int *all = malloc((nh + 128) * sizeof *all); /* the softmax's: five doubling sums of at most 20 */
   if (!all || bt_hemat_layout_steps(L, all, nh) != nh) {
@@ -115,17 +119,62 @@ size_t bt_train_layout_steps(const bt_hemat_layout *L, int *steps, size_t cap) {
     n += bt_inner_sum_steps(L->cpad, (int)(L->slots / (size_t)L->cpad), 0, all + n);
   else
     n += bt_inner_sum_steps(L->s1, L->s0, 0, all + n);
-  /* drop repeats */
+  /* drop repeats; a step the softmax takes too runs at any level */
+  int *lv = malloc((n ? n : 1) * sizeof *lv);
   size_t m = 0;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; lv && i < n; i++) {
+    const int level = i < nh ? BT_TRAIN_PRODUCT_LEVEL : -1;
     size_t j = 0;
-    while (j < i && all[j] != all[i]) j++;
-    if (j < i) continue;
-    if (m < cap) steps[m] = all[i];
-    m++;
+    while (j < m && all[j] != all[i]) j++;
+    if (j == m) all[m] = all[i], lv[m++] = level;
+    else if (level < 0) lv[j] = -1;
+  }
+  const int ok = lv != NULL;
+  if (ok) {
+    const size_t k = m < cap ? m : cap;
+    if (k) memcpy(steps, all, k * sizeof *steps);
+    if (k && levels) memcpy(levels, lv, k * sizeof *levels);
   }
   free(all);
-  return m;
+  free(lv);
+  return ok ? m : 0;
+}
+
+bt_status bt_train_layout_rotations(const bt_ckks_params *p, const bt_hemat_layout *L, int *steps, int *levels,
+                                   size_t cap, size_t *count) {
+  bt_bootstrap_config cfg;
+  *count = 0;
+  int out_level = 0;
+  bt_status st = bt_trainer_bootstrap_config(p, L, &cfg);
+  /* parameters too short to bootstrap (no job can train on them): full keys */
+  if (!st && bt_bootstrap_config_output_level(p, &cfg, &out_level) != BT_OK) out_level = bt_ckks_max_level(p);
+  size_t nb = 0;
+  if (!st) st = bt_bootstrap_config_steps(p, &cfg, NULL, NULL, 0, &nb);
+  const size_t nt = st ? 0 : bt_train_layout_steps(L, NULL, NULL, 0);
+  int *all = st ? NULL : malloc(2 * (nb + nt) * sizeof *all), *train = st ? NULL : malloc(2 * (nt ? nt : 1) * sizeof *train);
+  int *lv = all ? all + nb + nt : NULL;
+  if (!st && (!all || !train || !nt)) st = bt_fail(BT_E_NOMEM, "out of memory");
+  if (!st) st = bt_bootstrap_config_steps(p, &cfg, all, lv, nb, &nb);
+  if (!st && bt_train_layout_steps(L, train, train + nt, nt) != nt) st = bt_fail(BT_E_NOMEM, "out of memory");
+  if (!st) {
+    /* training's own steps at the level each runs at (the products' low,
+     * the softmax's wherever bootstrapping leaves them), without the ones
+     * bootstrapping has already at a level as high */
+    size_t n = nb;
+    for (size_t i = 0; i < nt; i++) {
+      const int need = train[nt + i] < 0 || train[nt + i] > out_level ? out_level : train[nt + i];
+      size_t j = 0;
+      while (j < n && all[j] != train[i]) j++;
+      if (j == n) all[n] = train[i], lv[n++] = need;
+      else if (lv[j] < need) lv[j] = need;
+    }
+    const size_t m = n < cap ? n : cap;
+    if (m) memcpy(steps, all, m * sizeof *steps);
+    if (m && levels) memcpy(levels, lv, m * sizeof *levels);
+    *count = n;
+  }
+  free(all), free(train);
+  return st;
 }
 
 /* The step's first products (DiagABT on X, the gradient's DiagATB on
@@ -412,6 +461,8 @@ bt_status bt_trainer_step_many(bt_trainer *t, bt_evaluator *ev, int n, bt_cipher
     if (rows[k] < 1 || rows[k] > t->L.batch)
       return bt_fail(BT_E_ARG, "trainer step: %d rows in a batch of %d", rows[k], t->L.batch);
     if (y[k]->level < 3) return bt_fail(BT_E_LEVEL, "trainer step: labels at level %d, need 3", y[k]->level);
+    bt_status sx = check_x(t, x[k]);
+    if (sx) return sx;
     mine += rows[k];
   }
   if (sum ? total_rows < (mine > 1 ? mine : 1) : !n || total_rows != mine)
@@ -430,7 +481,7 @@ bt_status bt_trainer_step_many(bt_trainer *t, bt_evaluator *ev, int n, bt_cipher
   TRY(refresh(t, ev, a, 4));
   TRY(bt_eval_conjugate(ev, a, ac));
   TRY(bt_eval_add(ev, a, ac, w2)); /* 2V */
-  TRY(bt_eval_drop_level(ev, w2, w2->level - 3, w2));
+  TRY(bt_eval_drop_level(ev, w2, w2->level - BT_TRAIN_PRODUCT_LEVEL, w2));
   PHASE_END(other_s);
 
   /* the gradients of this process's batches, summed exactly in the ring */
@@ -450,7 +501,9 @@ bt_status bt_trainer_step_many(bt_trainer *t, bt_evaluator *ev, int n, bt_cipher
 
     PHASE_BEGIN(other_s);
     TRY(bt_eval_sub(ev, p, y[k], p));
-    TRY(refresh(t, ev, p, 3));
+    TRY(refresh(t, ev, p, BT_TRAIN_PRODUCT_LEVEL));
+    /* the products' rotations run at most at their level: keys to match */
+    TRY(bt_eval_drop_level(ev, p, p->level - BT_TRAIN_PRODUCT_LEVEL, p));
     PHASE_END(other_s);
 
     PHASE_BEGIN(matmul_s);
@@ -479,6 +532,17 @@ done:
   return st;
 }
 
+/* The products' rotations run at X's level: keys are made for at most
+ * BT_TRAIN_PRODUCT_LEVEL (bt_train_layout_steps). */
+static bt_status check_x(const bt_trainer *t, bt_ciphertext *const *x) {
+  for (int j = 0; j < t->L.nb; j++)
+    if (!x[j] || x[j]->level > BT_TRAIN_PRODUCT_LEVEL)
+      return x[j] ? bt_fail(BT_E_LEVEL, "trainer: X block %d at level %d; X is encrypted at level %d", j, x[j]->level,
+                            bt_train_x_level(&t->L))
+                  : bt_fail(BT_E_ARG, "trainer: X block %d missing", j);
+  return BT_OK;
+}
+
 /* z = X W^T * wscale for W = Im(a) */
 static bt_status logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x, bt_ciphertext *a,
                         double wscale, int gathered, bt_ciphertext *z) {
@@ -486,6 +550,7 @@ static bt_status logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x
   bt_op_counts c0;
   double t0, b0;
   bt_status st;
+  TRY(check_x(t, x));
   PHASE_BEGIN(other_s);
   TRY(refresh(t, ev, a, 4)); /* in place: whoever uses a next finds it fresh */
   TRY(bt_ciphertext_copy(a, w));
@@ -493,7 +558,7 @@ static bt_status logits(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *const *x
   TRY(bt_eval_sub(ev, w, ac, w));               /* 2iW */
   TRY(bt_eval_mul_const(ev, w, 0, -0.5, w));    /* W */
   TRY(bt_eval_rescale(ev, w, w));
-  TRY(bt_eval_drop_level(ev, w, w->level - 3, w));
+  TRY(bt_eval_drop_level(ev, w, w->level - BT_TRAIN_PRODUCT_LEVEL, w));
   PHASE_END(other_s);
   PHASE_BEGIN(matmul_s);
   TRY(bt_hemat_roll_x(t->h, ev, x, t->rolled));
