@@ -291,6 +291,29 @@ static void linear_transforms(void **state) {
       const bt_plaintext *one[1] = {pt};
       assert_int_equal(bt_eval_bsgs(ev, ct, &zero, 1, 1, &zero, 1, one, res), BT_E_ARG);
       printf("  refused as expected: %s\n", bt_last_error());
+      /* a giant of N/2 rotates by nothing (no key): 0.5 x + rot(0.25 x, N/2) = 0.75 x */
+      const int half = (int)bt_ckks_n(f->p) / 2, giants[2] = {0, 2};
+      bt_plaintext *d[2];
+      double complex *cv = malloc((size_t)slots * sizeof *cv);
+      for (int h = 0; h < 2; h++) {
+        for (int i = 0; i < slots; i++) cv[i] = h ? 0.25 : 0.5;
+        BT_CHECK(bt_plaintext_new(f->p, &d[h]));
+        BT_CHECK(bt_ckks_encode_qp(f->p, cv, (size_t)slots, ls, top, (double)bt_ckks_q(f->p, top), d[h]));
+      }
+      const bt_plaintext *grid2[2] = {d[0], d[1]};
+      bt_ciphertext *r3;
+      BT_CHECK(bt_ciphertext_new(f->p, &r3));
+      BT_CHECK(bt_eval_bsgs(ev, ct, &zero, 1, half / 2, giants, 2, grid2, r3));
+      BT_CHECK(bt_eval_rescale(ev, r3, r3));
+      BT_CHECK(bt_decrypt(f->sk, r3, pt));
+      BT_CHECK(bt_ckks_decode(pt, got));
+      for (int i = 0; i < slots; i++) cv[i] = 0.75 * v[i];
+      pr = bt_precision_measure(cv, got, (size_t)slots);
+      bt_test_report("BSGS with a giant of N/2 (no key switch): min bits", pr.min_bits, "bits", 20);
+      assert_true(pr.min_bits >= 20);
+      for (int h = 0; h < 2; h++) bt_plaintext_free(d[h]);
+      bt_ciphertext_free(r3);
+      free(cv);
     }
     for (size_t t = 0; t < nd; t++) free(diags[t]);
     free(diags);

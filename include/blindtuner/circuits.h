@@ -106,7 +106,9 @@ BT_API size_t bt_lintrans_num_diagonals(const bt_lintrans *lt);
 /* The same without building the transform: the giant step bt_lintrans_new
  * picks for these diagonal indices on 2^logslots slots, and the rotation
  * steps of a transform with those diagonals and that giant step on
- * 2^logslots slots (at most 2 ndiag, sorted). */
+ * 2^logslots slots (at most 2 ndiag, sorted; 0 when the giant step is not
+ * a power of two up to the slots, an index lies outside them, or out of
+ * memory). */
 BT_API int bt_lintrans_giant_step(const int *index, size_t ndiag, int logslots);
 BT_API size_t bt_lintrans_index_steps(const int *index, size_t ndiag, int giant, int logslots, int *steps);
 /* out = M x (not rescaled: out.scale = x.scale * lt.scale). */

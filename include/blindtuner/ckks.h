@@ -373,11 +373,12 @@ BT_API bt_status bt_eval_rotate_hoisted(bt_evaluator *ev, const bt_ciphertext *a
  * |giant[j] step| <= N/2).  The diagonals must come from bt_ckks_encode_qp
  * at x's level or above and share one scale; out is at x's level and scale
  * x.scale * diag scale, to be rescaled.  The baby rotations share one
- * decomposition and skip their ModDown.  The giant steps run as two Horner
- * chains, the positive giants rotating by +step and the negative by -step,
- * so they need those two rotation keys only, and cost one key switch per
- * integer from 1 to the largest |giant| on each side (one per giant when
- * the giants are contiguous around 0); out may alias x. */
+ * decomposition and skip their ModDown.  The giants run by Horner's rule
+ * along each run of consecutive integers: a run lo..hi > 0 rotates by +step
+ * between its giants and jumps by lo step at the end, a run lo..hi < 0 by
+ * -step and hi step.  One key switch per giant, as without Horner, and the
+ * keys of +step (a positive run of two or more), -step (a negative one) and
+ * each run's jump instead of one key per giant; out may alias x. */
 BT_API bt_status bt_eval_bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby, size_t nbaby, int step,
                               const int *giant, size_t ngiant, const bt_plaintext *const *diag,
                               bt_ciphertext *out) BT_MUST_CHECK;

@@ -105,7 +105,8 @@ typedef struct bt_remote_info {
   int queue_position;           /* 0 when not queued */
   bt_remote_upload_info uploads[4]; /* eval, train, val, test (bt_remote_file_name) */
   int epochs;                   /* the options: at most this many epochs */
-  double lr, momentum;
+  double lr, momentum;          /* lr 0: the large-batch rule (bt_lr_for_batch) */
+  int accumulate;               /* batches summed into each update (1: none) */
   uint64_t seed;
   int epochs_done, waiting_epoch, stopped_by_client;
   int has_progress;             /* a training or inference child is running */

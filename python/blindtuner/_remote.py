@@ -242,9 +242,10 @@ class Remote(_Handle):
         return {"size": res.size, "resumed_at": res.resumed_at, "skipped": bool(res.skipped), "retries": res.retries}
 
     # ------------------------------------------------------------ training
-    def start(self, epochs=None, lr=None, momentum=None, seed=None):
+    def start(self, epochs=None, lr=None, momentum=None, seed=None, accumulate=None):
         """Queues the training with these options (each None: the library's
-        default, as `blindtuner train` has it); returns the status."""
+        default, as `blindtuner train` has it: lr None is the large-batch
+        rule, accumulate None one batch per update); returns the status."""
         o = L.JobOptions()
         self._lib.bt_job_options_init(byref(o))
         if epochs is not None:
@@ -255,6 +256,8 @@ class Remote(_Handle):
             o.momentum = float(momentum)
         if seed is not None:
             o.seed = _int(seed, "seed", 0, 2 ** 64 - 1)
+        if accumulate is not None:
+            o.accumulate = _int(accumulate, "accumulate", 1, 64)
         with self._call():
             self._lib.check(self._lib.bt_remote_start(self._ptr, byref(o), None))
         return self.status()

@@ -27,7 +27,7 @@ from bt_testlib import find_cli
 PRESET = "INSECURE-boot-n12-dense"
 DIM, CLASSES, BATCH = 12, 3, 32
 NTRAIN, NVAL, NTEST = 40, 20, 30
-EPOCHS, LR, MOMENTUM, SEED, PATIENCE = 2, 0.4, 0.8, 7, 3
+EPOCHS, MOMENTUM, SEED, PATIENCE, ACCUMULATE = 2, 0.8, 7, 3, 2
 THREADS = 2
 
 
@@ -91,7 +91,9 @@ class RemoteTest(unittest.TestCase):
         """The same protocol in this process: model bytes per epoch, the logits of the best."""
         stop = bt.EarlyStopping(epochs, PATIENCE)
         models = {}
-        with bt.Job(self.keys, self.train, self.val, epochs=epochs, lr=LR, momentum=MOMENTUM, seed=SEED) as job:
+        # the large-batch rule's rate (lr None) and two batches an update, as the service is asked below
+        with bt.Job(self.keys, self.train, self.val, epochs=epochs, lr=None, momentum=MOMENTUM, seed=SEED,
+                    accumulate=ACCUMULATE) as job:
             while job.state != "done":
                 job.run_epoch()
                 models[job.epochs_done] = job.model().to_bytes()
@@ -123,9 +125,11 @@ class RemoteTest(unittest.TestCase):
             with bt.Remote.load(jobfile) as again:
                 self.assertEqual((again.id, again.server), (r.id, r.server))
 
-            s = r.start(epochs=EPOCHS, lr=LR, momentum=MOMENTUM, seed=SEED)
+            s = r.start(epochs=EPOCHS, momentum=MOMENTUM, seed=SEED, accumulate=ACCUMULATE)
             self.assertIn(s["state"], ("queued", "training", "waiting"))
             self.assertEqual(s["options"]["epochs"], EPOCHS)
+            self.assertEqual(s["options"]["accumulate"], ACCUMULATE)
+            self.assertEqual(s["options"]["lr"], 0)  # the rule
             stop, answered = bt.EarlyStopping(EPOCHS, PATIENCE), []
             while True:
                 s = r.wait(interval=0.2, timeout=600)

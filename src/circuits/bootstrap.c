@@ -382,6 +382,10 @@ size_t bt_bootstrap_steps(const bt_bootstrapper *b, int *steps, size_t cap) {
     const int groups = pass ? b->cfg.stc_levels : b->cfg.cts_levels;
     for (int gi = 0; gi < groups; gi++) {
       const size_t k = bt_lintrans_steps(lts[gi], tmp);
+      if (!k && bt_lintrans_num_diagonals(lts[gi]) > 1) { /* out of memory */
+        free(all);
+        return 0;
+      }
       for (size_t t = 0; t < k; t++) {
         int dup = 0;
         for (size_t u = 0; u < cnt; u++) dup |= all[u] == tmp[t];
@@ -451,6 +455,10 @@ bt_status bt_bootstrap_config_steps(const bt_ckks_params *p, const bt_bootstrap_
       smat_free(M);
       const int glevel = (pass ? stc_top : top) - gi;
       const size_t k = bt_lintrans_index_steps(idx, nd, bt_lintrans_giant_step(idx, nd, ls + wide), ls + wide, tmp);
+      if (!k && nd > 1) {
+        st = bt_fail(BT_E_NOMEM, "out of memory");
+        break;
+      }
       for (size_t t = 0; t < k; t++) {
         size_t u = 0;
         while (u < cnt && all[u] != tmp[t]) u++;

@@ -184,6 +184,9 @@ size_t bt_lintrans_steps(const bt_lintrans *lt, int *steps) {
 }
 
 size_t bt_lintrans_index_steps(const int *index, size_t ndiag, int giant, int logslots, int *steps) {
+  if (logslots < 0 || logslots > 30 || giant < 1 || giant > (1 << logslots) || (giant & (giant - 1))) return 0;
+  for (size_t t = 0; t < ndiag; t++)
+    if (index[t] < 0 || index[t] >= 1 << logslots) return 0;
   const int m = (1 << logslots) / giant;
   int *sj = giant_signs(index, ndiag, giant, 1 << logslots);
   if (!sj) return 0;

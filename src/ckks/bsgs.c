@@ -97,6 +97,19 @@ static void rotate_qp(bt_evaluator *ev, int level, const uint64_t *src, uint64_t
   const size_t n = p->n, stride = (size_t)(p->nq + p->np) * n;
   const int limbs = level + 1, ext = limbs + p->np;
   const size_t poly = (size_t)ext * n;
+  if (gal == 1) { /* a rotation by a multiple of the slots: dst (+)= src */
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+    for (int e = 0; e < 2 * ext; e++) {
+      const uint64_t q = p->primes[compact_prime(p, limbs, e % ext)];
+      uint64_t *o = dst + (size_t)e * n;
+      const uint64_t *a = src + (size_t)e * n;
+      if (add)
+        for (size_t i = 0; i < n; i++) o[i] = bt_mod_add(o[i], a[i], q);
+      else
+        memcpy(o, a, n * sizeof *o);
+    }
+    return;
+  }
   bt_ks_mod_down_poly(ev, level, src + poly, src + poly + (size_t)limbs * n, c1d, 0);
   bt_ks_decompose(ev, c1d, level);
   bt_ntt_automorphism_index(p->logn, gal, ev->perm);

@@ -146,7 +146,9 @@ static void submit_help(void) {
          "                   only the client decrypts (`remote watch --keys` or `remote decide`)\n"
          "  --test FILE      an encrypted test set for `remote infer`\n"
          "  --epochs E       at most E epochs (default 2)\n"
-         "  --lr X           learning rate (default 0.3)\n"
+         "  --lr X           learning rate (default: the large-batch rule, 0.3 up to 1,024\n"
+         "                   rows a step and linear above; docs/TRAINING.md)\n"
+         "  --accumulate A   A batches summed into each update (default 1; 1 to 64)\n"
          "  --momentum X     Nesterov momentum (default 0.9)\n"
          "  --seed S         the server's batch order (default 1)\n"
          "  --no-start       upload only; a later submit without --no-start starts the job\n"
@@ -154,10 +156,16 @@ static void submit_help(void) {
          COMMON_HELP);
 }
 
+/* "lr X", or the rule when the job has none (docs/TRAINING.md) */
+static void rate_text(double lr, char *out, size_t n) {
+  if (lr > 0) snprintf(out, n, "lr %g", lr);
+  else snprintf(out, n, "lr by the large-batch rule");
+}
+
 static int bt_cli_remote_submit(int argc, char **argv) {
   const char *who = "remote submit", *server = NULL, *keys = NULL, *job = "job.json", *ca = NULL;
   const char *files[4] = {NULL, NULL, NULL, NULL};
-  int no_start = 0, chunk_kib = 0, epochs = 0, seed = -1;
+  int no_start = 0, chunk_kib = 0, epochs = 0, seed = -1, accumulate = 0;
   double lr = 0, momentum = -1;
   const bt_cli_opt opts[] = {{"--server", BT_OPT_STR, &server, 0, 0},     {"--keys", BT_OPT_STR, &keys, 0, 0},
                              {"--train", BT_OPT_STR, &files[1], 0, 0},    {"--val", BT_OPT_STR, &files[2], 0, 0},
@@ -167,6 +175,7 @@ static int bt_cli_remote_submit(int argc, char **argv) {
                              {"--lr", BT_OPT_DBL, &lr, 1e-6, 1e3},
                              {"--momentum", BT_OPT_DBL, &momentum, 0, 0.999},
                              {"--seed", BT_OPT_INT, &seed, 0, 2147483647.0},
+                             {"--accumulate", BT_OPT_INT, &accumulate, 1, BT_MAX_ACCUMULATE},
                              {"--chunk-kib", BT_OPT_INT, &chunk_kib, 4, 4194304},
                              {0}};
   int r = bt_cli_parse(who, argc, argv, opts, submit_help);
@@ -240,11 +249,15 @@ static int bt_cli_remote_submit(int argc, char **argv) {
     if (lr > 0) o.lr = lr;
     if (momentum >= 0) o.momentum = momentum;
     if (seed >= 0) o.seed = (uint64_t)seed;
+    if (accumulate) o.accumulate = accumulate;
     bt_remote_info_clear(&info);
     TRY(who, bt_remote_start(rm, &o, &info));
     bt_cli_rm_describe(&info, line, sizeof line, 1);
-    printf("remote submit: job %s started (%d epochs, lr %g, momentum %g, seed %llu): %s\n", bt_remote_id(rm),
-           o.epochs, o.lr, o.momentum, (unsigned long long)o.seed, line);
+    char rate[40];
+    rate_text(o.lr, rate, sizeof rate);
+    printf("remote submit: job %s started (%d epochs, %s, momentum %g, seed %llu, %d batch%s a step%s): %s\n",
+           bt_remote_id(rm), o.epochs, rate, o.momentum, (unsigned long long)o.seed, o.accumulate,
+           o.accumulate > 1 ? "es" : "", o.accumulate > 1 ? " per rank" : "", line);
   } else {
     bt_cli_rm_describe(&info, line, sizeof line, 1);
     printf("remote submit: job %s was started before: %s\n", bt_remote_id(rm), line);
@@ -289,8 +302,10 @@ static int bt_cli_remote_status(int argc, char **argv) {
     char line[640];
     bt_cli_rm_describe(&s, line, sizeof line, 1);
     printf("job %s on %s: %s\n", bt_remote_id(rm), bt_remote_server(rm), line);
-    printf("  options    %d epochs, lr %g, momentum %g, seed %llu\n", s.epochs, s.lr, s.momentum,
-           (unsigned long long)s.seed);
+    char rate[40];
+    rate_text(s.lr, rate, sizeof rate);
+    printf("  options    %d epochs, %s, momentum %g, seed %llu, %d batch%s a step%s\n", s.epochs, rate, s.momentum,
+           (unsigned long long)s.seed, s.accumulate, s.accumulate > 1 ? "es" : "", s.accumulate > 1 ? " per rank" : "");
     printf("  uploads   ");
     for (int i = 0; i < 4; i++) {
       char a[32], b[32];

@@ -301,6 +301,8 @@ bt_status bt_remote_parse_status(const char *json, size_t len, bt_remote_info *s
     s->epochs = inum(v, "epochs");
     s->lr = num(v, "lr", 0);
     s->momentum = num(v, "momentum", 0);
+    s->accumulate = inum(v, "accumulate");
+    if (s->accumulate < 1) s->accumulate = 1;
     json_object *sd;
     if (json_object_object_get_ex(v, "seed", &sd) && json_object_is_type(sd, json_type_int))
       s->seed = (uint64_t)json_object_get_int64(sd);
@@ -376,12 +378,18 @@ bt_status bt_remote_start(bt_remote *r, const bt_job_options *opt, bt_remote_inf
   char body[256] = "{}";
   if (opt) {
     /* the service's ranges (docs/API.md); epochs within what a client's record can hold */
-    if (opt->epochs < 1 || opt->epochs > BT_MAX_DECISIONS || !(opt->lr >= 1e-6 && opt->lr <= 1000) ||
-        !(opt->momentum >= 0 && opt->momentum <= 0.999) || opt->seed > 2147483647u)
-      return bt_fail(BT_E_ARG, "start: epochs 1 to %d, lr in [1e-6, 1000], momentum in [0, 0.999], seed 0 to 2^31 - 1",
-                     BT_MAX_DECISIONS);
-    snprintf(body, sizeof body, "{\"epochs\": %d, \"lr\": %.17g, \"momentum\": %.17g, \"seed\": %llu}", opt->epochs,
-             opt->lr, opt->momentum, (unsigned long long)opt->seed);
+    const int acc = opt->accumulate ? opt->accumulate : 1;
+    if (opt->epochs < 1 || opt->epochs > BT_MAX_DECISIONS || !(opt->lr == 0 || (opt->lr >= 1e-6 && opt->lr <= 1000)) ||
+        !(opt->momentum >= 0 && opt->momentum <= 0.999) || opt->seed > 2147483647u || acc < 1 ||
+        acc > BT_MAX_ACCUMULATE)
+      return bt_fail(BT_E_ARG,
+                     "start: epochs 1 to %d, lr 0 (the large-batch rule) or in [1e-6, 1000], momentum in [0, 0.999], "
+                     "seed 0 to 2^31 - 1, accumulate 1 to %d",
+                     BT_MAX_DECISIONS, BT_MAX_ACCUMULATE);
+    char lr[48] = "";
+    if (opt->lr > 0) snprintf(lr, sizeof lr, "\"lr\": %.17g, ", opt->lr); /* none: the rule */
+    snprintf(body, sizeof body, "{\"epochs\": %d, %s\"momentum\": %.17g, \"seed\": %llu, \"accumulate\": %d}",
+             opt->epochs, lr, opt->momentum, (unsigned long long)opt->seed, acc);
   }
   return post_status(r, "/start", body, "start", s);
 }

@@ -40,15 +40,19 @@ static void start(bt_service *s, svc_request *r) {
   bt_job_options_init(&opt);
   int bad = 0;
   const double epochs = opt_num(o, "epochs", opt.epochs, 1, 100000, &bad);
+  /* no lr: the large-batch rule (opt.lr 0, docs/TRAINING.md) */
   opt.lr = opt_num(o, "lr", opt.lr, 1e-6, 1e3, &bad);
   opt.momentum = opt_num(o, "momentum", opt.momentum, 0, 0.999, &bad);
   const double seed = opt_num(o, "seed", (double)opt.seed, 0, 2147483647.0, &bad);
+  const double acc = opt_num(o, "accumulate", 1, 1, BT_MAX_ACCUMULATE, &bad);
   json_object_put(o);
-  if (bad || epochs != floor(epochs) || seed != floor(seed))
-    return svc_error(&r->reply, 400, "start: epochs in [1, 100000], lr in [1e-6, 1000], momentum in [0, 0.999], "
-                                     "seed an integer in [0, 2^31)");
+  if (bad || epochs != floor(epochs) || seed != floor(seed) || acc != floor(acc))
+    return svc_error(&r->reply, 400, "start: epochs in [1, 100000], lr in [1e-6, 1000] (none: the large-batch rule), "
+                                     "momentum in [0, 0.999], seed an integer in [0, 2^31), accumulate an integer "
+                                     "in [1, %d]", BT_MAX_ACCUMULATE);
   opt.epochs = (int)epochs;
   opt.seed = (uint64_t)seed;
+  opt.accumulate = (int)acc;
   pthread_mutex_lock(&s->mu);
   svc_job *j = r->job;
   const char *why = j->state != SVC_CREATED && j->state != SVC_FAILED ? "the job has started already"
@@ -62,7 +66,8 @@ static void start(bt_service *s, svc_request *r) {
   }
   /* a failed job starts again with its own options: it resumes from its checkpoint */
   if (j->state == SVC_FAILED && j->epochs_done > 0 &&
-      (opt.epochs != j->opt.epochs || opt.lr != j->opt.lr || opt.momentum != j->opt.momentum || opt.seed != j->opt.seed)) {
+      (opt.epochs != j->opt.epochs || opt.lr != j->opt.lr || opt.momentum != j->opt.momentum || opt.seed != j->opt.seed ||
+       opt.accumulate != j->opt.accumulate)) {
     pthread_mutex_unlock(&s->mu);
     return svc_error(&r->reply, 409, "start: the job resumes from epoch %d with the options it had", j->epochs_done);
   }

@@ -40,6 +40,7 @@ json_object *svc_status_json(const bt_service *s, const svc_job *j) {
   json_object_object_add(opt, "lr", number(j->opt.lr));
   json_object_object_add(opt, "momentum", number(j->opt.momentum));
   json_object_object_add(opt, "seed", json_object_new_int64((int64_t)j->opt.seed));
+  json_object_object_add(opt, "accumulate", json_object_new_int(j->opt.accumulate > 0 ? j->opt.accumulate : 1));
   json_object_object_add(o, "options", opt);
   json_object_object_add(o, "epochs_done", json_object_new_int(j->epochs_done));
   json_object_object_add(o, "waiting_epoch", json_object_new_int(j->state == SVC_WAITING ? j->waiting_epoch : 0));

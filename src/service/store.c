@@ -8,7 +8,9 @@
 
 #include "service/internal.h"
 
-#define SCHEMA_VERSION 1
+/* 2 (library 0.5): the jobs' accumulate column; a schema-1 database is
+ * upgraded in place (its jobs accumulate nothing) */
+#define SCHEMA_VERSION 2
 
 static bt_status db_fail(bt_service *s, const char *what) {
   return bt_fail(BT_E_IO, "job database: %s: %s", what, sqlite3_errmsg(s->db));
@@ -42,8 +44,8 @@ bt_status svc_db_open(bt_service *s) {
                          " state INTEGER, epochs INTEGER, lr REAL, momentum REAL, seed INTEGER, queue_seq INTEGER,"
                          " epochs_done INTEGER, waiting_epoch INTEGER, stopped INTEGER, infer INTEGER,"
                          " infer_epoch INTEGER, params_hash BLOB, tag BLOB, mem REAL, created REAL, error TEXT,"
-                         " uploads TEXT);"
-                         "INSERT OR IGNORE INTO meta VALUES ('schema', 1);");
+                         " uploads TEXT, accumulate INTEGER NOT NULL DEFAULT 1);"
+                         "INSERT OR IGNORE INTO meta VALUES ('schema', 2);");
   if (st) {
     svc_db_close(s);
     return st;
@@ -54,6 +56,16 @@ bt_status svc_db_open(bt_service *s) {
       sqlite3_step(q) == SQLITE_ROW)
     version = sqlite3_column_int(q, 0);
   sqlite3_finalize(q);
+  if (version == 1) { /* one transaction: the column and the version together */
+    st = exec(s, "BEGIN IMMEDIATE; ALTER TABLE jobs ADD COLUMN accumulate INTEGER NOT NULL DEFAULT 1;"
+                 "UPDATE meta SET value = 2 WHERE key = 'schema'; COMMIT;");
+    if (st) {
+      if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK;", NULL, NULL, NULL);
+      svc_db_close(s);
+      return st;
+    }
+    version = 2;
+  }
   if (version != SCHEMA_VERSION) {
     svc_db_close(s);
     return bt_fail(BT_E_FORMAT, "%s: a job database of schema %d (this build reads %d)", path, version,
@@ -95,8 +107,8 @@ static void uploads_parse(const char *text, svc_job *j) {
 bt_status svc_db_save(bt_service *s, const svc_job *j) {
   static const char sql[] =
       "INSERT OR REPLACE INTO jobs (id, token_hash, state, epochs, lr, momentum, seed, queue_seq, epochs_done,"
-      " waiting_epoch, stopped, infer, infer_epoch, params_hash, tag, mem, created, error, uploads)"
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+      " waiting_epoch, stopped, infer, infer_epoch, params_hash, tag, mem, created, error, uploads, accumulate)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
   sqlite3_stmt *q = NULL;
   if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) return db_fail(s, "prepare");
   char *up = uploads_text(j);
@@ -119,6 +131,7 @@ bt_status svc_db_save(bt_service *s, const svc_job *j) {
   sqlite3_bind_double(q, 17, j->created);
   sqlite3_bind_text(q, 18, j->error, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 19, up ? up : "{}", -1, SQLITE_STATIC);
+  sqlite3_bind_int(q, 20, j->opt.accumulate > 0 ? j->opt.accumulate : 1);
   const int rc = sqlite3_step(q);
   sqlite3_finalize(q);
   free(up);
@@ -142,7 +155,7 @@ static void copy_blob(sqlite3_stmt *q, int col, void *out, size_t len) {
 bt_status svc_db_load(bt_service *s) {
   static const char sql[] =
       "SELECT id, token_hash, state, epochs, lr, momentum, seed, queue_seq, epochs_done, waiting_epoch, stopped,"
-      " infer, infer_epoch, params_hash, tag, mem, created, error, uploads FROM jobs ORDER BY created";
+      " infer, infer_epoch, params_hash, tag, mem, created, error, uploads, accumulate FROM jobs ORDER BY created";
   sqlite3_stmt *q = NULL;
   if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) return db_fail(s, "prepare");
   int rc;
@@ -162,6 +175,8 @@ bt_status svc_db_load(bt_service *s) {
     j->opt.lr = sqlite3_column_double(q, 4);
     j->opt.momentum = sqlite3_column_double(q, 5);
     j->opt.seed = (uint64_t)sqlite3_column_int64(q, 6);
+    j->opt.accumulate = sqlite3_column_int(q, 19);
+    if (j->opt.accumulate < 1 || j->opt.accumulate > BT_MAX_ACCUMULATE) j->opt.accumulate = 1;
     j->queue_seq = sqlite3_column_int64(q, 7);
     j->epochs_done = sqlite3_column_int(q, 8);
     j->waiting_epoch = sqlite3_column_int(q, 9);

@@ -87,8 +87,14 @@ static int build_argv(const bt_service *s, const svc_job *j, int infer, char *st
     ARG("%s", work);
     ARG("--epochs");
     ARG("%d", j->opt.epochs);
-    ARG("--lr");
-    ARG("%.17g", j->opt.lr);
+    if (j->opt.lr > 0) { /* else train's default: the large-batch rule */
+      ARG("--lr");
+      ARG("%.17g", j->opt.lr);
+    }
+    if (j->opt.accumulate > 1) {
+      ARG("--accumulate");
+      ARG("%d", j->opt.accumulate);
+    }
     ARG("--momentum");
     ARG("%.17g", j->opt.momentum);
     ARG("--seed");

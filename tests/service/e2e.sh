@@ -32,9 +32,9 @@ upload train "$F/train.bt"
 upload val "$F/val.bt"
 upload test "$F/test.bt"
 
-echo "+ train: 2 epochs, the client answers epoch 1"
-T='{"epochs": 2, "lr": 0.5, "momentum": 0.7, "seed": 3}'
-expect 202 '"state"' POST "/v1/jobs/$ID/start" -H "$AUTH" -d "$T"
+echo "+ train: 2 epochs of 2 batches a step at the large-batch rule's rate (no lr), the client answers epoch 1"
+T='{"epochs": 2, "momentum": 0.7, "seed": 3, "accumulate": 2}'
+expect 202 '"accumulate": *2' POST "/v1/jobs/$ID/start" -H "$AUTH" -d "$T"
 wait_for 'd["state"] == "waiting" and d["waiting_epoch"] == 1' 300
 mkdir local
 cp "$F/client.key" client.key
@@ -49,7 +49,9 @@ cat status.json
 curl -s -f -H "$AUTH" -o model-002.bt "$U/v1/jobs/$ID/model/2"
 
 echo "+ the same training through files"
-T="--allow-insecure --keys $F/server.keys --train $F/train.bt --val $F/val.bt --workdir files --epochs 2 --lr 0.5"
+grep -q "2 batches a step, learning rate .* (the large-batch rule)" "data/jobs/$ID/train.log" ||
+  fail "the training child did not take accumulate 2 and the rule"
+T="--allow-insecure --keys $F/server.keys --train $F/train.bt --val $F/val.bt --workdir files --epochs 2 --accumulate 2"
 rc=0
 "$B" train $T --momentum 0.7 --seed 3 --threads 2 > /dev/null 2>&1 || rc=$?
 [ $rc = 3 ] || fail "train through files: status $rc, 3 (waiting for the answer) expected"

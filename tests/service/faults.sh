@@ -77,6 +77,9 @@ upload train "$F/train.bt"
 expect 400 "not a JSON object" POST "/v1/jobs/$ID/start" -H "$AUTH" -d '[1, 2'
 expect 400 "epochs in" POST "/v1/jobs/$ID/start" -H "$AUTH" -d '{"epochs": 0}'
 expect 400 "epochs in" POST "/v1/jobs/$ID/start" -H "$AUTH" -d '{"lr": "fast"}'
+expect 400 "accumulate an integer in \[1, 64\]" POST "/v1/jobs/$ID/start" -H "$AUTH" -d '{"accumulate": 0}'
+expect 400 "accumulate an integer" POST "/v1/jobs/$ID/start" -H "$AUTH" -d '{"accumulate": 1.5}'
+expect 400 "accumulate an integer" POST "/v1/jobs/$ID/start" -H "$AUTH" -d '{"accumulate": 65}'
 expect 409 "does not wait" POST "/v1/jobs/$ID/answer/1" -H "$AUTH" --data-binary @"$F/train.bt"
 expect 409 "complete already" PUT "/v1/jobs/$ID/files/eval?offset=0" -H "$AUTH" --data-binary @"$F/server.keys"
 ! grep -q -e "$TOK" -e "$TOK1" serve.err || fail "a token is in the server's log"
@@ -87,6 +90,25 @@ rc=0
 "$B" serve --listen 127.0.0.1:0 --data data > second.out 2>&1 || rc=$?
 [ $rc = 1 ] && grep -q "in use by another" second.out || { cat second.out; fail "a second server on the same data ran"; }
 stop_server
+echo "+ a schema-1 job database (before library 0.5) is upgraded in place"
+mkdir -p old
+python3 - << 'PY'
+import sqlite3
+c = sqlite3.connect("old/jobs.db")
+c.executescript("""CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);
+CREATE TABLE jobs (id TEXT PRIMARY KEY, token_hash BLOB NOT NULL, state INTEGER, epochs INTEGER, lr REAL,
+ momentum REAL, seed INTEGER, queue_seq INTEGER, epochs_done INTEGER, waiting_epoch INTEGER, stopped INTEGER,
+ infer INTEGER, infer_epoch INTEGER, params_hash BLOB, tag BLOB, mem REAL, created REAL, error TEXT, uploads TEXT);
+INSERT INTO meta VALUES ('schema', 1);""")
+c.commit()
+PY
+start_server old
+stop_server
+python3 -c "
+import sqlite3
+c = sqlite3.connect('old/jobs.db')
+assert c.execute(\"SELECT value FROM meta WHERE key = 'schema'\").fetchone()[0] == 2
+c.execute('SELECT accumulate FROM jobs').fetchall()" || fail "the schema-1 database was not upgraded"
 start_server data --memory-gib 0.5
 expect 422 "memory budget is 0.5 GiB" POST "/v1/jobs/$ID/start" -H "$AUTH" -d '{}'
 
