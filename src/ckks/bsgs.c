@@ -275,12 +275,10 @@ static bt_status bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby,
   for (size_t i = 0; i < ng;) {
     /* the run that starts at i, walking away from 0 ... */
     const int neg = gs[i] < 0;
-    size_t far = i, near = i;
-    if (gs[i] == 0) {
-      far = near = i;
-    } else if (neg) {
+    size_t far = i, near = i; /* A_0 alone is a run of one */
+    if (neg) {
       while (near + 1 < ng && gs[near + 1] == gs[near] + 1 && gs[near + 1] != 0) near++;
-    } else {
+    } else if (gs[i] > 0) {
       while (near + 1 < ng && gs[near + 1] == gs[near] + 1) near++;
       far = near, near = i; /* a positive run is walked from its top */
     }
@@ -304,21 +302,8 @@ static bt_status bsgs(bt_evaluator *ev, const bt_ciphertext *x, const int *baby,
       }
       if (t == near) break;
     }
-    if (gs[near] == 0) { /* A_0 */
-      if (have_sum) {
-#pragma omp parallel for num_threads(p->threads) schedule(static)
-        for (int e = 0; e < 2 * ext; e++) {
-          const uint64_t q = p->primes[compact_prime(p, limbs, e % ext)];
-          uint64_t *o = sum + (size_t)e * n;
-          const uint64_t *a = chain + (size_t)e * n;
-          for (size_t i2 = 0; i2 < n; i2++) o[i2] = bt_mod_add(o[i2], a[i2], q);
-        }
-      } else {
-        memcpy(sum, chain, 2 * poly * sizeof(uint64_t));
-      }
-    } else {
-      rotate_qp(ev, level, chain, bt_ckks_galois_rotate(p, gs[near] * step), sum, have_sum, c1d);
-    }
+    /* the run's jump into the total (A_0: no rotation, an add) */
+    rotate_qp(ev, level, chain, bt_ckks_galois_rotate(p, gs[near] * step), sum, have_sum, c1d);
     have_sum = 1;
     i = end;
   }

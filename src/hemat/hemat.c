@@ -377,8 +377,8 @@ static bt_status abt(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *rolled
   /* column 0 of acc_k, rotated by k rows (and to its diagonal), is Z's.
    * Gathered: the rows that land in group q = ((r + k) mod s0) / R, times G
    * so that the folds' mean is the value, are assembled per group and
-   * shifted right by q C' once per group (the same rotation steps as the
-   * plain assembly plus G - 1: every step is a Galois key) */
+   * shifted right by q C' once per group (G C' - 1 rotations, by the three
+   * keys of the Horner sums below) */
   const int groups = fold ? L->groups : 1;
   bt_ciphertext *grp = NULL, *chain = NULL;
   if (!st && fold) st = bt_ciphertext_new(h->p, &grp);
@@ -475,8 +475,8 @@ bt_status bt_hemat_atb(bt_hemat *h, bt_evaluator *ev, bt_ciphertext *const *roll
       h->cnt.rescale++;
       if (st) break;
     }
-    /* rot(., a + k s1) as rot(rot(., k s1), a): two switches by keys the
-     * rolls and the bootstrapping transforms have already */
+    /* rot(., a + k s1) as rot(rot(., k s1), a): two switches, by the rolls'
+     * keys and the small steps 1..C'-1 (CoeffsToSlots' babies where C' <= 8) */
     if ((st = rot(h, ev, pat[k], k * s1, pat[k])) || (st = rot(h, ev, pat[k], a, pat[k]))) break;
     st = dsum(h, ev, pat[k], 1, s1, -1, tmp);
   }

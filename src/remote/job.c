@@ -302,7 +302,7 @@ bt_status bt_remote_parse_status(const char *json, size_t len, bt_remote_info *s
     s->lr = num(v, "lr", 0);
     s->momentum = num(v, "momentum", 0);
     s->accumulate = inum(v, "accumulate");
-    if (s->accumulate < 1) s->accumulate = 1;
+    if (s->accumulate < 1 || s->accumulate > BT_MAX_ACCUMULATE) s->accumulate = 1; /* a server's number */
     json_object *sd;
     if (json_object_object_get_ex(v, "seed", &sd) && json_object_is_type(sd, json_type_int))
       s->seed = (uint64_t)json_object_get_int64(sd);
