@@ -371,6 +371,14 @@ static void client_and_job(void **state) {
     bt_job_free(j3);
     o2.accumulate = BT_MAX_ACCUMULATE + 1;
     bt_test_expect_fail(bt_job_new(p, &eb, &d, NULL, &o2, &j4), BT_E_ARG, "batches per step", "accumulate past the cap");
+    o2.accumulate = 1;
+    o2.softmax_bound = BT_MAX_SOFTMAX_BOUND + 1;
+    bt_test_expect_fail(bt_job_new(p, &eb, &d, NULL, &o2, &j4), BT_E_ARG, "softmax range", "a softmax range past the cap");
+    o2.softmax_bound = -1;
+    bt_test_expect_fail(bt_job_new(p, &eb, &d, NULL, &o2, &j4), BT_E_ARG, "softmax range", "a negative softmax range");
+    o2.softmax_bound = 128; /* a wider range: a job like any other */
+    BT_CHECK(bt_job_new(p, &eb, &d, NULL, &o2, &j4));
+    bt_job_free(j4);
   }
   bt_enc_epoch m, l;
   BT_CHECK(bt_job_model(j, &m));

@@ -1,5 +1,5 @@
 /* train: the softmax approximation against the exact softmax over
- * [-128, 128] (errors printed and bounded), and encrypted training steps and
+ * its range (BT_SOFTMAX_BOUND) (errors printed and bounded), and encrypted training steps and
  * inference against the plaintext twin at an INSECURE bootstrappable preset. */
 #include <complex.h>
 #include <math.h>
@@ -46,7 +46,7 @@ static void softmax_error(int classes) {
   double z[64], pa[64], pe[64], worst = 0, worst_core = 0, sum_err = 0;
   const int rows = 30000;
   for (int r = 0; r < rows; r++) {
-    make_row(&g, r, classes, 128, z);
+    make_row(&g, r, classes, sa.bound, z);
     bt_softmax_approx_row(&sa, r, z, pa);
     bt_softmax_exact_row(classes, z, pe);
     double e = 0, s = 0;
@@ -62,10 +62,10 @@ static void softmax_error(int classes) {
     bt_softmax_exact_row(classes, z, pe);
     for (int c = 0; c < classes; c++) worst_core = fmax(worst_core, fabs(pa[c] - pe[c]));
   }
-  printf("  max |p - softmax(z)| over %d rows in [-128, 128]^%d: %.2e (%.1f bits); in [-8, 8]: %.2e; "
+  printf("  max |p - softmax(z)| over %d rows in [-%g, %g]^%d: %.2e (%.1f bits); in [-8, 8]: %.2e; "
          "max |sum p - 1| %.2e\n",
-         rows, classes, worst, -log2(worst), worst_core, sum_err);
-  bt_test_report("softmax precision over [-128,128]", -log2(worst), "bits", 10);
+         rows, sa.bound, sa.bound, classes, worst, -log2(worst), worst_core, sum_err);
+  bt_test_report("softmax precision over its range", -log2(worst), "bits", 10);
   assert_true(worst < 1e-3);
   assert_true(worst_core < 1e-3);
   bt_softmax_approx_free(&sa);
@@ -84,6 +84,16 @@ static void test_softmax_config(void **state) {
   bt_softmax_config c = {.relu_degree = 7};
   assert_int_equal(bt_softmax_approx_init(10, &c, &sa), BT_E_ARG); /* max would be far off */
   assert_int_equal(bt_softmax_approx_init(1, NULL, &sa), BT_E_ARG);
+  c = (bt_softmax_config){.bound = 2048}; /* exp cannot cover it at degree 127 */
+  assert_int_equal(bt_softmax_approx_init(3, &c, &sa), BT_E_ARG);
+  /* the default range and its automatic relu degree; a wide range takes a deeper one */
+  BT_CHECK(bt_softmax_approx_init(5, NULL, &sa));
+  assert_true(sa.bound == BT_SOFTMAX_BOUND && sa.relu.degree == 63 && sa.delta <= 3);
+  bt_softmax_approx_free(&sa);
+  c = (bt_softmax_config){.bound = 128};
+  BT_CHECK(bt_softmax_approx_init(10, &c, &sa));
+  assert_true(sa.relu.degree == 127 && sa.delta <= 3 && sa.newton > 0);
+  bt_softmax_approx_free(&sa);
   /* the plaintext step refuses labels outside [0, C) */
   double x[4] = {1, 1, 1, 1}, v[4] = {0}, w[4] = {0};
   int y[2] = {0, 2};
@@ -173,7 +183,9 @@ static void decrypt_vals(fixture *f, const bt_ciphertext *ct, double complex *v)
 }
 
 /* fold: the folded layout, its softmax on sparse slots (hemat.h) */
-static void encrypted_steps(fixture *f, const int B, const int F, const int C, int fold) {
+/* bound: the softmax range (0: the default); a wide one takes Newton steps
+ * and the kappa scaling of the inverse */
+static void encrypted_steps(fixture *f, const int B, const int F, const int C, int fold, double bound) {
   const int nsteps = 2;
   const double lr = 2.0, mu = 0.5;
   bt_hemat_layout L;
@@ -186,7 +198,10 @@ static void encrypted_steps(fixture *f, const int B, const int F, const int C, i
   BT_CHECK(bt_bootstrapper_set_encapsulation(f->bs, f->to_sparse, f->to_dense));
   printf("  bootstrapping 2^%d slots\n", bt_bootstrap_logslots(f->bs));
   bt_softmax_approx sa;
-  BT_CHECK(bt_softmax_approx_init(C, NULL, &sa));
+  const bt_softmax_config scfg = {.bound = bound};
+  BT_CHECK(bt_softmax_approx_init(C, &scfg, &sa));
+  printf("  softmax range +-%g: relu %d, exp %d, inverse %d + %d Newton\n", sa.bound, sa.relu.degree, sa.exp.degree,
+         sa.inv.degree, sa.newton);
   bt_trainer *t;
   BT_CHECK(bt_trainer_new(f->p, &L, &sa, f->bs, lr, mu, &t));
   /* the keys a client makes, level-limited (the trainer's products' at
@@ -324,13 +339,15 @@ static void encrypted_steps(fixture *f, const int B, const int F, const int C, i
   bt_softmax_approx_free(&sa);
 }
 
-static void test_encrypted_steps(void **state) { encrypted_steps(*state, 50, 45, 3, 0); }
+static void test_encrypted_steps(void **state) { encrypted_steps(*state, 50, 45, 3, 0, 0); }
 /* 16 padded classes: the inverse takes Newton steps and 1/S is large (the
  * case that once lost 10 bits when 1/S itself was bootstrapped) */
-static void test_encrypted_steps_16(void **state) { encrypted_steps(*state, 40, 30, 10, 0); }
+static void test_encrypted_steps_16(void **state) { encrypted_steps(*state, 40, 30, 10, 0, 0); }
 /* the same, folded: 8 groups of 8 rows (2^8 slots) and 2 groups of 32 rows (2^10) */
-static void test_encrypted_steps_folded(void **state) { encrypted_steps(*state, 50, 45, 3, 1); }
-static void test_encrypted_steps_16_folded(void **state) { encrypted_steps(*state, 40, 30, 10, 1); }
+static void test_encrypted_steps_folded(void **state) { encrypted_steps(*state, 50, 45, 3, 1, 0); }
+static void test_encrypted_steps_16_folded(void **state) { encrypted_steps(*state, 40, 30, 10, 1, 0); }
+/* the range before library 0.6: Newton steps, kappa, degree-127 rounds */
+static void test_encrypted_steps_16_wide(void **state) { encrypted_steps(*state, 40, 30, 10, 1, 128); }
 
 int main(void) {
   bt_test_seed();
@@ -341,6 +358,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_encrypted_steps_16, setup, teardown),
       cmocka_unit_test_setup_teardown(test_encrypted_steps_folded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_encrypted_steps_16_folded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_encrypted_steps_16_wide, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -514,7 +514,13 @@ typedef struct bt_job_options {
    * accumulate ranks of one batch each would train, byte for byte.  The way
    * to batches larger than a layout's block (docs/TRAINING.md). */
   int accumulate;
+  /* The logits' range the softmax approximation covers (0: BT_SOFTMAX_BOUND,
+   * 32; at most BT_MAX_SOFTMAX_BOUND).  A wider range takes deeper
+   * polynomials and more bootstraps a step (docs/TRAINING.md); a logit
+   * outside it makes the step's output garbage. */
+  double softmax_bound;
 } bt_job_options;
+#define BT_MAX_SOFTMAX_BOUND 256
 #define BT_MAX_ACCUMULATE 64
 /* The large-batch learning-rate rule (docs/TRAINING.md): BT_LR_BASE for a
  * global batch (rows a step: ranks x accumulate x the layout's batch) of at

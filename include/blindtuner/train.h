@@ -34,12 +34,19 @@
 extern "C" {
 #endif
 
+/* The logits' range the default approximation covers: 32 since library 0.6
+ * (128 before; the narrower range is what lets a (B, F, 5..8) step bootstrap
+ * 4 times instead of 6, docs/TRAINING.md).  The large-batch rule's logits
+ * stay within it; a larger learning rate can leave it, which `demo` checks
+ * on its plaintext twin. */
+#define BT_SOFTMAX_BOUND 32
 /* Degrees of the approximation; zero fields take the defaults. */
 typedef struct bt_softmax_config {
-  double bound;     /* logits assumed in [-bound, bound] (default 128) */
-  double gap;       /* padded classes sit this far below -bound (default 24) */
-  int relu_degree;  /* tournament comparison (default 127) */
-  int exp_degree;   /* 0: smallest of 31, 63, 127 reaching 1e-5 absolute */
+  double bound;     /* logits assumed in [-bound, bound] (default BT_SOFTMAX_BOUND) */
+  double gap;       /* padded classes sit this far below -bound (default 16) */
+  int relu_degree;  /* tournament comparison (0: the smallest of 63, 127, 255
+                     * keeping the maximum within 3 of the true one) */
+  int exp_degree;   /* 0: smallest of 31, 63, 127 reaching 1e-4 absolute */
   int inv_degree;   /* 0: the shallowest (degree, Newton steps) reaching 1e-4 */
   int newton;       /*   relative error; else this degree and `newton` steps */
 } bt_softmax_config;

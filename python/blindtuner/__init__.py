@@ -37,6 +37,6 @@ from ._remote import Remote
 
 __all__ = ["BlindTunerError", "Client", "EvalBundle", "EncryptedDataset", "Model", "Loss", "Logits", "Answer",
            "EarlyStopping", "Scaler", "Head", "Job", "Remote", "row_order", "batch_order", "load_head", "library_path"]
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 _load()  # finds the library, checks the mirrored structs, calls bt_init()

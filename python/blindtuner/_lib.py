@@ -79,7 +79,7 @@ class EarlyStop(Structure):
 class JobOptions(Structure):
     _fields_ = [("epochs", c_int), ("lr", c_double), ("momentum", c_double), ("seed", c_uint64),
                 ("coll", c_void_p),  # NULL: one process (MPI ranks are the command's)
-                ("accumulate", c_int)]
+                ("accumulate", c_int), ("softmax_bound", c_double)]
 
 
 class TrainStats(Structure):

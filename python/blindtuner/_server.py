@@ -35,9 +35,12 @@ class Job(_Handle):
     step's batch larger than the layout's block; 1 to 64).  lr None: the
     large-batch rule, 0.3 up to a step of 1,024 rows and linear above it
     (2.4 at 8,192; docs/TRAINING.md); a restored job keeps its
-    checkpoint's.  The rate in use is Job.lr."""
+    checkpoint's.  The rate in use is Job.lr.  softmax_range None: the
+    logits' range the softmax approximation covers is the library's (32); a
+    wider one (up to 256) costs bootstraps (docs/TRAINING.md)."""
 
-    def __init__(self, eval_bundle, train=None, val=None, epochs=2, lr=None, momentum=0.9, seed=1, accumulate=1):
+    def __init__(self, eval_bundle, train=None, val=None, epochs=2, lr=None, momentum=0.9, seed=1, accumulate=1,
+                 softmax_range=None):
         self._ptr = None
         if not isinstance(eval_bundle, EvalBundle):
             raise TypeError("eval_bundle: an EvalBundle expected, got %s" % type(eval_bundle).__name__)
@@ -52,8 +55,11 @@ class Job(_Handle):
                          "load it against the bundle: EncryptedDataset.from_bytes(data, eval_bundle)")
         if lr is not None and not 1e-6 <= float(lr) < 1e6:
             raise ValueError("lr: between 1e-6 and 1e6, or None for the large-batch rule")
+        if softmax_range is not None and not 1 <= float(softmax_range) <= 256:
+            raise ValueError("softmax_range: between 1 and 256, or None for the default (32)")
         opts = L.JobOptions(_int(epochs, "epochs", 0), 0.0 if lr is None else float(lr), float(momentum), _int(seed, "seed", 0, 2 ** 64 - 1),
-                            None, _int(accumulate, "accumulate", 1, 64))
+                            None, _int(accumulate, "accumulate", 1, 64),
+                            0.0 if softmax_range is None else float(softmax_range))
         self._init_handle(eval_bundle, train, val)
         self._bundle, self._train, self._val = eval_bundle, train, val
         self._opts = opts

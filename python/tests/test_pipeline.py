@@ -289,6 +289,11 @@ class PipelineTest(unittest.TestCase):
             bt.Job(self.keys, self.train, lr=0)
         with self.assertRaises(ValueError):
             bt.Job(self.keys, self.train, accumulate=65)
+        with self.assertRaises(ValueError):
+            bt.Job(self.keys, self.train, softmax_range=300)
+        # a wider softmax range: a job like any other (the ctypes options reach C whole)
+        with bt.Job(self.keys, self.train, softmax_range=128) as job:
+            self.assertEqual(job.lr, 0.3)
         # lr None: the large-batch rule, 0.3 for a step of BATCH <= 1,024 rows
         with bt.Job(self.keys, self.train, accumulate=2) as job:
             self.assertEqual(job.lr, 0.3)

@@ -49,6 +49,8 @@ static void help(void) {
          "  --patience P     stop after P epochs without a better validation loss (default 3)\n"
          "  --lr X           learning rate (default 0.3)\n"
          "  --momentum X     Nesterov momentum (default 0.9)\n"
+         "  --softmax-range R\n"
+         "                   the logits' range the softmax approximation covers (default 32)\n"
          "  --no-whiten      standardise the features only (docs/TRAINING.md, \"Preconditioned features\")\n"
          "  --ridge R        the whitening's regularisation (default 2e-3 x features / training rows,\n"
          "                   within [1e-6, 1])\n"
@@ -101,7 +103,7 @@ static double max_abs_logit(const double *x, int rows, int F, int C, const doubl
 int bt_cli_demo(int argc, char **argv) {
   int ntrain = 2048, nval = 512, ntest = 0, B = 1024, epochs = 2, patience = 3, threads = 0, json = 0;
   int no_whiten = 0;
-  double lr = 0.3, mu = 0.9, ridge = 0, zmax = 0;
+  double lr = 0.3, mu = 0.9, ridge = 0, zmax = 0, srange = 0;
   const char *preset = "train-n16", *classes = "5-9", *dataset = "fashion-mnist", *model = NULL;
   const char *save_features = NULL, *save_model = NULL;
   bt_vit_pool pool = BT_VIT_POOL_PATCH_MEAN;
@@ -117,6 +119,7 @@ int bt_cli_demo(int argc, char **argv) {
                              {"--seed", BT_OPT_INT, &seed_i, 0, INT_MAX},
                              {"--lr", BT_OPT_DBL, &lr, 1e-6, 1e3},
                              {"--momentum", BT_OPT_DBL, &mu, 0, 0.999},
+                             {"--softmax-range", BT_OPT_DBL, &srange, 1, BT_MAX_SOFTMAX_BOUND},
                              {"--no-whiten", BT_OPT_FLAG, &no_whiten, 0, 0},
                              {"--ridge", BT_OPT_DBL, &ridge, 1e-12, 1e6},
                              {"--preset", BT_OPT_STR, &preset, 0, 0},
@@ -213,7 +216,9 @@ int bt_cli_demo(int argc, char **argv) {
   TRY("demo", bt_client_keygen(preset, flags, (int)dim, C, B, threads, &cl, &eb));
   const bt_ckks_params *p = bt_client_params(cl);
   const bt_job_tag *tag = bt_client_tag(cl);
-  TRY("demo", bt_job_layout(p, tag, &L, &sa));
+  TRY("demo", bt_job_layout(p, tag, &L, NULL));
+  const bt_softmax_config scfg = {.bound = srange};
+  TRY("demo", bt_softmax_approx_init(C, &scfg, &sa)); /* the job's (bt_job_options.softmax_bound) */
   t_setup = bt_seconds() - t0;
   if (!json)
     printf("demo: %s classes %s, %d train / %d validation / %zu test rows, features %s (%zu + bias)\n"
@@ -248,7 +253,7 @@ int bt_cli_demo(int argc, char **argv) {
   free(ytw);
 
   /* ---- server: the training job on the evaluation bundle only ---- */
-  bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = seed};
+  bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = seed, .softmax_bound = srange};
   TRY("demo", bt_job_new(p, &eb, &tr, &va, &jo, &job));
   const int ntb = tr.nbatches;
   const size_t CF = (size_t)C * (size_t)F;

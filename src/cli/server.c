@@ -53,6 +53,9 @@ static void train_help(void) {
          "  --seed S         batch-order seed (default 1)\n"
          "  --accumulate A   batches per step (default 1): their gradients are summed into\n"
          "                   one update, a step of A x the layout's batch (docs/TRAINING.md)\n"
+         "  --softmax-range R\n"
+         "                   the logits' range the softmax approximation covers (default 32;\n"
+         "                   wider costs bootstraps a step; docs/TRAINING.md)\n"
          "  --wait S         seconds to wait for each answer before exiting with status 3\n"
          "                   (default 0)\n"
          "  --threads N      threads (default BT_THREADS or all cores, divided among the\n"
@@ -112,7 +115,7 @@ static int await_answer(const char *who, const char *dir, int wait_s, bt_job *jo
 int bt_cli_train(int argc, char **argv) {
   const char *who = "train", *keys = NULL, *trainp = NULL, *valp = NULL, *dir = NULL, *progress = NULL;
   int epochs = 2, seed = 1, wait_s = 0, threads = 0, json = 0, insecure = 0, accumulate = 1;
-  double lr = 0, mu = 0.9; /* lr 0: the large-batch rule (bt_lr_for_batch) */
+  double lr = 0, mu = 0.9, srange = 0; /* lr 0: the large-batch rule (bt_lr_for_batch) */
   const bt_cli_opt opts[] = {{"--keys", BT_OPT_STR, &keys, 0, 0},
                              {"--train", BT_OPT_STR, &trainp, 0, 0},
                              {"--val", BT_OPT_STR, &valp, 0, 0},
@@ -122,6 +125,7 @@ int bt_cli_train(int argc, char **argv) {
                              {"--momentum", BT_OPT_DBL, &mu, 0, 0.999},
                              {"--seed", BT_OPT_INT, &seed, 0, 2147483647.0},
                              {"--accumulate", BT_OPT_INT, &accumulate, 1, BT_MAX_ACCUMULATE},
+                             {"--softmax-range", BT_OPT_DBL, &srange, 1, BT_MAX_SOFTMAX_BOUND},
                              {"--wait", BT_OPT_INT, &wait_s, 0, 1e7},
                              {"--threads", BT_OPT_INT, &threads, 1, 1024},
                              {"--json", BT_OPT_FLAG, &json, 0, 0},
@@ -172,7 +176,7 @@ int bt_cli_train(int argc, char **argv) {
   TRY(who, bt_pipeline_load_dataset_share(trainp, p, tag, mpi ? co.rank : 0, mpi ? co.ranks : 1, &tr));
   if (valp) TRY(who, bt_pipeline_load_dataset_share(valp, p, tag, mpi ? co.rank : 0, mpi ? co.ranks : 1, &va));
   const bt_job_options jo = {.epochs = epochs, .lr = lr, .momentum = mu, .seed = (uint64_t)seed,
-                             .coll = mpi ? &co : NULL, .accumulate = accumulate};
+                             .coll = mpi ? &co : NULL, .accumulate = accumulate, .softmax_bound = srange};
   TRY(who, bt_job_new(p, &eb, &tr, valp ? &va : NULL, &jo, &job));
 
   /* the state: a checkpoint, or the zero model; rank 0 first (it may

@@ -95,6 +95,8 @@ bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt
   if (!eb->ek || eb->ek->params != p) return bt_fail(BT_E_ARG, "job: the evaluation bundle is not of these parameters");
   if (o->accumulate < 0 || o->accumulate > BT_MAX_ACCUMULATE)
     return bt_fail(BT_E_ARG, "job: %d batches per step and rank (1 to %d)", o->accumulate, BT_MAX_ACCUMULATE);
+  if (!(o->softmax_bound == 0 || (o->softmax_bound >= 1 && o->softmax_bound <= BT_MAX_SOFTMAX_BOUND)))
+    return bt_fail(BT_E_ARG, "job: softmax range %g (1 to %d)", o->softmax_bound, BT_MAX_SOFTMAX_BOUND);
   const bt_collective *co = o->coll;
   if (co && (co->ranks < 1 || co->rank < 0 || co->rank >= co->ranks || !co->sum || !co->same))
     return bt_fail(BT_E_ARG, "job: rank %d of %d, or a collective operation missing", co->rank, co->ranks);
@@ -102,7 +104,9 @@ bt_status bt_job_new(const bt_ckks_params *p, const bt_eval_bundle *eb, const bt
   if (!j) return bt_fail(BT_E_NOMEM, "out of memory");
   j->p = p, j->eb = eb, j->train = train, j->val = val, j->o = *o;
   if (!j->o.accumulate) j->o.accumulate = 1;
-  bt_status st = bt_job_layout(p, &eb->tag, &j->L, &j->sa);
+  bt_status st = bt_job_layout(p, &eb->tag, &j->L, NULL);
+  const bt_softmax_config sc = {.bound = o->softmax_bound};
+  if (!st) st = bt_softmax_approx_init(eb->tag.classes, &sc, &j->sa);
   j->lr_rule = o->lr == 0;
   if (!st && j->lr_rule) j->o.lr = bt_lr_for_batch((long)(co ? co->ranks : 1) * j->o.accumulate * j->L.batch);
   if (!st) st = bt_job_check_keys(p, &eb->tag, eb->ek); /* a key short of its level, named now, not mid-epoch */

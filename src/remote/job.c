@@ -386,6 +386,9 @@ bt_status bt_remote_start(bt_remote *r, const bt_job_options *opt, bt_remote_inf
                      "start: epochs 1 to %d, lr 0 (the large-batch rule) or in [1e-6, 1000], momentum in [0, 0.999], "
                      "seed 0 to 2^31 - 1, accumulate 1 to %d",
                      BT_MAX_DECISIONS, BT_MAX_ACCUMULATE);
+    if (opt->softmax_bound != 0)
+      return bt_fail(BT_E_UNSUPPORTED, "start: the service trains at the default softmax range (%d); a job that "
+                     "needs another runs through `blindtuner train --softmax-range`", BT_SOFTMAX_BOUND);
     char lr[48] = "";
     if (opt->lr > 0) snprintf(lr, sizeof lr, "\"lr\": %.17g, ", opt->lr); /* none: the rule */
     snprintf(body, sizeof body, "{\"epochs\": %d, %s\"momentum\": %.17g, \"seed\": %llu, \"accumulate\": %d}",

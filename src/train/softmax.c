@@ -66,9 +66,10 @@ bt_status bt_softmax_approx_init(int classes, const bt_softmax_config *cfg, bt_s
   memset(out, 0, sizeof *out);
   bt_softmax_config c = {0};
   if (cfg) c = *cfg;
-  if (c.bound == 0) c.bound = 128;
-  if (c.gap == 0) c.gap = 24;
-  if (c.relu_degree == 0) c.relu_degree = 127;
+  if (c.bound == 0) c.bound = BT_SOFTMAX_BOUND;
+  if (c.gap == 0) c.gap = 16;
+  const int relu_auto = c.relu_degree == 0;
+  if (relu_auto) c.relu_degree = 63;
   if (classes < 2 || classes > 1024) return bt_fail(BT_E_ARG, "softmax over %d classes", classes);
   if (!(c.bound > 0 && c.bound <= 4096) || !(c.gap >= 16 && c.gap <= 256))
     return bt_fail(BT_E_ARG, "softmax bound %g / gap %g out of range", c.bound, c.gap);
@@ -84,19 +85,25 @@ bt_status bt_softmax_approx_init(int classes, const bt_softmax_config *cfg, bt_s
   sa->unit_t = 2 * c.bound + c.gap + 8;
   bt_status st;
 
-  /* relu on [-1, 1], centred so that its error is symmetric */
-  if ((st = bt_cheby_interpolate(f_relu, NULL, -1, 1, c.relu_degree, &sa->relu))) goto fail;
-  double emin = 0, emax = 0;
-  for (int i = 0; i <= 4 * GRID; i++) {
-    const double x = -1 + 2.0 * i / (4 * GRID);
-    const double e = bt_cheby_eval(&sa->relu, x) - f_relu(x, NULL);
-    emin = fmin(emin, e);
-    emax = fmax(emax, e);
+  /* relu on [-1, 1], centred so that its error is symmetric; by default the
+   * smallest of degree 63, 127, 255 keeping the maximum within 3 */
+  for (;;) {
+    bt_cheby_free(&sa->relu);
+    if ((st = bt_cheby_interpolate(f_relu, NULL, -1, 1, c.relu_degree, &sa->relu))) goto fail;
+    double emin = 0, emax = 0;
+    for (int i = 0; i <= 4 * GRID; i++) {
+      const double x = -1 + 2.0 * i / (4 * GRID);
+      const double e = bt_cheby_eval(&sa->relu, x) - f_relu(x, NULL);
+      emin = fmin(emin, e);
+      emax = fmax(emax, e);
+    }
+    sa->relu.c[0] -= 0.5 * (emin + emax);
+    sa->relu_err = 0.5 * (emax - emin);
+    /* each round moves the running maximum by at most relu_err * X */
+    sa->delta = sa->rounds * sa->relu_err * sa->unit_t * 1.02 + 1e-3;
+    if (!relu_auto || sa->delta <= 3 || c.relu_degree >= 255) break;
+    c.relu_degree = 2 * c.relu_degree + 1;
   }
-  sa->relu.c[0] -= 0.5 * (emin + emax);
-  sa->relu_err = 0.5 * (emax - emin);
-  /* each round moves the running maximum by at most relu_err * X */
-  sa->delta = sa->rounds * sa->relu_err * sa->unit_t * 1.02 + 1e-3;
   if (sa->delta > 6) {
     st = bt_fail(BT_E_ARG, "relu degree %d is too low for %d classes: the maximum would be off by %.1f",
                  c.relu_degree, classes, sa->delta);
@@ -124,7 +131,11 @@ bt_status bt_softmax_approx_init(int classes, const bt_softmax_config *cfg, bt_s
       const double y = e_lo / sa->unit_e + (e_hi - e_lo) / sa->unit_e * i / (4 * GRID);
       worst = fmax(worst, fabs(bt_cheby_eval(&sa->exp, y) - f_exp(y, &se)) * sa->s_half);
     }
-    if (c.exp_degree || worst < 1e-5) break;
+    if (c.exp_degree || worst < 1e-4) break;
+    if (k == 2) {
+      st = bt_fail(BT_E_ARG, "softmax range %g is too wide: exp is off by %.1e at degree 127", c.bound, worst);
+      goto fail;
+    }
   }
 
   /* 1/u on [s_lo, s_hi] / s_half: the shallowest (degree, Newton steps) */
@@ -154,7 +165,8 @@ bt_status bt_softmax_approx_init(int classes, const bt_softmax_config *cfg, bt_s
 
   /* log S / unit_e on the same interval, for the validation loss: the
    * smallest of 15 ... 255 reaching 1e-5 absolute on log S (S spans a
-   * ratio of C e^(2 delta), 2,500 at 16 classes, which is what needs 255) */
+   * ratio of C e^(2 delta): 2,500 at 16 classes and range 128 needs 255,
+   * 313 at 10 classes and range 32 127) */
   const int log_try[5] = {15, 31, 63, 127, 255};
   for (int k = 0; k < 5; k++) {
     bt_cheby_free(&sa->log);

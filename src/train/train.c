@@ -229,14 +229,18 @@ static bt_status add_pattern(bt_trainer *t, bt_evaluator *ev, const bt_ciphertex
   return st ? st : bt_eval_add_plain(ev, a, t->pt, out);
 }
 
-/* Makes sure `ct` has `need` levels and exactly the default scale:
- * corrects a drifted scale with one level when there is one to spare,
- * otherwise bootstraps (the only place this file bootstraps). */
-static bt_status refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *ct, int need) {
+/* Makes sure `ct` has `need` levels and, with `exact_scale`, exactly the
+ * default scale: corrects a drifted scale with one level when there is one
+ * to spare, otherwise bootstraps (the only place this file bootstraps).
+ * Without `exact_scale` a drifted scale is kept: bootstrapping then reads
+ * the value times r at the default scale, and the scale is set to r times
+ * the default instead of spending a level on 1 / r (for a polynomial's
+ * input, which takes any scale). */
+static bt_status refresh_scaled(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *ct, int need, int exact_scale) {
   const double r = ct->scale / t->scale;
   const int exact = fabs(r - 1) < 1e-12;
   bt_status st = BT_OK;
-  if (ct->level >= need && exact) return BT_OK;
+  if (ct->level >= need && (exact || !exact_scale)) return BT_OK;
   if (ct->level >= need + 1) {
     st = bt_eval_mul_const_scaled(ev, ct, 1, 0, t->scale * (double)bt_ckks_q(t->p, ct->level) / ct->scale, ct);
     if (!st) st = bt_eval_rescale(ev, ct, ct);
@@ -250,7 +254,8 @@ static bt_status refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *ct, int
   bt_ciphertext *tmp = t->s[NSCRATCH - 1];
   st = bt_bootstrap(t->bs, ev, ct, tmp);
   if (!st) st = bt_ciphertext_copy(tmp, ct);
-  if (!st && !exact) {
+  if (!st && !exact && !exact_scale) ct->scale = t->scale * r;
+  else if (!st && !exact) {
     st = bt_eval_mul_const(ev, ct, 1 / r, 0, ct);
     if (!st) st = bt_eval_rescale(ev, ct, ct);
   }
@@ -265,6 +270,10 @@ static bt_status refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *ct, int
   }
   if (!st && ct->level < need) st = bt_fail(BT_E_LEVEL, "trainer: %d levels needed after bootstrapping, %d left", need, ct->level);
   return st;
+}
+
+static bt_status refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *ct, int need) {
+  return refresh_scaled(t, ev, ct, need, 1);
 }
 
 static bt_status mul_rs(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b, bt_ciphertext *out) {
@@ -313,15 +322,21 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
   TRY(add_pattern(t, ev, z, z));
   /* folded: z arrives gathered; the bootstrap (mean of the folds) folds it */
   if (t->L.fold && z->level > 0) TRY(bt_eval_drop_level(ev, z, z->level, z));
-  TRY(refresh(t, ev, z, relu_depth > 1 ? relu_depth : 1));
-  TRY(bt_eval_mul_const(ev, z, sa->unit_t / sa->unit_e, 0, zs));
+  /* z's scale drifts in the product; the relu takes it as it is, and z's
+   * other uses (zs, the first round's b) land on the default scale on
+   * levels they have to spare: a bootstrap's segment keeps all its levels */
+  TRY(refresh_scaled(t, ev, z, relu_depth > 1 ? relu_depth : 1, 0));
+  TRY(bt_eval_mul_const_scaled(ev, z, sa->unit_t / sa->unit_e, 0,
+                               t->scale * (double)bt_ckks_q(t->p, z->level) / z->scale, zs));
   TRY(bt_eval_rescale(ev, zs, zs));
+  zs->scale = t->scale;
   TRY(bt_ciphertext_copy(z, cur));
   for (int w = cp / 2; w >= 1; w /= 2) {
-    TRY(refresh(t, ev, cur, relu_depth));
+    TRY(refresh_scaled(t, ev, cur, relu_depth, 0));
     TRY(bt_eval_rotate(ev, cur, w, b));
     TRY(bt_eval_sub(ev, cur, b, cur));
     TRY(bt_eval_cheby(ev, cur, &sa->relu, t->scale, cur));
+    TRY(refresh(t, ev, b, 0));
     TRY(bt_eval_add(ev, cur, b, cur));
   }
   /* the maximum sits in column 0: mask (with the change of unit) and spread */
@@ -344,6 +359,18 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
   }
   TRY(refresh(t, ev, e, bt_cheby_depth(&sa->exp)));
   TRY(bt_eval_cheby(ev, e, &sa->exp, t->scale, e));
+  if (!lr && t->bs) {
+    /* p = e / S must keep the levels D = P - Y needs (BT_TRAIN_PRODUCT_LEVEL),
+     * so e needs one more.  When it has fewer, bootstrapping e now, before the
+     * row sum is taken from it, is one bootstrap where bootstrapping u and
+     * then e again is two -- provided a bootstrapped e carries the whole rest:
+     * the mask of u, the inverse and its Newton steps, the product (kappa's
+     * level on e is one e has to spare above the inverse's output). */
+    const int rest = 1 + bt_cheby_depth(&sa->inv) + 2 * sa->newton + 1 + BT_TRAIN_PRODUCT_LEVEL;
+    const int want = BT_TRAIN_PRODUCT_LEVEL + 1 + (sa->newton ? 1 : 0); /* e's 1 / kappa takes one */
+    if (e->level < want && rest <= bt_ckks_max_level(t->p) - bt_bootstrap_depth(t->bs))
+      TRY(refresh(t, ev, e, rest));
+  }
   /* row sums to column 0, masked, spread over the window; other slots get
    * a value inside the inverse's interval */
   TRY(bt_eval_inner_sum(ev, e, 1, cp, u));
@@ -369,9 +396,14 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
       TRY(bt_eval_inner_sum(ev, y, t->L.s1, t->L.s0, lr->out));
     goto done;
   }
-  TRY(refresh(t, ev, u, bt_cheby_depth(&sa->inv) + 2 * sa->newton));
+  /* y = 1/u reaches s_half / s_lo: rather than bootstrap it (which
+   * multiplies bootstrapping's error by that), bootstrap u so that y keeps a
+   * level for the product -- the same count, since y would need one */
+  const int inv_levels = bt_cheby_depth(&sa->inv) + 2 * sa->newton;
+  const int spare = t->bs && inv_levels + 1 <= bt_ckks_max_level(t->p) - bt_bootstrap_depth(t->bs);
+  TRY(refresh(t, ev, u, inv_levels + spare));
   TRY(bt_eval_cheby(ev, u, &sa->inv, t->scale, y));
-  /* y = 1/u reaches s_half / s_lo (about 1,200 at 16 classes) and, after
+  /* y = 1/u reaches s_half / s_lo (about 1,200 at 16 classes and range 128) and, after
    * Newton's steps, usually has no level left: bootstrapping it would
    * multiply bootstrapping's error (which grows with the message) by that.
    * So the last Newton step returns kappa * y (kappa = s_lo / s_half, the

@@ -28,4 +28,15 @@ for w in whole killed; do
 done
 "$B" evaluate --model killed.head --features "$F/te.features.npy" --labels "$F/te.labels.npy" \
   --reference whole.head --tolerance 1e-6
+echo "+ a softmax range outside 1-256 is refused; a wider one trains the same model within the approximations"
+rc=0
+"$B" train --allow-insecure $T --workdir wide --softmax-range 300 2>err.log || rc=$?
+[ $rc -ne 0 ] && grep -q -- "--softmax-range" err.log || { echo "a softmax range of 300 was not refused"; cat err.log; exit 1; }
+[ ! -e wide ] || { echo "a refused train left wide/ behind"; exit 1; }
+"$B" train --allow-insecure $T --epochs 1 --workdir wide --softmax-range 128
+for w in whole wide; do
+  "$B" decrypt --allow-insecure --keys "$F/client.key" --model $w/model-001.bt --scaler "$F/scaler.bt" --out $w.1.head
+done
+"$B" evaluate --model wide.1.head --features "$F/te.features.npy" --labels "$F/te.labels.npy" \
+  --reference whole.1.head --tolerance 3e-3
 echo "resume: ok"
