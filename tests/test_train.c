@@ -340,8 +340,8 @@ static void encrypted_steps(fixture *f, const int B, const int F, const int C, i
 }
 
 static void test_encrypted_steps(void **state) { encrypted_steps(*state, 50, 45, 3, 0, 0); }
-/* 16 padded classes: the inverse takes Newton steps and 1/S is large (the
- * case that once lost 10 bits when 1/S itself was bootstrapped) */
+/* 16 padded classes: 1/S is large (the case that once lost 10 bits when 1/S
+ * itself was bootstrapped); at range 128, below, the inverse takes Newton steps */
 static void test_encrypted_steps_16(void **state) { encrypted_steps(*state, 40, 30, 10, 0, 0); }
 /* the same, folded: 8 groups of 8 rows (2^8 slots) and 2 groups of 32 rows (2^10) */
 static void test_encrypted_steps_folded(void **state) { encrypted_steps(*state, 50, 45, 3, 1, 0); }

@@ -36,9 +36,11 @@ extern "C" {
 
 /* The logits' range the default approximation covers: 32 since library 0.6
  * (128 before; the narrower range is what lets a (B, F, 5..8) step bootstrap
- * 4 times instead of 6, docs/TRAINING.md).  The large-batch rule's logits
- * stay within it; a larger learning rate can leave it, which `demo` checks
- * on its plaintext twin. */
+ * 4 times instead of 6, docs/TRAINING.md).  On whitened features the
+ * large-batch rule's logits stay within it (30.9 at 8,192 rows); a larger
+ * learning rate or standardised features at large batches can leave it,
+ * which `demo` checks on its plaintext twin.  A logit outside makes the
+ * step's output garbage. */
 #define BT_SOFTMAX_BOUND 32
 /* Degrees of the approximation; zero fields take the defaults. */
 typedef struct bt_softmax_config {

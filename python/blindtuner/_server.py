@@ -37,7 +37,9 @@ class Job(_Handle):
     (2.4 at 8,192; docs/TRAINING.md); a restored job keeps its
     checkpoint's.  The rate in use is Job.lr.  softmax_range None: the
     logits' range the softmax approximation covers is the library's (32); a
-    wider one (up to 256) costs bootstraps (docs/TRAINING.md)."""
+    wider one (up to 256) costs bootstraps.  A logit outside the range makes
+    the step's output garbage (the validation loss jumps): large batches on
+    standardised features take 64 (docs/TRAINING.md)."""
 
     def __init__(self, eval_bundle, train=None, val=None, epochs=2, lr=None, momentum=0.9, seed=1, accumulate=1,
                  softmax_range=None):
