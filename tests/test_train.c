@@ -185,7 +185,9 @@ static void decrypt_vals(fixture *f, const bt_ciphertext *ct, double complex *v)
 /* fold: the folded layout, its softmax on sparse slots (hemat.h) */
 /* bound: the softmax range (0: the default); a wide one takes Newton steps
  * and the kappa scaling of the inverse */
-static void encrypted_steps(fixture *f, const int B, const int F, const int C, int fold, double bound) {
+/* boots: the bootstraps the 2 steps take at this preset (a regression guard
+ * on the level plan of docs/TRAINING.md) */
+static void encrypted_steps(fixture *f, const int B, const int F, const int C, int fold, double bound, long boots) {
   const int nsteps = 2;
   const double lr = 2.0, mu = 0.5;
   bt_hemat_layout L;
@@ -270,6 +272,7 @@ static void encrypted_steps(fixture *f, const int B, const int F, const int C, i
          "other %.2f s; rot %ld, mult %ld, cmult %ld\n",
          nsteps, B, F, C, stats.bootstraps, stats.matmul_s, stats.softmax_s, stats.bootstrap_s, stats.other_s,
          stats.rot, stats.mult, stats.cmult);
+  assert_int_equal(stats.bootstraps, boots);
   decrypt_vals(f, a, cv);
   double *vr = malloc(L.slots * sizeof *vr), *wr = malloc(L.slots * sizeof *wr);
   double *vd = calloc((size_t)C * F, sizeof *vd), *wd = calloc((size_t)C * F, sizeof *wd);
@@ -339,15 +342,15 @@ static void encrypted_steps(fixture *f, const int B, const int F, const int C, i
   bt_softmax_approx_free(&sa);
 }
 
-static void test_encrypted_steps(void **state) { encrypted_steps(*state, 50, 45, 3, 0, 0); }
+static void test_encrypted_steps(void **state) { encrypted_steps(*state, 50, 45, 3, 0, 0, 7); }
 /* 16 padded classes: 1/S is large (the case that once lost 10 bits when 1/S
  * itself was bootstrapped); at range 128, below, the inverse takes Newton steps */
-static void test_encrypted_steps_16(void **state) { encrypted_steps(*state, 40, 30, 10, 0, 0); }
+static void test_encrypted_steps_16(void **state) { encrypted_steps(*state, 40, 30, 10, 0, 0, 9); }
 /* the same, folded: 8 groups of 8 rows (2^8 slots) and 2 groups of 32 rows (2^10) */
-static void test_encrypted_steps_folded(void **state) { encrypted_steps(*state, 50, 45, 3, 1, 0); }
-static void test_encrypted_steps_16_folded(void **state) { encrypted_steps(*state, 40, 30, 10, 1, 0); }
+static void test_encrypted_steps_folded(void **state) { encrypted_steps(*state, 50, 45, 3, 1, 0, 7); }
+static void test_encrypted_steps_16_folded(void **state) { encrypted_steps(*state, 40, 30, 10, 1, 0, 9); }
 /* the range before library 0.6: Newton steps, kappa, degree-127 rounds */
-static void test_encrypted_steps_16_wide(void **state) { encrypted_steps(*state, 40, 30, 10, 1, 128); }
+static void test_encrypted_steps_16_wide(void **state) { encrypted_steps(*state, 40, 30, 10, 1, 128, 15); }
 
 int main(void) {
   bt_test_seed();

@@ -291,9 +291,21 @@ class PipelineTest(unittest.TestCase):
             bt.Job(self.keys, self.train, accumulate=65)
         with self.assertRaises(ValueError):
             bt.Job(self.keys, self.train, softmax_range=300)
-        # a wider softmax range: a job like any other (the ctypes options reach C whole)
+        # a wider softmax range: a job like any other
         with bt.Job(self.keys, self.train, softmax_range=128) as job:
             self.assertEqual(job.lr, 0.3)
+        # the mirrored options struct reaches C whole: a range past Python's
+        # check, set on the struct itself, is refused by the library by value
+        from ctypes import byref, c_void_p
+        from blindtuner import _lib as L
+        lib = self.keys._lib
+        o = L.JobOptions()
+        lib.bt_job_options_init(byref(o))
+        self.assertEqual(o.accumulate, 1)
+        o.softmax_bound = 300.0
+        ptr = c_void_p()
+        with self.assertRaisesRegex(bt.BlindTunerError, "softmax range 300"):
+            lib.check(lib.bt_job_new(self.keys._params(), self.keys._buf, self.train._buf, None, byref(o), byref(ptr)))
         # lr None: the large-batch rule, 0.3 for a step of BATCH <= 1,024 rows
         with bt.Job(self.keys, self.train, accumulate=2) as job:
             self.assertEqual(job.lr, 0.3)

@@ -335,7 +335,7 @@ int bt_cli_demo(int argc, char **argv) {
   if (save_model) TRY("demo", bt_pipeline_save_head(save_model, BT_IO_PLAIN_MODEL, p, &head));
   if (zmax > sa.bound)
     fprintf(stderr, "demo: warning: a logit of the twin's steps reached %.1f, beyond the softmax approximation's "
-                    "range +-%g; lower --lr\n", zmax, sa.bound);
+                    "range +-%g; lower --lr or widen --softmax-range\n", zmax, sa.bound);
   double acc_enc, acc_tw, acc_ex, loss_enc, loss_tw, loss_ex;
   TRY("demo", bt_plain_head_evaluate(&head, fte, yte, n_te, &acc_enc, &loss_enc, NULL, NULL));
   TRY("demo", bt_plain_evaluate(NULL, B, (int)n_te, F, C, xte, yte, tw_hist[best], &loss_tw, &acc_tw));

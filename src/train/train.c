@@ -276,6 +276,11 @@ static bt_status refresh(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *ct, int
   return refresh_scaled(t, ev, ct, need, 1);
 }
 
+/* The levels a bootstrapped ciphertext has (-1 without a bootstrapper). */
+static int boot_level(const bt_trainer *t) {
+  return t->bs ? bt_ckks_max_level(t->p) - bt_bootstrap_depth(t->bs) : -1;
+}
+
 static bt_status mul_rs(bt_evaluator *ev, const bt_ciphertext *a, const bt_ciphertext *b, bt_ciphertext *out) {
   bt_status st = bt_eval_mul_relin(ev, a, b, out);
   return st ? st : bt_eval_rescale(ev, out, out);
@@ -368,7 +373,7 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
      * level on e is one e has to spare above the inverse's output). */
     const int rest = 1 + bt_cheby_depth(&sa->inv) + 2 * sa->newton + 1 + BT_TRAIN_PRODUCT_LEVEL;
     const int want = BT_TRAIN_PRODUCT_LEVEL + 1 + (sa->newton ? 1 : 0); /* e's 1 / kappa takes one */
-    if (e->level < want && rest <= bt_ckks_max_level(t->p) - bt_bootstrap_depth(t->bs))
+    if (e->level < want && rest <= boot_level(t))
       TRY(refresh(t, ev, e, rest));
   }
   /* row sums to column 0, masked, spread over the window; other slots get
@@ -400,7 +405,7 @@ static bt_status softmax(bt_trainer *t, bt_evaluator *ev, bt_ciphertext *z, bt_c
    * multiplies bootstrapping's error by that), bootstrap u so that y keeps a
    * level for the product -- the same count, since y would need one */
   const int inv_levels = bt_cheby_depth(&sa->inv) + 2 * sa->newton;
-  const int spare = t->bs && inv_levels + 1 <= bt_ckks_max_level(t->p) - bt_bootstrap_depth(t->bs);
+  const int spare = inv_levels + 1 <= boot_level(t);
   TRY(refresh(t, ev, u, inv_levels + spare));
   TRY(bt_eval_cheby(ev, u, &sa->inv, t->scale, y));
   /* y = 1/u reaches s_half / s_lo (about 1,200 at 16 classes and range 128) and, after
